@@ -1,0 +1,59 @@
+"""The `calmon` command. Each subcommand is a thin module in calmon_assets.commands exposing
+HELP, add_arguments(parser) and run(args) -> exit code; it calls the same code Dagster runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = [
+    "validate-config",
+    "sim",
+    "extract-features",
+    "estimate",
+    "collect-references",
+    "monitor",
+    "results",
+    "demo",
+    "dev",
+]
+
+
+def _module(name: str):
+    return importlib.import_module(f"calmon_assets.commands.{name.replace('-', '_')}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calmon",
+        description="calmon: calibration monitor for fleets of PTZ cameras (on Dagster).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = _module(name)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not exc.name.startswith("calmon_assets.commands"):
+                raise
+            continue
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

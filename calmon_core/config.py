@@ -1,0 +1,420 @@
+"""calmon's configuration: calibration_monitoring.ini (settings) and devices.yaml (the fleet).
+
+Secrets are never written in the files: values like ${SLACK_WEBHOOK_URL} are read from the
+environment at load time, and AWS credentials come from the standard AWS credential chain.
+"""
+
+from __future__ import annotations
+
+import configparser
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from calmon_core.layout import DEFAULT_BUCKET, UnsafeNameError, check_segment
+from calmon_core.models import Intrinsics, Pose
+
+SETTINGS_FILE = "calibration_monitoring.ini"
+DEVICES_FILE = "devices.yaml"
+DEFAULT_CONFIG_DIR = Path("configs")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """Every problem found in a configuration, each naming the file and the key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def expand_env(value: str) -> str:
+    """Replace ${NAME} and ${NAME:-default} with the environment's values ('' when unset)."""
+    return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+
+
+# ----------------------------------------------------------------------------- settings (.ini)
+
+
+class AwsSettings(BaseModel):
+    region: str = "us-east-1"
+    endpoint_url: str | None = None  # S3-compatible stores, moto in tests
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["local", "s3"] = "local"
+    bucket: str = DEFAULT_BUCKET
+    local_root: str = ".calmon/object-store"  # the embedded default; relative to the working dir
+
+
+class ResultsSettings(BaseModel):
+    catalog: Literal["sqlite", "glue", "rest"] = "sqlite"
+    catalog_name: str = "calmon"
+    database: str = "calibration_monitoring"
+    table: str = "calibration_results"
+    warehouse: str = ".calmon/warehouse"  # local folder or s3:// URI
+    sqlite_path: str = ".calmon/catalog.db"
+    rest_uri: str | None = None
+    athena_workgroup: str = "primary"
+    athena_output_location: str | None = None
+
+
+class SlackSettings(BaseModel):
+    webhook_url: SecretStr | None = None
+    channel: str = "calibration_monitoring"
+    threshold_deg: float = Field(default=0.5, gt=0)
+    files_base_url: str | None = None  # e.g. an S3 console URL prefix for "files" links
+
+
+class CaptureSettings(BaseModel):
+    stabilize_time: float = Field(default=30, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+    active_ptz_stops: list[tuple[float, float, float]] = []
+    telemetry_rate_hz: float = Field(default=10, gt=0)
+    deadband_deg: float = Field(default=0.0, ge=0)
+
+
+class ScheduleSettings(BaseModel):
+    cadence: Literal["hourly", "daily"] = "hourly"
+    start_date: str = "2026-01-01"
+    cron: str | None = None  # overrides the cadence's default cron
+    max_concurrent_per_deployment: int = Field(default=4, gt=0)
+    reference_max_age_days: float = Field(default=90, gt=0)
+
+
+class Settings(BaseModel):
+    aws: AwsSettings = AwsSettings()
+    storage: StorageSettings = StorageSettings()
+    results: ResultsSettings = ResultsSettings()
+    slack: SlackSettings = SlackSettings()
+    capture: CaptureSettings = CaptureSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+
+
+def parse_stops(text: str) -> list[tuple[float, float, float]]:
+    """'pan,tilt,zoom; pan,tilt,zoom' -> list of triples."""
+    stops = []
+    for chunk in re.split(r"[;\n]", text):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        parts = [p.strip() for p in chunk.split(",")]
+        if len(parts) != 3:
+            raise ValueError(f"stop {chunk!r} is not a pan,tilt,zoom triple")
+        values = tuple(float(p) for p in parts)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"stop {chunk!r} has a non-finite number")
+        stops.append(values)
+    return stops  # type: ignore[return-value]
+
+
+def _pydantic_problems(error: ValidationError, source: str, prefix: str = "") -> list[str]:
+    problems = []
+    for item in error.errors():
+        loc = prefix
+        for part in item["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        got = item.get("input")
+        got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+        problems.append(f"{source}: {loc or '<root>'}: {item['msg']}{got_text}")
+    return problems
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Settings from an .ini file; a missing file gives the embedded defaults."""
+    if path is None or not Path(path).exists():
+        return Settings()
+    path = Path(path)
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise ConfigError([f"{path}: not a valid INI file: {exc}"]) from exc
+    raw: dict[str, Any] = {}
+    problems: list[str] = []
+    known = set(Settings.model_fields)
+    for section in parser.sections():
+        if section not in known:
+            problems.append(f"{path}: [{section}]: unknown section (expected one of {sorted(known)})")
+            continue
+        values: dict[str, Any] = {}
+        for key, value in parser.items(section):
+            value = expand_env(value).strip()
+            if value == "":
+                continue
+            if section == "capture" and key == "active_ptz_stops":
+                try:
+                    values[key] = parse_stops(value)
+                except ValueError as exc:
+                    problems.append(f"{path}: [capture] active_ptz_stops: {exc}")
+                continue
+            values[key] = value
+        raw[section] = values
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, str(path)))
+        settings = None
+    for section, model in raw.items():
+        fields = Settings.model_fields[section].annotation.model_fields  # type: ignore[union-attr]
+        for key in model:
+            if key not in fields:
+                problems.append(f"{path}: [{section}] {key}: unknown key (expected one of {sorted(fields)})")
+    if problems:
+        raise ConfigError(problems)
+    assert settings is not None
+    return settings
+
+
+# ----------------------------------------------------------------------------- devices.yaml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CameraEndpoint(_Strict):
+    """How to reach a camera: full URLs (direct), or a Kubernetes service and port (port-forward)."""
+
+    base_url: str | None = None  # e.g. http://127.0.0.1:8001 ; snapshot/stream/ptz paths below
+    snapshot_url: str | None = None
+    stream_url: str | None = None
+    service: str | None = None
+    port: int | None = Field(default=None, gt=0, lt=65536)
+    snapshot_path: str = "/snapshot.jpg"
+    stream_path: str = "/stream.mjpg"
+    ptz_path: str = "/ptz/absolute"
+    ptz: Literal["http", "mqtt", "none"] = "http"
+    grab: Literal["snapshot", "stream"] = "snapshot"
+
+    @model_validator(mode="after")
+    def _reachable(self) -> CameraEndpoint:
+        if not (self.base_url or self.snapshot_url or self.stream_url or (self.service and self.port)):
+            raise ValueError("camera needs base_url, snapshot_url, stream_url, or service and port")
+        return self
+
+
+class DeviceIntrinsics(_Strict):
+    """Image size and focal length: hfov per zoom (interpolated in focal length) or fx/fy/cx/cy."""
+
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    hfov_by_zoom: dict[float, float] | None = None
+    fx: float | None = Field(default=None, gt=0)
+    fy: float | None = Field(default=None, gt=0)
+    cx: float | None = None
+    cy: float | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DeviceIntrinsics:
+        if not self.hfov_by_zoom and self.fx is None:
+            raise ValueError("intrinsics need hfov_by_zoom or fx")
+        for zoom, hfov in (self.hfov_by_zoom or {}).items():
+            if not (zoom > 0 and 0 < hfov < 180):
+                raise ValueError(f"hfov_by_zoom {zoom}: {hfov} must be zoom > 0 and 0 < hfov < 180")
+        return self
+
+    def at_zoom(self, zoom: float) -> Intrinsics:
+        if not self.hfov_by_zoom:
+            return Intrinsics(width=self.width, height=self.height, fx=self.fx, fy=self.fy, cx=self.cx, cy=self.cy)
+        from calmon_core.conventions import focal_from_hfov, hfov_from_focal
+
+        points = sorted(self.hfov_by_zoom.items())
+        zooms = [z for z, _ in points]
+        focals = [math.log(focal_from_hfov(self.width, h)) for _, h in points]
+        if len(points) == 1:
+            # one calibrated zoom: focal length scales linearly with zoom
+            focal = math.exp(focals[0]) * zoom / zooms[0]
+        else:
+            import numpy as np
+
+            # log-focal interpolation, linear extrapolation in log focal at the ends
+            if zoom <= zooms[0]:
+                i = 0
+            elif zoom >= zooms[-1]:
+                i = len(zooms) - 2
+            else:
+                i = int(np.searchsorted(zooms, zoom)) - 1
+            z0, z1 = zooms[i], zooms[i + 1]
+            t = (zoom - z0) / (z1 - z0)
+            focal = math.exp(focals[i] + t * (focals[i + 1] - focals[i]))
+        return Intrinsics(width=self.width, height=self.height, hfov_deg=hfov_from_focal(self.width, focal))
+
+
+class ReferenceGrid(_Strict):
+    """The poses of a reference scan: every yaw x every pitch at one zoom."""
+
+    yaws: list[float] = Field(min_length=1)
+    pitches: list[float] = Field(min_length=1)
+    zoom: float = Field(default=1.0, gt=0)
+
+    def poses(self) -> list[Pose]:
+        return [Pose(yaw=y, pitch=p, roll=0.0, zoom=self.zoom) for p in self.pitches for y in self.yaws]
+
+
+class Device(_Strict):
+    id: str
+    enabled: bool = True
+    camera: CameraEndpoint
+    intrinsics: DeviceIntrinsics
+    mode: Literal["passive", "active"] = "passive"
+    active_ptz_stops: list[tuple[float, float, float]] = []
+    stabilize_time: float | None = Field(default=None, ge=0)
+    reference_grid: ReferenceGrid
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value: str) -> str:
+        try:
+            return check_segment(value, "device id")
+        except UnsafeNameError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class MqttEndpoint(_Strict):
+    host: str | None = "127.0.0.1"  # direct mode
+    port: int = Field(default=1883, gt=0, lt=65536)
+    service: str | None = None  # kubectl mode: port-forwarded service
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class TelemetryFields(_Strict):
+    """Names of the telemetry JSON keys at a site, mapped to calmon's names."""
+
+    yaw: str = "yaw"
+    pitch: str = "pitch"
+    roll: str = "roll"
+    zoom: str = "zoom"
+    timestamp: str = "timestamp"
+
+
+class Deployment(_Strict):
+    name: str
+    access: Literal["direct", "kubectl"] = "direct"
+    kube_context: str | None = None
+    kubeconfig: str | None = None
+    namespace: str = "default"
+    mqtt: MqttEndpoint = MqttEndpoint()
+    topic_template: str = "calmon/{deployment}/{device}/telemetry"
+    command_topic_template: str = "calmon/{deployment}/{device}/ptz"
+    telemetry_fields: TelemetryFields = TelemetryFields()
+    devices: list[Device] = []
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        try:
+            return check_segment(value, "deployment name")
+        except UnsafeNameError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _kubectl_needs_context(self) -> Deployment:
+        if self.access == "kubectl" and not self.kube_context:
+            raise ValueError("access: kubectl needs kube_context")
+        ids = [d.id for d in self.devices]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate device ids {dupes}")
+        return self
+
+    def topic(self, device_id: str) -> str:
+        return self.topic_template.format(deployment=self.name, device=device_id)
+
+    def command_topic(self, device_id: str) -> str:
+        return self.command_topic_template.format(deployment=self.name, device=device_id)
+
+
+class Fleet(_Strict):
+    deployments: list[Deployment] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> Fleet:
+        names = [d.name for d in self.deployments]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate deployment names {dupes}")
+        seen: dict[str, str] = {}
+        for dep in self.deployments:
+            for dev in dep.devices:
+                if dev.id in seen:
+                    raise ValueError(
+                        f"device id {dev.id!r} is in deployments {seen[dev.id]!r} and {dep.name!r}; "
+                        "device ids are partition keys and must be unique across the fleet"
+                    )
+                seen[dev.id] = dep.name
+        return self
+
+    def devices(self, enabled_only: bool = False) -> list[tuple[Deployment, Device]]:
+        return [
+            (dep, dev)
+            for dep in self.deployments
+            for dev in dep.devices
+            if dev.enabled or not enabled_only
+        ]
+
+    def find(self, device_id: str) -> tuple[Deployment, Device]:
+        for dep, dev in self.devices():
+            if dev.id == device_id:
+                return dep, dev
+        raise KeyError(f"device {device_id!r} is not in devices.yaml")
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: file not found"])
+    try:
+        raw = yaml.safe_load(expand_env(path.read_text(encoding="utf-8")))
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: top level must be a mapping with 'deployments'"])
+    try:
+        return Fleet.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(exc, str(path))) from exc
+
+
+class CalmonConfig(BaseModel):
+    """Everything one calmon site needs: settings plus the fleet."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    directory: Path
+    settings: Settings
+    fleet: Fleet
+
+
+def load_config(directory: str | Path = DEFAULT_CONFIG_DIR) -> CalmonConfig:
+    """Load and validate a config folder, reporting every problem in both files at once."""
+    directory = Path(directory)
+    problems: list[str] = []
+    settings, fleet = Settings(), Fleet()
+    try:
+        settings = load_settings(directory / SETTINGS_FILE)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    try:
+        fleet = load_fleet(directory / DEVICES_FILE)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return CalmonConfig(directory=directory, settings=settings, fleet=fleet)
