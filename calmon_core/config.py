@@ -85,6 +85,8 @@ class CaptureSettings(BaseModel):
     active_ptz_stops: list[tuple[float, float, float]] = []
     telemetry_rate_hz: float = Field(default=10, gt=0)
     deadband_deg: float = Field(default=0.0, ge=0)
+    reference_stabilize_time: float = Field(default=3, ge=0)  # calmon drives the camera itself
+    workdir: str = ".calmon/work"  # local copies of captures and the reference cache
 
 
 class ScheduleSettings(BaseModel):
@@ -131,6 +133,20 @@ def _pydantic_problems(error: ValidationError, source: str, prefix: str = "") ->
         got_text = "" if isinstance(got, dict) else f" (got {got!r})"
         problems.append(f"{source}: {loc or '<root>'}: {item['msg']}{got_text}")
     return problems
+
+
+def env_reference(path: str | Path, section: str, key: str) -> str | None:
+    """The environment variable a setting reads (`${NAME}` or `${NAME:-...}`), if that is all it is.
+
+    Secrets configured this way reach Dagster as EnvVar, so the UI never shows their values.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
+    if not Path(path).exists():
+        return None
+    parser.read(path, encoding="utf-8")
+    raw = parser.get(section, key, fallback="").strip()
+    match = _ENV_REF.fullmatch(raw)
+    return match.group(1) if match else None
 
 
 def load_settings(path: str | Path | None) -> Settings:

@@ -1,0 +1,30 @@
+"""Jobs: the scheduled check (capture + offsets) and the reference scan."""
+
+import dagster as dg
+
+from calmon_assets.partitions import check_partitions, device_partitions
+
+DEPLOYMENT_TAG = "calmon/deployment"
+DEVICE_TAG = "calmon/device"
+REALERT_TAG = "calmon/realert"
+
+calibration_check_job = dg.define_asset_job(
+    "calibration_check",
+    selection=dg.AssetSelection.assets("query_capture", "calibration_offsets"),
+    partitions_def=check_partitions,
+    description="One calibration check of one device for one time partition.",
+)
+
+reference_scan_job = dg.define_asset_job(
+    "reference_scan_job",
+    selection=dg.AssetSelection.assets("reference_scan"),
+    partitions_def=device_partitions,
+    description="(Re)collect a device's reference scan.",
+)
+
+reprocess_offsets_job = dg.define_asset_job(
+    "reprocess_offsets",
+    selection=dg.AssetSelection.assets("calibration_offsets"),
+    partitions_def=check_partitions,
+    description="Backfill: re-estimate offsets from stored query captures (no camera needed).",
+)

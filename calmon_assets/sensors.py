@@ -1,0 +1,183 @@
+"""Sensors: device sync from devices.yaml, Slack alerts for new results, and failed-run rows."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from calmon_assets.devices import plan_device_sync
+from calmon_assets.jobs import REALERT_TAG, calibration_check_job
+from calmon_assets.partitions import DEVICE_DIM, TIME_DIM, device_partitions
+from calmon_assets.site import SiteConfigResource
+from calmon_core.alerts import format_slack_message
+from calmon_core.check_result import failed_check
+from calmon_core.config import ConfigError
+from calmon_core.models import CheckStatus
+from resources.results_table import ResultsTableResource
+from resources.slack import SlackResource
+
+BACKFILL_TAG = "dagster/backfill"
+
+
+@dg.sensor(
+    name="sync_devices",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds a device partition for every device in devices.yaml. Devices removed from "
+    "the file keep their partitions, so their history is never silently deleted.",
+)
+def sync_devices_sensor(context: dg.SensorEvaluationContext, site: SiteConfigResource):
+    try:
+        fleet = site.load().fleet
+    except ConfigError as exc:
+        return dg.SkipReason(f"devices.yaml is broken, partitions unchanged:\n{exc}")
+    plan = plan_device_sync(context.instance, fleet)
+    if plan.removed_from_config:
+        context.log.info(f"not in devices.yaml any more (history kept): {plan.removed_from_config}")
+    if not plan.added:
+        return dg.SkipReason("device partitions already match devices.yaml")
+    return dg.SensorResult(dynamic_partitions_requests=[device_partitions.build_add_request(plan.added)])
+
+
+def alerts_for_new_results(
+    instance: dg.DagsterInstance,
+    cursor: int,
+    results_table,
+    slack,
+    files_base_url: str | None = None,
+    limit: int = 200,
+    log=None,
+) -> tuple[int, list[str]]:
+    """Post one Slack message per new calibration_offsets materialization after `cursor`.
+
+    Not re-alerted: backfill runs (unless tagged calmon/realert=true) and re-materializations of a
+    partition whose status did not change. A device whose previous check breached and which is now
+    within threshold gets a recovery message. Returns the new cursor and the texts sent.
+    """
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("calibration_offsets"), after_storage_id=cursor),
+        limit=limit,
+        ascending=True,
+    ).records
+    sent: list[str] = []
+    for record in records:
+        cursor = max(cursor, record.storage_id)
+        materialization = record.asset_materialization
+        if materialization is None or not materialization.partition:
+            continue
+        keys = dg.MultiPartitionKey.from_str(materialization.partition) if "|" in materialization.partition else None
+        if keys is None:
+            continue
+        device_id = keys.keys_by_dimension[DEVICE_DIM]
+        time_key = keys.keys_by_dimension[TIME_DIM]
+        run = instance.get_run_by_id(record.run_id)
+        tags = run.tags if run else {}
+        realert = tags.get(REALERT_TAG) == "true"
+        if tags.get(BACKFILL_TAG) and not realert:
+            if log:
+                log.info(f"{device_id} {time_key}: backfill result, no alert")
+            continue
+        status_value = materialization.metadata.get("status")
+        status = status_value.value if status_value is not None else None
+        if not realert:
+            earlier = instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("calibration_offsets"),
+                    asset_partitions=[materialization.partition],
+                    before_storage_id=record.storage_id,
+                ),
+                limit=1,
+            ).records
+            if earlier:
+                previous = earlier[0].asset_materialization.metadata.get("status")
+                if previous is not None and previous.value == status:
+                    if log:
+                        log.info(f"{device_id} {time_key}: same status as already alerted, no alert")
+                    continue
+        row = results_table.read(device_id, time_key)
+        if row is None:
+            continue
+        recovered = False
+        if CheckStatus(row.status) == CheckStatus.ok:
+            history = [r for r in results_table.history(device_id, limit=50) if r.timestamp < row.timestamp]
+            history.sort(key=lambda r: r.timestamp)
+            decided = [r for r in history if CheckStatus(r.status) in (CheckStatus.ok, CheckStatus.breach)]
+            recovered = bool(decided) and CheckStatus(decided[-1].status) == CheckStatus.breach
+        files_url = None
+        if row.files_location and files_base_url:
+            files_url = files_base_url.rstrip("/") + "/" + row.files_location.split("://", 1)[-1].split("/", 1)[-1]
+        text = format_slack_message(row, files_url=files_url or row.files_location, recovered=recovered)
+        outcome = slack.send(text)
+        if log and not outcome.delivered:
+            log.warning(f"{device_id} {time_key}: Slack message not delivered: {outcome.error}")
+        sent.append(text)
+    return cursor, sent
+
+
+@dg.sensor(
+    name="slack_alerts",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Posts 🚨 breach / ✅ ok / ⚠️ inconclusive / ❌ failed / recovered for each new "
+    "calibration_offsets result to the calibration_monitoring channel.",
+)
+def slack_alerts_sensor(
+    context: dg.SensorEvaluationContext,
+    site: SiteConfigResource,
+    results_table: ResultsTableResource,
+    slack: SlackResource,
+):
+    cursor = int(context.cursor or 0)
+    settings = site.load().settings
+    new_cursor, sent = alerts_for_new_results(
+        context.instance, cursor, results_table.get_client(), slack.get_client(),
+        files_base_url=settings.slack.files_base_url, log=context.log,
+    )
+    context.update_cursor(str(new_cursor))
+    return dg.SkipReason(f"{len(sent)} message(s) sent") if not sent else None
+
+
+def record_failed_run(run: dg.DagsterRun, reason: str, site_config, results_table, slack) -> bool:
+    """Give a check whose run died unexpectedly its row (success = false) and a ❌ message.
+
+    Returns False when the run already wrote its own row (nothing to record).
+    """
+    device_id = run.tags.get(f"dagster/partition/{DEVICE_DIM}")
+    time_key = run.tags.get(f"dagster/partition/{TIME_DIM}")
+    if not device_id or not time_key:
+        return False
+    existing = results_table.read(device_id, time_key)
+    if existing is not None and existing.run_id == run.run_id:
+        return False
+    try:
+        deployment, device = site_config.fleet.find(device_id)
+        deployment_name, mode = deployment.name, device.mode
+    except KeyError:
+        deployment_name, mode = run.tags.get("calmon/deployment", "unknown"), "passive"
+    row = failed_check(
+        deployment_name=deployment_name,
+        device_id=device_id,
+        check_partition=time_key,
+        reason=f"check run {run.run_id[:8]} failed: {reason}",
+        mode=mode,
+        threshold_deg=site_config.settings.slack.threshold_deg,
+        run_id=run.run_id,
+    )
+    results_table.write([row])
+    slack.send(format_slack_message(row))
+    return True
+
+
+@dg.run_failure_sensor(
+    name="record_failed_checks",
+    monitored_jobs=[calibration_check_job],
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="An unexpected error still ends as a results row (success = false) and a ❌ message.",
+)
+def record_failed_checks_sensor(
+    context: dg.RunFailureSensorContext,
+    site: SiteConfigResource,
+    results_table: ResultsTableResource,
+    slack: SlackResource,
+):
+    message = context.failure_event.message if context.failure_event else "run failed"
+    record_failed_run(context.dagster_run, message, site.load(), results_table.get_client(), slack.get_client())

@@ -1,0 +1,37 @@
+"""Connecting one device's endpoints (direct or port-forwarded) to the query extractor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from calmon_core.config import CalmonConfig, Deployment, Device
+from calmon_core.extraction import QueryExtractor
+from resources.camera import CameraResource
+from resources.kubectl import KubectlResource, device_endpoints
+from resources.mqtt import MqttResource
+
+
+@contextmanager
+def device_extractor(
+    config: CalmonConfig,
+    deployment: Deployment,
+    device: Device,
+    kubectl: KubectlResource,
+    mqtt: MqttResource,
+    camera: CameraResource,
+    workdir: Path,
+) -> Iterator[QueryExtractor]:
+    """A QueryExtractor wired to this device's endpoints; port-forwards close on exit."""
+    with device_endpoints(deployment, device, kubectl_executable=kubectl.executable) as endpoints:
+        yield QueryExtractor(
+            config.fleet,
+            telemetry_factory=lambda dep, dev: mqtt.latch(
+                endpoints.mqtt_host, endpoints.mqtt_port, dep.topic(dev.id), dep.telemetry_fields
+            ),
+            camera_factory=lambda dep, dev: camera.client(
+                dev.id, dev.camera, base_url=endpoints.camera_base_url
+            ),
+            workdir=workdir,
+        )

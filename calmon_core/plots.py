@@ -1,0 +1,86 @@
+"""Pictures for humans: reference contact sheets and offset trend plots (PNG bytes)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from calmon_core.capture_format import load_frame_image, read_capture
+
+
+def contact_sheet(folder: str | Path, thumb_width: int = 240) -> bytes:
+    """Reference frames laid out by pose: one row per pitch (highest first), one column per yaw."""
+    capture = read_capture(folder)
+    yaws = sorted({round(f.telemetry.yaw, 3) for f in capture.frames})
+    pitches = sorted({round(f.telemetry.pitch, 3) for f in capture.frames}, reverse=True)
+    first = capture.frames[0]
+    thumb_h = max(1, int(round(thumb_width * first.height / first.width)))
+    sheet = np.full((len(pitches) * (thumb_h + 24), len(yaws) * thumb_width, 3), 32, np.uint8)
+    for index, frame in enumerate(capture.frames):
+        row = pitches.index(round(frame.telemetry.pitch, 3))
+        col = yaws.index(round(frame.telemetry.yaw, 3))
+        thumb = cv2.resize(load_frame_image(folder, capture, index), (thumb_width, thumb_h),
+                           interpolation=cv2.INTER_AREA)
+        y0 = row * (thumb_h + 24)
+        sheet[y0 + 24:y0 + 24 + thumb_h, col * thumb_width:(col + 1) * thumb_width] = thumb
+        label = f"yaw {frame.telemetry.yaw:+.1f} pitch {frame.telemetry.pitch:+.1f}"
+        cv2.putText(sheet, label, (col * thumb_width + 4, y0 + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+                    (230, 230, 230), 1, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".png", sheet)
+    return buf.tobytes()
+
+
+def thumbnail_png(png_or_jpeg: bytes, max_width: int = 640) -> bytes:
+    """A smaller copy of an image for asset metadata (the event log keeps every byte)."""
+    image = cv2.imdecode(np.frombuffer(png_or_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return b""
+    if image.shape[1] > max_width:
+        scale = max_width / image.shape[1]
+        image = cv2.resize(image, (max_width, int(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return buf.tobytes()
+
+
+def offset_trend_png(
+    times: Sequence[datetime],
+    offsets: dict[str, Sequence[float | None]],
+    threshold_deg: float,
+    title: str,
+    uncertainties: dict[str, Sequence[float | None]] | None = None,
+) -> bytes:
+    """Yaw/pitch/roll offsets over time with the breach threshold, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
+    colors = {"yaw": "tab:blue", "pitch": "tab:orange", "roll": "tab:green"}
+    for name, values in offsets.items():
+        pts = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
+        if not pts:
+            continue
+        ts, vs = zip(*pts, strict=True)
+        ax.plot(ts, vs, marker="o", ms=3, lw=1.2, label=name, color=colors.get(name))
+        if uncertainties and uncertainties.get(name):
+            sig = [s for t, s in zip(times, uncertainties[name], strict=True) if s is not None]
+            if len(sig) == len(vs):
+                ax.fill_between(ts, np.array(vs) - sig, np.array(vs) + sig, alpha=0.2, color=colors.get(name))
+    ax.axhline(threshold_deg, color="red", ls="--", lw=1)
+    ax.axhline(-threshold_deg, color="red", ls="--", lw=1, label=f"±{threshold_deg}° threshold")
+    ax.set_ylabel("offset (deg, true − reported)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
