@@ -16,6 +16,17 @@ from resources.results_table import ResultsTableResource
 from resources.slack import SlackResource
 
 BACKFILL_TAG = "dagster/backfill"
+# One cursor in the instance's key-value store, shared by the sensor (daemon) and `calmon monitor`,
+# so a result is alerted once whichever of them sees it first.
+SLACK_CURSOR_KEY = "calmon/slack_alerts_cursor"
+
+
+def send_pending_alerts(instance: dg.DagsterInstance, results_table, slack, files_base_url=None, log=None) -> list[str]:
+    storage = instance.run_storage
+    cursor = int(storage.get_cursor_values({SLACK_CURSOR_KEY}).get(SLACK_CURSOR_KEY) or 0)
+    new_cursor, sent = alerts_for_new_results(instance, cursor, results_table, slack, files_base_url, log=log)
+    storage.set_cursor_values({SLACK_CURSOR_KEY: str(new_cursor)})
+    return sent
 
 
 @dg.sensor(
@@ -126,14 +137,12 @@ def slack_alerts_sensor(
     results_table: ResultsTableResource,
     slack: SlackResource,
 ):
-    cursor = int(context.cursor or 0)
     settings = site.load().settings
-    new_cursor, sent = alerts_for_new_results(
-        context.instance, cursor, results_table.get_client(), slack.get_client(),
+    sent = send_pending_alerts(
+        context.instance, results_table.get_client(), slack.get_client(),
         files_base_url=settings.slack.files_base_url, log=context.log,
     )
-    context.update_cursor(str(new_cursor))
-    return dg.SkipReason(f"{len(sent)} message(s) sent") if not sent else None
+    return dg.SkipReason(f"{len(sent)} Slack message(s) sent")
 
 
 def record_failed_run(run: dg.DagsterRun, reason: str, site_config, results_table, slack) -> bool:

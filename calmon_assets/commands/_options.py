@@ -1,0 +1,17 @@
+"""Options every command shares."""
+
+import argparse
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", default=None, metavar="DIR",
+        help="folder with calibration_monitoring.ini and devices.yaml "
+        "(default: $CALMON_CONFIG_DIR or ./configs)",
+    )
+
+
+def config_dir(args: argparse.Namespace) -> str:
+    from calmon_assets.site import config_dir_from_env
+
+    return args.config or config_dir_from_env()

@@ -1,0 +1,201 @@
+"""Running calmon's jobs from the CLI, the demo, benchmarks and tests: the same jobs the schedule
+launches, executed in process against a persistent Dagster instance (so `calmon dev` shows them)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from calmon_assets.devices import sync_devices
+from calmon_assets.jobs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG
+from calmon_assets.partitions import check_partition_key
+from calmon_assets.sensors import record_failed_run, send_pending_alerts
+from calmon_core.config import CalmonConfig, load_config
+
+DEFAULT_DAGSTER_HOME = ".calmon/dagster_home"
+
+
+def dagster_yaml(max_concurrent_per_deployment: int) -> str:
+    """Instance settings: queued runs, at most N at once per deployment (one cluster's port-forwards)."""
+    return (
+        "run_coordinator:\n"
+        "  module: dagster._core.run_coordinator\n"
+        "  class: QueuedRunCoordinator\n"
+        "  config:\n"
+        "    max_concurrent_runs: 32\n"
+        "    tag_concurrency_limits:\n"
+        f"      - key: \"{DEPLOYMENT_TAG}\"\n"
+        "        value:\n"
+        "          applyLimitPerUniqueValue: true\n"
+        f"        limit: {max_concurrent_per_deployment}\n"
+        "telemetry:\n"
+        "  enabled: false\n"
+    )
+
+
+def prepare_dagster_home(config: CalmonConfig, home: str | None = None) -> Path:
+    """Use $DAGSTER_HOME, else .calmon/dagster_home, writing its dagster.yaml when missing."""
+    path = Path(home or os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    settings_file = path / "dagster.yaml"
+    if not settings_file.exists():
+        settings_file.write_text(dagster_yaml(config.settings.schedule.max_concurrent_per_deployment))
+    os.environ["DAGSTER_HOME"] = str(path)
+    return path
+
+
+def open_instance(config: CalmonConfig, home: str | None = None) -> dg.DagsterInstance:
+    prepare_dagster_home(config, home)
+    return dg.DagsterInstance.get()
+
+
+@dataclass
+class CheckRun:
+    device_id: str
+    partition: str
+    run_id: str | None
+    succeeded: bool  # the run, not the check: a failed check is a successful run with a failed row
+    error: str | None = None
+
+
+class Platform:
+    """The code location for one config folder plus its instance."""
+
+    def __init__(self, config_dir: str, instance: dg.DagsterInstance | None = None, home: str | None = None):
+        from calmon_assets.definitions import build_definitions
+
+        self.config_dir = config_dir
+        self.config = load_config(config_dir)
+        self.instance = instance or open_instance(self.config, home)
+        self.defs = build_definitions(config_dir)
+        self.resources = self.defs.resources or {}
+
+    def sync_devices(self):
+        return sync_devices(self.instance, self.config.fleet)
+
+    def select_devices(self, device_ids: Iterable[str] | None, enabled_only: bool = True):
+        chosen = list(device_ids or [])
+        pairs = self.config.fleet.devices(enabled_only=enabled_only and not chosen)
+        if chosen:
+            known = {d.id for _, d in pairs}
+            unknown = [d for d in chosen if d not in known]
+            if unknown:
+                raise KeyError(f"not in {self.config_dir}/devices.yaml: {', '.join(unknown)}")
+            pairs = [(dep, dev) for dep, dev in pairs if dev.id in chosen]
+        return pairs
+
+    def _execute(self, job_name: str, partition_key: str, tags: dict[str, str]) -> CheckRun:
+        job = self.defs.resolve_job_def(job_name)
+        device_id = tags.get(DEVICE_TAG, "")
+        try:
+            result = job.execute_in_process(
+                partition_key=partition_key, instance=self.instance, tags=tags, raise_on_error=False
+            )
+        except Exception as exc:  # a run that could not even start
+            return CheckRun(device_id, partition_key, None, False, f"{type(exc).__name__}: {exc}")
+        error = None
+        if not result.success:
+            failures = [e for e in result.all_events if e.is_step_failure]
+            error = failures[0].message if failures else "run failed"
+        return CheckRun(device_id, partition_key, result.run_id, result.success, error)
+
+    def collect_references(self, device_ids=None, progress: Callable[[int, int, CheckRun], None] | None = None) -> list[CheckRun]:
+        self.sync_devices()
+        pairs = self.select_devices(device_ids)
+        runs = []
+        for i, (dep, dev) in enumerate(pairs, 1):
+            run = self._execute("reference_scan_job", dev.id, {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id})
+            runs.append(run)
+            if progress:
+                progress(i, len(pairs), run)
+        return runs
+
+    def run_check_cycle(
+        self,
+        time_key: str,
+        device_ids=None,
+        workers: int = 8,
+        job_name: str = "calibration_check",
+        realert: bool = False,
+        progress: Callable[[int, int, CheckRun], None] | None = None,
+    ) -> list[CheckRun]:
+        """One check per device for one time partition, devices in parallel (they mostly wait)."""
+        self.sync_devices()
+        pairs = self.select_devices(device_ids)
+        tags_extra = {REALERT_TAG: "true"} if realert else {}
+        runs: list[CheckRun] = []
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pairs) or 1))) as pool:
+            futures = {
+                pool.submit(
+                    self._execute,
+                    job_name,
+                    str(check_partition_key(dev.id, time_key)),
+                    {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id, **tags_extra},
+                ): dev.id
+                for dep, dev in pairs
+            }
+            for future in as_completed(futures):
+                run = future.result()
+                runs.append(run)
+                if not run.succeeded and run.run_id:
+                    self._record_failed(run)
+                if progress:
+                    progress(len(runs), len(pairs), run)
+        return sorted(runs, key=lambda r: r.device_id)
+
+    def _record_failed(self, run: CheckRun) -> None:
+        """What the run-failure sensor does in the daemon, done here for in-process runs."""
+        dagster_run = self.instance.get_run_by_id(run.run_id) if run.run_id else None
+        if dagster_run is not None:
+            record_failed_run(dagster_run, run.error or "run failed", self.config,
+                              self.resources["results_table"].get_client(), self.resources["slack"].get_client())
+
+    def send_alerts(self) -> list[str]:
+        """Slack messages for results not alerted yet (the same cursor as the slack_alerts sensor)."""
+        return send_pending_alerts(
+            self.instance, self.resources["results_table"].get_client(),
+            self.resources["slack"].get_client(), files_base_url=self.config.settings.slack.files_base_url,
+        )
+
+
+def progress_printer(label: str, stream=sys.stderr) -> Callable[[int, int, CheckRun], None]:
+    started = time.monotonic()
+
+    def show(done: int, total: int, run: CheckRun) -> None:
+        width = 24
+        filled = int(width * done / max(total, 1))
+        mark = "ok" if run.succeeded else f"FAILED: {run.error}"
+        stream.write(
+            f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+            f"{time.monotonic() - started:5.0f}s  {run.device_id}: {mark}\n"
+        )
+        stream.flush()
+
+    return show
+
+
+def format_results_table(rows) -> str:
+    headers = ["deployment", "device", "check", "status", "yaw°", "pitch°", "roll°", "±max°", "inliers", "note"]
+
+    def num(v):
+        return "" if v is None else f"{v:+.3f}"
+
+    lines = []
+    for r in rows:
+        sig = [s for s in (r.yaw_uncertainty, r.pitch_uncertainty, r.roll_uncertainty) if s is not None]
+        note = (r.failure_log or "")[:70]
+        lines.append([r.deployment_name, r.device_id, r.check_partition, str(r.status.value if hasattr(r.status, "value") else r.status),
+                      num(r.yaw_offset), num(r.pitch_offset), num(r.roll_offset),
+                      f"{max(sig):.3f}" if sig else "", "" if r.inliers is None else str(r.inliers), note])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(out)
