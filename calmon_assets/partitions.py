@@ -23,12 +23,15 @@ def _schedule_settings() -> ScheduleSettings:
 
 
 _schedule = _schedule_settings()
+# end_offset=1: the window in progress is a partition too, since a check captures "now".
 if _schedule.cadence == "daily":
     check_time_partitions: dg.TimeWindowPartitionsDefinition = dg.DailyPartitionsDefinition(
-        start_date=_schedule.start_date
+        start_date=_schedule.start_date, end_offset=1
     )
 else:
-    check_time_partitions = dg.HourlyPartitionsDefinition(start_date=f"{_schedule.start_date}-00:00")
+    check_time_partitions = dg.HourlyPartitionsDefinition(
+        start_date=f"{_schedule.start_date}-00:00", end_offset=1
+    )
 
 check_partitions = dg.MultiPartitionsDefinition(
     {DEVICE_DIM: device_partitions, TIME_DIM: check_time_partitions}

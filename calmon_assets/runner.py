@@ -106,16 +106,26 @@ class Platform:
             error = failures[0].message if failures else "run failed"
         return CheckRun(device_id, partition_key, result.run_id, result.success, error)
 
-    def collect_references(self, device_ids=None, progress: Callable[[int, int, CheckRun], None] | None = None) -> list[CheckRun]:
+    def collect_references(self, device_ids=None, workers: int = 4,
+                           progress: Callable[[int, int, CheckRun], None] | None = None) -> list[CheckRun]:
         self.sync_devices()
-        pairs = self.select_devices(device_ids)
-        runs = []
-        for i, (dep, dev) in enumerate(pairs, 1):
-            run = self._execute("reference_scan_job", dev.id, {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id})
-            runs.append(run)
-            if progress:
-                progress(i, len(pairs), run)
-        return runs
+        jobs = [
+            ("reference_scan_job", dev.id, {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id})
+            for dep, dev in self.select_devices(device_ids)
+        ]
+        return self._execute_many(jobs, workers, progress)
+
+    def _execute_many(self, jobs, workers: int, progress) -> list[CheckRun]:
+        """Runs in parallel threads: captures mostly wait on cameras, not on the CPU."""
+        runs: list[CheckRun] = []
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs) or 1))) as pool:
+            futures = [pool.submit(self._execute, *job) for job in jobs]
+            for future in as_completed(futures):
+                run = future.result()
+                runs.append(run)
+                if progress:
+                    progress(len(runs), len(jobs), run)
+        return sorted(runs, key=lambda r: r.device_id)
 
     def run_check_cycle(
         self,
@@ -130,25 +140,16 @@ class Platform:
         self.sync_devices()
         pairs = self.select_devices(device_ids)
         tags_extra = {REALERT_TAG: "true"} if realert else {}
-        runs: list[CheckRun] = []
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pairs) or 1))) as pool:
-            futures = {
-                pool.submit(
-                    self._execute,
-                    job_name,
-                    str(check_partition_key(dev.id, time_key)),
-                    {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id, **tags_extra},
-                ): dev.id
-                for dep, dev in pairs
-            }
-            for future in as_completed(futures):
-                run = future.result()
-                runs.append(run)
-                if not run.succeeded and run.run_id:
-                    self._record_failed(run)
-                if progress:
-                    progress(len(runs), len(pairs), run)
-        return sorted(runs, key=lambda r: r.device_id)
+        jobs = [
+            (job_name, str(check_partition_key(dev.id, time_key)),
+             {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id, **tags_extra})
+            for dep, dev in self.select_devices(device_ids)
+        ]
+        runs = self._execute_many(jobs, workers, progress)
+        for run in runs:
+            if not run.succeeded and run.run_id:
+                self._record_failed(run)
+        return runs
 
     def _record_failed(self, run: CheckRun) -> None:
         """What the run-failure sensor does in the daemon, done here for in-process runs."""
