@@ -138,7 +138,6 @@ class Platform:
     ) -> list[CheckRun]:
         """One check per device for one time partition, devices in parallel (they mostly wait)."""
         self.sync_devices()
-        pairs = self.select_devices(device_ids)
         tags_extra = {REALERT_TAG: "true"} if realert else {}
         jobs = [
             (job_name, str(check_partition_key(dev.id, time_key)),
