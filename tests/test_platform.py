@@ -1,0 +1,214 @@
+"""End to end through Dagster: the simulated fleet, a real broker, moto's S3 over HTTP, the SQLite
+Iceberg catalog and a local Slack receiver; assets materialised by the same jobs the schedule runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import dagster as dg
+import pytest
+
+from calmon_assets.partitions import check_partition_key
+from calmon_assets.schedules import current_time_key
+from calmon_core.layout import format_timestamp, query_scan_prefix, reference_scan_prefix
+from calmon_core.models import CheckStatus
+from tests.site import device, start_site, stop_site
+
+pytestmark = pytest.mark.slow
+
+NOW = datetime.now(UTC)
+HOUR_1 = current_time_key(NOW - timedelta(hours=3))
+HOUR_2 = current_time_key(NOW - timedelta(hours=2))
+HOUR_3 = current_time_key(NOW - timedelta(hours=1))
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    from calmon_sim.broker import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket="camera-calibration-monitoring")
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, shared_broker, s3_endpoint):
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    deployments = [
+        {"name": "harbor", "devices": [device("cam-ok", 11, yaw=5.0), device("cam-bad", 12, yaw=10.0, offset=(0.8, -0.3, 0.1))]},
+        {"name": "city", "devices": [device("cam-act", 13, yaw=0.0, offset=(-0.6, 0.2, 0.0), mode="active",
+                                            active_ptz_stops=[[-15.0, 0.0, 1.0], [20.0, -3.0, 1.5]])]},
+    ]
+    s = start_site(tmp_path_factory.mktemp("site"), shared_broker, deployments, s3_endpoint, monkeypatch)
+    yield s
+    stop_site(s)
+    monkeypatch.undo()
+
+
+@pytest.fixture(scope="module")
+def platform(site):
+    p = site.platform()
+    runs = p.collect_references()
+    assert [r.error for r in runs if not r.succeeded] == []
+    return p
+
+
+def s3_keys(endpoint: str, prefix: str) -> list[str]:
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="camera-calibration-monitoring", Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def test_reference_scans_land_under_documented_keys(platform, s3_endpoint):
+    keys = s3_keys(s3_endpoint, reference_scan_prefix("harbor", "cam-bad"))
+    assert f"{reference_scan_prefix('harbor', 'cam-bad')}/manifest.json" in keys
+    assert sum(k.endswith(".jpg") for k in keys) == 8  # 4 yaws x 2 pitches
+    assert any("/features/" in k for k in keys)
+    event = platform.instance.get_latest_materialization_event(dg.AssetKey("reference_scan"))
+    assert event is not None
+    meta = event.asset_materialization.metadata
+    assert meta["frames"].value == 8 and "data:image" in meta["contact_sheet"].value
+
+
+def test_check_cycle_rows_files_and_alerts(platform, site, s3_endpoint):
+    runs = platform.run_check_cycle(HOUR_1)
+    assert [r.error for r in runs if not r.succeeded] == []
+    table = platform.resources["results_table"].get_client()
+    rows = {d: table.read(d, HOUR_1) for d in ("cam-ok", "cam-bad", "cam-act")}
+    for device_id, row in rows.items():
+        truth = site.fleet.cameras[device_id].truth()["true_offset"]
+        assert row is not None and row.success, (device_id, row and row.failure_log)
+        for axis in ("yaw", "pitch", "roll"):
+            assert getattr(row, f"{axis}_offset") == pytest.approx(truth[axis], abs=0.05), (device_id, axis)
+        assert row.files_location.startswith("s3://camera-calibration-monitoring/")
+    assert rows["cam-ok"].status == CheckStatus.ok
+    assert rows["cam-bad"].status == CheckStatus.breach
+    assert rows["cam-act"].status == CheckStatus.breach and rows["cam-act"].mode == "active"
+    assert rows["cam-act"].frames_used == 2
+
+    stamp = format_timestamp(platform.defs.resolve_job_def("calibration_check").partitions_def  # type: ignore[union-attr]
+                             .get_partitions_def_for_dimension("time").time_window_for_partition_key(HOUR_1).start)
+    keys = s3_keys(s3_endpoint, query_scan_prefix("harbor", "cam-bad", stamp))
+    assert f"{query_scan_prefix('harbor', 'cam-bad', stamp)}/manifest.json" in keys
+    assert any(k.endswith(".jpg") for k in keys)
+
+    sent = platform.send_alerts()
+    assert len(sent) == 3
+    by_device = {d: next(t for t in sent if d in t) for d in rows}
+    assert "🚨" in by_device["cam-bad"] and "✅" in by_device["cam-ok"] and "🚨" in by_device["cam-act"]
+    assert site.slack.texts()[-3:] == sent  # they travelled over HTTP to the receiver
+    assert platform.send_alerts() == []  # nothing is alerted twice
+
+
+def test_backfill_replaces_rows_without_duplicates_or_alerts(platform):
+    table = platform.resources["results_table"].get_client()
+    before = {r.device_id: r for r in table.all_rows() if r.check_partition == HOUR_1}
+    job = platform.defs.resolve_job_def("reprocess_offsets")
+    for device_id in ("cam-ok", "cam-bad"):
+        result = job.execute_in_process(
+            partition_key=str(check_partition_key(device_id, HOUR_1)), instance=platform.instance,
+            tags={"dagster/backfill": "testbackfill"},
+        )
+        assert result.success
+    rows = [r for r in table.all_rows() if r.check_partition == HOUR_1]
+    assert sorted(r.device_id for r in rows) == ["cam-act", "cam-bad", "cam-ok"]  # still one each
+    after = {r.device_id: r for r in rows}
+    assert after["cam-bad"].run_id != before["cam-bad"].run_id  # replaced by the backfill's run
+    assert after["cam-bad"].yaw_offset == pytest.approx(before["cam-bad"].yaw_offset, abs=1e-6)
+    assert platform.send_alerts() == []  # a backfill does not re-alert
+
+
+def test_recovery_and_failed_check(platform, site):
+    site.fleet.cameras["cam-bad"].set_true_offset(0.0, 0.0, 0.0)
+    site.fleet.cameras["cam-ok"].set_faults(offline=True)
+    try:
+        runs = platform.run_check_cycle(HOUR_2, device_ids=["cam-ok", "cam-bad"])
+    finally:
+        site.fleet.cameras["cam-ok"].clear_faults()
+    assert all(r.succeeded for r in runs)  # a failed check is a successful run with a failed row
+    table = platform.resources["results_table"].get_client()
+    failed = table.read("cam-ok", HOUR_2)
+    assert failed.success is False and failed.status == CheckStatus.failed
+    assert "cam-ok" in failed.failure_log and "capture failed" in failed.failure_log
+    recovered = table.read("cam-bad", HOUR_2)
+    assert recovered.status == CheckStatus.ok
+    sent = platform.send_alerts()
+    assert any("❌" in t and "cam-ok" in t for t in sent)
+    assert any("cam-bad" in t and "recover" in t.lower() for t in sent)
+
+
+def test_missing_reference_is_a_failed_row(platform, site):
+    # a device added to devices.yaml after the reference scans were collected
+    from calmon_core.config import load_fleet
+
+    fleet = load_fleet(site.config_dir / "devices.yaml")
+    assert "cam-act" in {d.id for _, d in fleet.devices()}
+    store = platform.resources["object_store"].get_client()
+    prefix = reference_scan_prefix("city", "cam-act")
+    saved = {k: store.get_bytes(k) for k in store.list(prefix)}
+    s3 = boto3.client("s3", endpoint_url=store_endpoint(platform), region_name="us-east-1")
+    for key in saved:
+        s3.delete_object(Bucket="camera-calibration-monitoring", Key=key)
+    try:
+        import shutil
+
+        shutil.rmtree(site.root / "work" / "cache" / "city" / "cam-act", ignore_errors=True)
+        runs = platform.run_check_cycle(HOUR_3, device_ids=["cam-act"])
+        assert runs[0].succeeded
+        row = platform.resources["results_table"].get_client().read("cam-act", HOUR_3)
+        assert row.success is False and "reference scan" in row.failure_log
+    finally:
+        for key, data in saved.items():
+            store.put_bytes(key, data)
+
+
+def store_endpoint(platform) -> str:
+    return platform.config.settings.aws.endpoint_url
+
+
+def test_schedule_requests_one_run_per_enabled_device(platform):
+    from calmon_assets.schedules import current_time_key as key_for
+
+    schedule = platform.defs.resolve_schedule_def("calibration_check_schedule")
+    tick = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
+    with dg.build_schedule_context(instance=platform.instance, scheduled_execution_time=tick,
+                                   resources=platform.resources) as context:
+        requests = list(schedule.evaluate_tick(context).run_requests or [])
+    assert key_for(tick) == "2026-11-24-13:00"
+    assert sorted(r.partition_key for r in requests) == [
+        "cam-act|2026-11-24-13:00", "cam-bad|2026-11-24-13:00", "cam-ok|2026-11-24-13:00"]
+    assert {r.tags["calmon/deployment"] for r in requests} == {"harbor", "city"}
+
+
+def test_device_sync_adds_and_never_deletes(platform, site, tmp_path):
+    import shutil
+
+    import yaml
+
+    from calmon_assets.sensors import sync_devices_sensor
+
+    config_dir = tmp_path / "configs"
+    shutil.copytree(site.config_dir, config_dir)
+    doc = yaml.safe_load((config_dir / "devices.yaml").read_text())
+    doc["deployments"][0]["devices"] = doc["deployments"][0]["devices"][:1]  # cam-bad removed
+    new = dict(doc["deployments"][1]["devices"][0], id="cam-new")
+    doc["deployments"][1]["devices"].append(new)
+    (config_dir / "devices.yaml").write_text(yaml.safe_dump(doc))
+    from calmon_assets.site import SiteConfigResource
+
+    with dg.build_sensor_context(instance=platform.instance,
+                                 resources={"site": SiteConfigResource(config_dir=str(config_dir))}) as ctx:
+        result = sync_devices_sensor(ctx)
+    requests = result.dynamic_partitions_requests
+    assert [list(r.partition_keys) for r in requests] == [["cam-new"]]
+    assert "cam-bad" in platform.instance.get_dynamic_partitions("devices")  # history kept
