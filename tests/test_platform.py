@@ -212,3 +212,65 @@ def test_device_sync_adds_and_never_deletes(platform, site, tmp_path):
     requests = result.dynamic_partitions_requests
     assert [list(r.partition_keys) for r in requests] == [["cam-new"]]
     assert "cam-bad" in platform.instance.get_dynamic_partitions("devices")  # history kept
+
+
+def test_webserver_shows_graph_partitions_and_pictures(platform, site):
+    """`dagster dev`'s webserver loads workspace.yaml; its GraphQL API shows what the UI shows."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from calmon_sim.broker import free_port
+
+    repo = Path(__file__).resolve().parent.parent
+    port = free_port()
+    env = {**os.environ, "CALMON_CONFIG_DIR": str(site.config_dir),
+           "DAGSTER_HOME": str(site.root / "dagster_home")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-w", str(repo / "workspace.yaml"),
+         "-h", "127.0.0.1", "-p", str(port)],
+        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+    def graphql(query: str) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["data"]
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "webserver did not start"
+                time.sleep(1)
+        nodes = graphql(
+            "{ assetNodes { assetKey { path } dependencyKeys { path } "
+            "partitionDefinition { dimensionTypes { name } } } }"
+        )["assetNodes"]
+        by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+        assert set(by_key) >= {"reference_scan", "query_capture", "calibration_offsets"}
+        assert {d["name"] for d in by_key["calibration_offsets"]["partitionDefinition"]["dimensionTypes"]} == {"device", "time"}
+        assert {"/".join(k["path"]) for k in by_key["calibration_offsets"]["dependencyKeys"]} == {
+            "query_capture", "reference_scan"}
+        asset = graphql(
+            '{ assetOrError(assetKey: {path: ["calibration_offsets"]}) { ... on Asset { '
+            "assetMaterializations(limit: 5) { partition metadataEntries { label "
+            "... on MarkdownMetadataEntry { mdStr } } } } } }"
+        )["assetOrError"]
+        entries = {e["label"]: e for m in asset["assetMaterializations"] for e in m["metadataEntries"]}
+        assert entries["trend"]["mdStr"].startswith("![offset trend](data:image/png;base64,")
+        assert "data:image" in entries["diagnostic"]["mdStr"]
+    finally:
+        proc.terminate()
+        proc.wait(20)
