@@ -87,6 +87,12 @@ class SimCamera:
         self.intrinsics = DeviceIntrinsics(width=self.width, height=self.height,
                                            hfov_by_zoom=dict(spec.hfov_by_zoom))
         self.scene = scene or _load_device_scene(spec)
+        narrowest = min(spec.hfov_by_zoom.values())
+        magnification = self.scene.magnification(narrowest, self.width)
+        if magnification > 4:
+            log.info("device %s: at %.1f deg HFOV one pixel of scene %s spans %.1f view pixels; "
+                     "narrow-zoom frames will look soft (see calmon_sim.scene)",
+                     spec.id, narrowest, self.scene.label, magnification)
         self._lock = threading.RLock()
         self._rng = random.Random(seed if seed is not None else zlib.crc32(spec.id.encode()))
         self._np_rng = np.random.default_rng(self._rng.getrandbits(32))
