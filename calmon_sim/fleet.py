@@ -150,12 +150,15 @@ class SimFleet:
                     cam.next_telemetry_due += period
                     if cam.next_telemetry_due < now:
                         cam.next_telemetry_due = now + period
-                    payloads = cam.telemetry_payloads(now)
-                    if connected:
-                        topic = self._telemetry_topic[cam.device_id]
-                        for payload in payloads:
-                            client.publish(topic, payload, qos=0)
-                            self.published += 1
+                    try:
+                        payloads = cam.telemetry_payloads(now)
+                        if connected:
+                            topic = self._telemetry_topic[cam.device_id]
+                            for payload in payloads:
+                                client.publish(topic, payload, qos=0)
+                                self.published += 1
+                    except Exception:  # one broken camera must not silence the fleet
+                        log.exception("simulated camera %s: telemetry failed", cam.device_id)
                 next_due = min(next_due, cam.next_telemetry_due)
             self._stop.wait(max(PUBLISH_TICK_S, next_due - time.time()))
 
