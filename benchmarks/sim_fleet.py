@@ -153,7 +153,7 @@ def main() -> None:
     print(f"{'fleet telemetry':<40} {'value':>9}")
     lines = [
         ("cameras x rate (Hz)", f"{result['cameras']} x {result['rate_hz']:g}"),
-        ("fleet start-up (s)", f"{result['startup_s']:.1f}"),
+        ("fleet start-up, scene cached (s)", f"{result['startup_s']:.1f}"),
         ("measured wall time (s)", f"{result['wall_s']:.1f}"),
         ("fleet process CPU (% of one core)", f"{result['cpu_percent']:.1f}"),
         ("  of which user (%)", f"{result['user_percent']:.1f}"),

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 TELEMETRY_STEP_DEG = 0.01  # resolution of reported angles and zoom
 SECONDS_PER_DAY = 86400.0
 NEVER_SETTLE_JITTER_DEG = 0.05
+NEVER_SETTLE_LIMIT_DEG = 0.5
 RENDER_CACHE_KEY_DEG = 1e-4  # true poses closer than this reuse the last render
 
 
@@ -264,10 +265,8 @@ class SimCamera:
         yaw, pitch, zoom = self._mechanical(now)
         roll = 0.0
         if self._faults.get("never_settle"):
-            # a random walk that never repeats a value: the detector must not call this still
-            jy = self._jitter[0] + self._rng.choice((-1, 1)) * self._rng.uniform(0.02, NEVER_SETTLE_JITTER_DEG)
-            jp = self._jitter[1] + self._rng.choice((-1, 1)) * self._rng.uniform(0.02, NEVER_SETTLE_JITTER_DEG)
-            self._jitter = (max(-0.5, min(0.5, jy)), max(-0.5, min(0.5, jp)))
+            # a bounded random walk that never repeats a value: the detector must not call it still
+            self._jitter = tuple(self._jitter_step(j) for j in self._jitter)  # type: ignore[assignment]
             yaw, pitch = yaw + self._jitter[0], pitch + self._jitter[1]
         sigma = self.spec.telemetry_noise_deg
         if sigma > 0:
@@ -275,6 +274,10 @@ class SimCamera:
             pitch += self._rng.gauss(0.0, sigma)
             roll += self._rng.gauss(0.0, sigma)
         return (quantise(wrap_deg(yaw)), quantise(pitch), quantise(roll), quantise(zoom))
+
+    def _jitter_step(self, value: float) -> float:
+        step = self._rng.choice((-1, 1)) * self._rng.uniform(0.02, NEVER_SETTLE_JITTER_DEG)
+        return value + step if abs(value + step) <= NEVER_SETTLE_LIMIT_DEG else value - step
 
     def reported_pose(self) -> Pose:
         """What telemetry says now (frozen values under the frozen_telemetry fault)."""
