@@ -1,0 +1,455 @@
+"""The results table: one Iceberg row per (device_id, check_partition), what Athena queries.
+
+Catalogs: SQLite SqlCatalog with a local (or s3://) warehouse as the embedded default, AWS Glue
+(what Athena reads), or an Iceberg REST catalog. Writes replace the row of a check (a retry or a
+backfill never duplicates it) in one snapshot, and survive concurrent writers by reloading the
+table and rebuilding the Arrow data on each commit attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
+from pyiceberg.expressions import (
+    AlwaysFalse,
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    In,
+    LessThan,
+    Or,
+)
+from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.types import (
+    BooleanType,
+    DoubleType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+from calmon_core.alerts import classify
+from calmon_core.config import AwsSettings, ResultsSettings
+from calmon_core.models import CalibrationResult, CheckStatus
+
+log = logging.getLogger(__name__)
+
+# Field ids are the table's identity for columns: never renumber, only append new ids.
+_FIELDS: list[tuple[str, Any, str]] = [
+    ("deployment_name", StringType(), "deployment (site) the device belongs to"),
+    ("device_id", StringType(), "camera id, unique across the fleet"),
+    ("timestamp", TimestamptzType(), "when the query was captured (or the check ran, if it failed)"),
+    ("check_partition", StringType(), "the schedule's time partition key, e.g. 2026-11-24-13:00"),
+    ("pitch_offset", DoubleType(), "degrees, measured minus reported"),
+    ("yaw_offset", DoubleType(), "degrees, measured minus reported"),
+    ("roll_offset", DoubleType(), "degrees, measured minus reported"),
+    ("pitch_uncertainty", DoubleType(), "degrees, one sigma"),
+    ("yaw_uncertainty", DoubleType(), "degrees, one sigma"),
+    ("roll_uncertainty", DoubleType(), "degrees, one sigma"),
+    ("mode", StringType(), "passive or active"),
+    ("capture_positions", StringType(), "JSON list of the reported poses of the query frames"),
+    ("files_location", StringType(), "where the query capture is stored"),
+    ("success", BooleanType(), "the estimator produced offsets"),
+    ("status", StringType(), "ok, breach, inconclusive or failed"),
+    ("failure_log", StringType(), "why the check failed or was inconclusive"),
+    ("inliers", LongType(), "feature matches consistent with the estimate"),
+    ("frames_used", LongType(), "query frames that contributed"),
+    ("threshold_deg", DoubleType(), "the alert threshold in force"),
+    ("algorithm_version", StringType(), "estimator version"),
+    ("run_id", StringType(), "Dagster run that wrote the row"),
+    ("written_at", TimestamptzType(), "when the row was written"),
+]
+RESULTS_SCHEMA = Schema(
+    *[
+        NestedField(field_id=i, name=name, field_type=kind, required=False, doc=doc)
+        for i, (name, kind, doc) in enumerate(_FIELDS, start=1)
+    ]
+)
+RESULTS_PARTITION_SPEC = PartitionSpec(
+    PartitionField(source_id=3, field_id=1000, transform=DayTransform(), name="timestamp_day"),
+    PartitionField(source_id=1, field_id=1001, transform=IdentityTransform(), name="deployment_name"),
+)
+# Athena reads Iceberg v2 with Parquet; merged manifests keep planning fast after many appends.
+TABLE_PROPERTIES = {
+    "format-version": "2",
+    "write.format.default": "parquet",
+    "write.parquet.compression-codec": "zstd",
+    "commit.manifest-merge.enabled": "true",
+    "commit.manifest.min-count-to-merge": "50",
+    "commit.retry.num-retries": "10",
+}
+_COMMIT_ERRORS: tuple[type[BaseException], ...] = (CommitFailedException,)
+try:  # sqlite's "database is locked" under concurrent writers is a conflict too
+    from sqlalchemy.exc import OperationalError as _SqlOperationalError
+
+    _COMMIT_ERRORS += (_SqlOperationalError,)
+except ImportError:  # pragma: no cover - sqlalchemy comes with pyiceberg[sql-sqlite]
+    pass
+
+
+class ResultsTableError(Exception):
+    """The results table could not be reached or written (message names table and catalog)."""
+
+
+def arrow_schema() -> pa.Schema:
+    return schema_to_pyarrow(RESULTS_SCHEMA, include_field_ids=False)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def to_arrow(results: Iterable[CalibrationResult]) -> pa.Table:
+    rows = []
+    for result in results:
+        row = result.model_dump()
+        row["status"] = str(CheckStatus(result.status))
+        row["timestamp"] = _utc(result.timestamp)
+        row["written_at"] = _utc(result.written_at)
+        rows.append({name: row.get(name) for name, _, _ in _FIELDS})
+    return pa.Table.from_pylist(rows, schema=arrow_schema())
+
+
+def _from_row(row: dict[str, Any]) -> CalibrationResult:
+    known = {k: v for k, v in row.items() if k in CalibrationResult.model_fields and v is not None}
+    for key in ("pitch_offset", "yaw_offset", "roll_offset"):
+        if isinstance(known.get(key), float) and not math.isfinite(known[key]):
+            known.pop(key)
+    if "status" not in known:  # rows written before the status column existed
+        offsets = {a: row.get(f"{a}_offset") for a in ("yaw", "pitch", "roll")}
+        success = bool(row.get("success"))
+        known["status"] = classify(
+            success, offsets, row.get("threshold_deg") or 0.5,
+            capture_failed=not success and all(v is None for v in offsets.values()),
+        )
+    return CalibrationResult.model_validate(known)
+
+
+def from_arrow(table: pa.Table) -> list[CalibrationResult]:
+    return [_from_row(row) for row in table.to_pylist()]
+
+
+def _check_key_filter(results: list[CalibrationResult]) -> BooleanExpression:
+    """Rows of these (device_id, check_partition) keys: one term per check partition."""
+    by_partition: dict[str, set[str]] = defaultdict(set)
+    for result in results:
+        by_partition[result.check_partition].add(result.device_id)
+    expression: BooleanExpression = AlwaysFalse()
+    for partition, devices in sorted(by_partition.items()):
+        device_filter = (
+            EqualTo("device_id", next(iter(devices))) if len(devices) == 1 else In("device_id", devices)
+        )
+        term = And(EqualTo("check_partition", partition), device_filter)
+        expression = term if isinstance(expression, AlwaysFalse) else Or(expression, term)
+    return expression
+
+
+def _dedupe(results: list[CalibrationResult]) -> list[CalibrationResult]:
+    """One row per (device_id, check_partition): the last one given wins."""
+    latest: dict[tuple[str, str], CalibrationResult] = {}
+    for result in results:
+        latest[(result.device_id, result.check_partition)] = result
+    return list(latest.values())
+
+
+def _latest_first(table: pa.Table) -> pa.Table:
+    return table.sort_by([("timestamp", "descending"), ("written_at", "descending")])
+
+
+class ResultsTable:
+    """Plain client over the Iceberg results table (no Dagster needed)."""
+
+    def __init__(self, results: ResultsSettings, aws: AwsSettings = AwsSettings()):
+        self.settings = results
+        self.aws = aws
+        self.identifier = (results.database, results.table)
+        self.catalog = self._make_catalog()
+        self._ensured = False
+        self.commit_attempts = 0  # total commit attempts made, for tests and diagnostics
+
+    # ------------------------------------------------------------------ catalog and table
+
+    def _file_io_properties(self) -> dict[str, str]:
+        props = {"s3.region": self.aws.region}
+        if self.aws.endpoint_url:
+            props["s3.endpoint"] = self.aws.endpoint_url
+            if self.aws.endpoint_url.startswith("http://"):
+                props["s3.force-virtual-addressing"] = "false"
+        return props
+
+    def _warehouse(self) -> str:
+        warehouse = self.settings.warehouse
+        if "://" in warehouse:
+            return warehouse
+        path = Path(warehouse).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path.as_uri()
+
+    def _make_catalog(self) -> Catalog:
+        s = self.settings
+        props = self._file_io_properties()
+        if s.catalog == "sqlite":
+            db = Path(s.sqlite_path).expanduser().resolve()
+            db.parent.mkdir(parents=True, exist_ok=True)
+            props.update(type="sql", uri=f"sqlite:///{db}", warehouse=self._warehouse())
+        elif s.catalog == "glue":
+            props.update({"type": "glue", "glue.region": self.aws.region})
+            if self.aws.endpoint_url:
+                props["glue.endpoint"] = self.aws.endpoint_url
+            if s.warehouse:
+                props["warehouse"] = self._warehouse()
+        elif s.catalog == "rest":
+            if not s.rest_uri:
+                raise ResultsTableError("[results] catalog = rest needs rest_uri")
+            props.update(type="rest", uri=s.rest_uri)
+            if s.warehouse:
+                props["warehouse"] = s.warehouse
+        else:
+            raise ResultsTableError(f"unknown results catalog {s.catalog!r} (sqlite, glue or rest)")
+        try:
+            return load_catalog(s.catalog_name, **props)
+        except Exception as exc:
+            raise ResultsTableError(f"cannot open the {s.catalog} catalog {s.catalog_name!r}: {exc}") from exc
+
+    @property
+    def name(self) -> str:
+        return f"{self.settings.database}.{self.settings.table}"
+
+    def ensure_table(self) -> None:
+        """Create the namespace and table if missing; add columns this version knows and it lacks."""
+        with contextlib.suppress(NamespaceAlreadyExistsError):
+            self.catalog.create_namespace(self.settings.database)
+        try:
+            table = self.catalog.load_table(self.identifier)
+        except NoSuchTableError:
+            try:
+                self.catalog.create_table(
+                    self.identifier,
+                    schema=RESULTS_SCHEMA,
+                    partition_spec=RESULTS_PARTITION_SPEC,
+                    properties=TABLE_PROPERTIES,
+                )
+            except TableAlreadyExistsError:
+                pass  # another process won the race: same schema
+            self._ensured = True
+            return
+        missing = [f.name for f in RESULTS_SCHEMA.fields if f.name not in table.schema().column_names]
+        if missing:
+            for attempt in range(5):
+                try:
+                    with table.update_schema() as update:
+                        update.union_by_name(RESULTS_SCHEMA)
+                    log.info("results table %s: added columns %s", self.name, missing)
+                    break
+                except _COMMIT_ERRORS:
+                    time.sleep(0.05 * (attempt + 1))
+                    table = self.catalog.load_table(self.identifier)
+                    if all(n in table.schema().column_names for n in missing):
+                        break
+        self._ensured = True
+
+    def table(self) -> Table:
+        """The table as committed now (reloaded: other processes write too)."""
+        if not self._ensured:
+            self.ensure_table()
+        return self.catalog.load_table(self.identifier)
+
+    # ------------------------------------------------------------------ writing
+
+    def _commit_with_retries(self, what: str, operation, max_attempts: int = 20) -> None:
+        """Run operation(table) in a retry loop: reload on every conflict, exponential backoff."""
+        for attempt in range(1, max_attempts + 1):
+            self.commit_attempts += 1
+            table = self.table()
+            try:
+                operation(table)
+                return
+            except _COMMIT_ERRORS as exc:
+                if attempt == max_attempts:
+                    raise ResultsTableError(
+                        f"{what} on {self.name}: commit conflict not resolved after {attempt} attempts: {exc}"
+                    ) from exc
+                time.sleep(min(2.0, 0.02 * 2 ** min(attempt, 7)) * (0.5 + random.random()))
+
+    def write(self, results: list[CalibrationResult]) -> None:
+        """Upsert: each (device_id, check_partition) ends with exactly the row given, in one snapshot."""
+        rows = _dedupe(list(results))
+        if not rows:
+            return
+
+        def replace(table: Table) -> None:
+            data = to_arrow(rows)  # rebuilt per attempt: a failed commit may have consumed it
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "delete did not match any records" on first write
+                table.overwrite(data, overwrite_filter=_check_key_filter(rows))
+
+        self._commit_with_retries("write", replace)
+
+    def append_arrow(self, data: pa.Table) -> None:
+        """Plain append of rows already known to be new (bulk loads, benchmarks): no upsert."""
+        self._commit_with_retries("append", lambda table: table.append(data.cast(arrow_schema())))
+
+    # ------------------------------------------------------------------ reading
+
+    def _scan(self, row_filter: BooleanExpression | None = None, columns: tuple[str, ...] = ("*",)) -> pa.Table:
+        table = self.table()
+        scan = table.scan(row_filter=row_filter) if row_filter is not None else table.scan()
+        if columns != ("*",):
+            scan = scan.select(*columns)
+        return scan.to_arrow()
+
+    def read(self, device_id: str, check_partition: str) -> CalibrationResult | None:
+        data = self._scan(And(EqualTo("device_id", device_id), EqualTo("check_partition", check_partition)))
+        if data.num_rows == 0:
+            return None
+        return from_arrow(_latest_first(data).slice(0, 1))[0]
+
+    def latest_per_device(self) -> list[CalibrationResult]:
+        """The most recent row (by timestamp) of every device, sorted by deployment and device."""
+        # Two passes: the newest timestamp per device from two narrow columns, then whole rows only
+        # from the days at or after the oldest of those (day partitions prune the rest).
+        keys = self._scan(columns=("device_id", "timestamp"))
+        if keys.num_rows == 0:
+            return []
+        newest = keys.group_by("device_id").aggregate([("timestamp", "max")])
+        cutoff = pc.min(newest["timestamp_max"]).as_py()
+        recent = _latest_first(self._scan(GreaterThanOrEqual("timestamp", cutoff.isoformat())))
+        seen: set[str] = set()
+        keep = []
+        for i, device in enumerate(recent["device_id"].to_pylist()):
+            if device not in seen:
+                seen.add(device)
+                keep.append(i)
+        rows = from_arrow(recent.take(keep))
+        return sorted(rows, key=lambda r: (r.deployment_name, r.device_id))
+
+    def history(
+        self, device_id: str, since: datetime | None = None, limit: int | None = None
+    ) -> list[CalibrationResult]:
+        """Rows of one device, oldest first; with limit, the most recent `limit` of them."""
+        row_filter: BooleanExpression = EqualTo("device_id", device_id)
+        if since is not None:
+            row_filter = And(row_filter, GreaterThanOrEqual("timestamp", _utc(since).isoformat()))
+        data = _latest_first(self._scan(row_filter))
+        if limit is not None:
+            data = data.slice(0, max(0, limit))
+        return list(reversed(from_arrow(data)))
+
+    def all_rows(self) -> list[CalibrationResult]:
+        return from_arrow(self._scan().sort_by([("timestamp", "ascending"), ("device_id", "ascending")]))
+
+    def duckdb(self):
+        """A DuckDB connection with the table registered as `calibration_results` (local Athena)."""
+        return self.table().scan().to_duckdb(table_name="calibration_results")
+
+    # ------------------------------------------------------------------ maintenance
+
+    def file_count(self) -> int:
+        return self.table().inspect.files().num_rows
+
+    def compact(self, min_files: int = 2, expire_older_than: timedelta = timedelta(0)) -> dict:
+        """Rewrite every (day, deployment) partition holding min_files or more data files into one,
+        then expire old snapshots so their files stop counting. Safe beside writers (retried)."""
+        table = self.table()
+        files = table.inspect.files()
+        files_before = files.num_rows
+        counts: dict[tuple[date, str], int] = defaultdict(int)
+        for part in files["partition"].to_pylist():
+            day = part["timestamp_day"]  # a date (or days since epoch, depending on the reader)
+            if isinstance(day, int):
+                day = date(1970, 1, 1) + timedelta(days=day)
+            counts[(day, part["deployment_name"])] += 1
+        targets = sorted(key for key, n in counts.items() if n >= min_files)
+        for day, deployment in targets:
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            partition_filter = And(
+                EqualTo("deployment_name", deployment),
+                And(
+                    GreaterThanOrEqual("timestamp", start.isoformat()),
+                    LessThan("timestamp", (start + timedelta(days=1)).isoformat()),
+                ),
+            )
+
+            def rewrite(t: Table, partition_filter=partition_filter) -> None:
+                data = t.scan(row_filter=partition_filter).to_arrow()
+                data = data.sort_by([("device_id", "ascending"), ("timestamp", "ascending")])
+                t.overwrite(data, overwrite_filter=partition_filter)
+
+            self._commit_with_retries(f"compact {deployment} day {start.date()}", rewrite)
+        expired = 0
+        table = self.table()
+        current = table.current_snapshot()
+        if current is not None:
+            cutoff = datetime.now(UTC) - expire_older_than
+            old = [
+                s.snapshot_id for s in table.snapshots()
+                if s.snapshot_id != current.snapshot_id and s.timestamp_ms < cutoff.timestamp() * 1000
+            ]
+            if old:
+                try:
+                    table.maintenance.expire_snapshots().by_ids(old).commit()
+                    expired = len(old)
+                except _COMMIT_ERRORS as exc:  # a writer got in first: expire next time
+                    log.info("results table %s: snapshot expiry postponed: %s", self.name, exc)
+        return {
+            "partitions_compacted": len(targets),
+            "files_before": files_before,
+            "files_after": self.file_count(),
+            "snapshots_expired": expired,
+        }
+
+
+class ResultsTableResource(dg.ConfigurableResource):
+    """The Iceberg results table ([results] and [aws] of calibration_monitoring.ini)."""
+
+    catalog: str = "sqlite"
+    catalog_name: str = "calmon"
+    database: str = "calibration_monitoring"
+    table: str = "calibration_results"
+    warehouse: str = ".calmon/warehouse"
+    sqlite_path: str = ".calmon/catalog.db"
+    rest_uri: str | None = None
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+    def get_client(self) -> ResultsTable:
+        return ResultsTable(
+            ResultsSettings(
+                catalog=self.catalog,  # type: ignore[arg-type]
+                catalog_name=self.catalog_name,
+                database=self.database,
+                table=self.table,
+                warehouse=self.warehouse,
+                sqlite_path=self.sqlite_path,
+                rest_uri=self.rest_uri,
+            ),
+            AwsSettings(region=self.region, endpoint_url=self.endpoint_url),
+        )

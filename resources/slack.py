@@ -1,0 +1,131 @@
+"""Slack incoming-webhook client: retries with backoff, honours 429 Retry-After, never raises.
+
+Plain HTTP (urllib) rather than slack_sdk's WebhookClient: one retry loop whose attempts are
+countable, and no library debug log that could print the webhook URL (the URL is the secret).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dagster as dg
+
+MAX_RETRY_AFTER_SECONDS = 60.0  # a check must not hang for long on a rate-limited channel
+
+
+@dataclass
+class SlackOutcome:
+    delivered: bool
+    status: int | None
+    attempts: int
+    error: str | None  # never contains the webhook URL
+
+
+def _retry_after(value: str | None, fallback: float) -> float:
+    try:
+        seconds = float(value) if value is not None else fallback
+    except ValueError:
+        seconds = fallback
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+class SlackNotifier:
+    def __init__(
+        self,
+        webhook_url: str | None,
+        channel: str = "calibration_monitoring",
+        timeout: float = 10.0,
+        max_attempts: int = 4,
+        backoff_seconds: float = 1.0,
+        echo: Callable[[str], None] | None = print,
+    ):
+        self._webhook_url = (webhook_url or "").strip() or None
+        self.channel = channel
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_seconds = backoff_seconds
+        self.echo = echo
+
+    @property
+    def configured(self) -> bool:
+        return self._webhook_url is not None
+
+    def __repr__(self) -> str:  # the URL is a secret: never in a repr
+        state = "configured" if self.configured else "not configured"
+        return f"SlackNotifier(channel={self.channel!r}, webhook {state})"
+
+    def _scrub(self, text: str) -> str:
+        if self._webhook_url:
+            text = text.replace(self._webhook_url, "<webhook>")
+        return text
+
+    def _post(self, body: bytes) -> tuple[int | None, str, str | None]:
+        """One POST: (status or None on a connection error, response text, Retry-After)."""
+        request = urllib.request.Request(
+            self._webhook_url or "",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return response.status, response.read(2000).decode("utf-8", "replace"), None
+        except urllib.error.HTTPError as exc:
+            text = exc.read(2000).decode("utf-8", "replace") if exc.fp else ""
+            return exc.code, text, exc.headers.get("Retry-After") if exc.headers else None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return None, f"{type(exc).__name__}: {reason}", None
+
+    def send(self, text: str) -> SlackOutcome:
+        """Post text; retries 429 (after Retry-After), 5xx and connection errors. Never raises."""
+        try:
+            return self._send(text)
+        except Exception as exc:  # the check must survive anything Slack does
+            return SlackOutcome(False, None, 0, self._scrub(f"{type(exc).__name__}: {exc}"))
+
+    def _send(self, text: str) -> SlackOutcome:
+        if not self._webhook_url:
+            if self.echo is not None:
+                self.echo(f"[slack #{self.channel}, not sent: no webhook configured]\n{text}")
+            return SlackOutcome(False, None, 0, "no webhook configured")
+        body = json.dumps({"text": text}).encode("utf-8")
+        status: int | None = None
+        error = "not attempted"
+        for attempt in range(1, self.max_attempts + 1):
+            status, response_text, retry_after = self._post(body)
+            if status is not None and 200 <= status < 300:
+                return SlackOutcome(True, status, attempt, None)
+            detail = response_text.strip()[:200]
+            error = f"HTTP {status}: {detail}" if status is not None else detail
+            retryable = status is None or status == 429 or status >= 500
+            if not retryable or attempt == self.max_attempts:
+                break
+            backoff = self.backoff_seconds * 2 ** (attempt - 1) * (0.5 + random.random() / 2)
+            time.sleep(_retry_after(retry_after, backoff) if status == 429 else backoff)
+        return SlackOutcome(False, status, attempt, self._scrub(error))
+
+
+class SlackResource(dg.ConfigurableResource):
+    """Slack incoming webhook; configure webhook_url from dg.EnvVar("SLACK_WEBHOOK_URL")."""
+
+    webhook_url: str | None = None
+    channel: str = "calibration_monitoring"
+    max_attempts: int = 4
+    timeout: float = 10.0
+    backoff_seconds: float = 1.0
+
+    def get_client(self) -> SlackNotifier:
+        return SlackNotifier(
+            self.webhook_url,
+            channel=self.channel,
+            timeout=self.timeout,
+            max_attempts=self.max_attempts,
+            backoff_seconds=self.backoff_seconds,
+        )
