@@ -1,0 +1,88 @@
+"""A picture per query frame for people and asset metadata: query (left) and the reference frame
+with most inliers (right), inlier matches as lines, and on the reference the query's view outline
+where telemetry says it looked (red) and where the estimate says it looked (green)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from calmon_core.capture_format import load_frame_image
+from calmon_core.conventions import pixel_rays, project_rays, rotation_from_ypr
+
+RED, GREEN, YELLOW = (0, 0, 255), (0, 200, 0), (0, 220, 255)
+HEIGHT = 480
+
+
+def _outline(k_q: np.ndarray, w: int, h: int, r_q: np.ndarray, k_r: np.ndarray,
+             r_r: np.ndarray) -> np.ndarray:
+    """The query frame's border, sampled densely, projected into the reference frame's pixels."""
+    s = np.linspace(0, 1, 40)
+    border = np.concatenate([
+        np.column_stack([s * (w - 1), np.zeros_like(s)]),
+        np.column_stack([np.full_like(s, w - 1), s * (h - 1)]),
+        np.column_stack([(1 - s) * (w - 1), np.full_like(s, h - 1)]),
+        np.column_stack([np.zeros_like(s), (1 - s) * (h - 1)]),
+    ])
+    world = pixel_rays(k_q, border) @ r_q.T
+    return project_rays(k_r, world @ r_r)
+
+
+def _polyline(img: np.ndarray, pts: np.ndarray, scale: float, dx: int, color) -> None:
+    ok = np.all(np.isfinite(pts), axis=1)
+    if ok.sum() < 2:
+        return
+    p = np.round(pts[ok] * scale + [dx, 0]).astype(np.int32)
+    p = np.clip(p, -10000, 10000)
+    cv2.polylines(img, [p.reshape(-1, 1, 2)], True, color, 2, cv2.LINE_AA)
+
+
+def write_diagnostic(path: str | Path, refmap, reference_folder: Path, ref_capture, frame,
+                     query_image: np.ndarray, solution) -> Path:
+    est = solution.estimate
+    matches, mask = solution.matches, solution.inlier_mask
+    t = frame.telemetry
+    r_rep = rotation_from_ypr(t.yaw, t.pitch, t.roll)
+    if matches is not None and mask is not None and mask.any():
+        ids, counts = np.unique(matches.ref_frame[mask], return_counts=True)
+        ref_i = int(ids[np.argmax(counts)])
+    else:
+        axes = np.array([f.rotation[:, 2] for f in refmap.frames])
+        ref_i = int(np.argmax(axes @ r_rep[:, 2]))
+    ref_img = load_frame_image(reference_folder, ref_capture, ref_i)
+    sq = HEIGHT / query_image.shape[0]
+    sr = HEIGHT / ref_img.shape[0]
+    q = cv2.resize(query_image, (round(query_image.shape[1] * sq), HEIGHT), interpolation=cv2.INTER_AREA)
+    r = cv2.resize(ref_img, (round(ref_img.shape[1] * sr), HEIGHT), interpolation=cv2.INTER_AREA)
+    canvas = np.concatenate([q, r], axis=1)
+    dx = q.shape[1]
+    if matches is not None and mask is not None:
+        sel = mask & (matches.ref_frame == ref_i)
+        for a, b in zip(matches.uv_query[sel][::max(1, sel.sum() // 150)],
+                        matches.uv_ref[sel][::max(1, sel.sum() // 150)], strict=True):
+            pa = (int(a[0] * sq), int(a[1] * sq))
+            pb = (int(b[0] * sr) + dx, int(b[1] * sr))
+            cv2.line(canvas, pa, pb, YELLOW, 1, cv2.LINE_AA)
+            cv2.circle(canvas, pa, 2, YELLOW, -1)
+            cv2.circle(canvas, pb, 2, YELLOW, -1)
+    k_q = frame.intrinsics().matrix()
+    w, h = frame.width, frame.height
+    rf = refmap.frames[ref_i]
+    _polyline(canvas, _outline(k_q, w, h, r_rep, rf.k, rf.rotation), sr, dx, RED)
+    if solution.rotation is not None:
+        _polyline(canvas, _outline(k_q, w, h, solution.rotation, rf.k, rf.rotation), sr, dx, GREEN)
+    if est.success:
+        o = est.offsets_deg
+        text = (f"{est.image}: yaw {o['yaw']:+.3f} pitch {o['pitch']:+.3f} roll {o['roll']:+.3f} "
+                f"deg, {est.inliers} inliers (red reported, green estimated)")
+    else:
+        text = f"{est.image}: inconclusive - {est.failure_log}"[:150]
+    cv2.rectangle(canvas, (0, 0), (canvas.shape[1], 26), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    path = Path(path)
+    if not cv2.imwrite(str(path), canvas):
+        raise OSError(f"cannot write diagnostic picture {path}")
+    return path

@@ -1,0 +1,332 @@
+"""Stage 4: per-frame offset estimation and the combined estimate of a query capture.
+
+Pipeline per query frame (each stage replaceable, like OpenCV's stitching module):
+features.detect -> pick overlapping reference frames -> matching.QueryMatcher per frame ->
+MAGSAC homography gate per pair -> pooled 2-point rotation RANSAC on bearings ->
+robust pixel-reprojection refinement (rotation.refine_rotation) -> yaw/pitch/roll, offsets,
+uncertainty from the covariance. Then frames are combined (inverse-variance, outlier frames out).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from calmon_core.capture_format import CaptureFormatError, load_frame_image, read_capture
+from calmon_core.conventions import (
+    angle_offsets,
+    pixel_rays,
+    rotation_from_ypr,
+    ypr_from_rotation,
+)
+from calmon_core.features import (
+    QUERY_NFEATURES,
+    ReferenceMap,
+    build_reference_features,
+    detect,
+    has_reference_features,
+    load_reference_map,
+    matching_descriptors,
+    to_gray,
+)
+from calmon_core.matching import QueryMatcher
+from calmon_core.models import Frame
+from calmon_core.rotation import ransac_rotation, refine_rotation, ypr_covariance
+
+ALGORITHM_VERSION = "calmon-est/1.0-sift-rootsift-rot2pt"
+AXES = ("yaw", "pitch", "roll")
+
+MIN_INLIERS = 30  # below this a frame is inconclusive
+MIN_INLIER_RATIO = 0.15  # of the pooled gated matches
+MIN_COVER = 0.04  # inliers' convex hull / image area: below, the geometry is degenerate
+MAX_SIGMA_DEG = 0.1  # a frame whose uncertainty is larger says "cannot tell" instead
+MAX_OFFSET_DEG = 25.0  # larger disagreements with telemetry are wrong matches, not offsets
+OVERLAP_MARGIN_DEG = 6.0  # offsets of several degrees still find their reference frames
+MAX_REFERENCE_FRAMES = 6
+RANSAC_PX = 2.5
+HOMOGRAPHY_GATE_PX = 4.0
+# honest uncertainty: the covariance of independent pixel noise is optimistic (JPEG blocks,
+# interpolation and the reference map's own error are correlated), so it is inflated and floored
+UNCERTAINTY_INFLATION = 2.0
+UNCERTAINTY_FLOOR_DEG = 0.0005
+DARK_MEAN, BLANK_STD = 10.0, 3.0
+
+
+@dataclass
+class FrameEstimate:
+    image: str
+    success: bool
+    inliers: int
+    offsets_deg: dict[str, float] | None
+    uncertainty_deg: dict[str, float] | None
+    reported: dict[str, float]
+    estimated: dict[str, float] | None
+    failure_log: str | None
+    diagnostic_png: str | None = None
+
+    def to_json_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Estimate:
+    success: bool
+    offsets_deg: dict[str, float] | None
+    uncertainty_deg: dict[str, float] | None
+    breach: bool | None
+    frames: list[FrameEstimate]
+    failure_log: str | None
+    inliers: int
+    frames_used: int
+    algorithm_version: str = ALGORITHM_VERSION
+
+    def to_json_dict(self) -> dict:
+        """The object of capture-format.md's `calmon estimate` contract (plus a few extra keys)."""
+        return {
+            "success": self.success,
+            "offsets_deg": self.offsets_deg,
+            "uncertainty_deg": self.uncertainty_deg,
+            "breach": self.breach,
+            "frames": [f.to_json_dict() for f in self.frames],
+            "failure_log": self.failure_log,
+            "inliers": self.inliers,
+            "frames_used": self.frames_used,
+            "algorithm_version": self.algorithm_version,
+        }
+
+
+@dataclass
+class FrameMatches:
+    """Pooled correspondences of one query frame against its reference frames."""
+
+    uv_query: np.ndarray
+    bearings: np.ndarray
+    ref_frame: np.ndarray
+    uv_ref: np.ndarray
+    frames_tried: list[int] = field(default_factory=list)
+
+
+def _rounded(d: dict[str, float], digits: int = 6) -> dict[str, float]:
+    return {k: round(float(v), digits) for k, v in d.items()}
+
+
+def _half_diag_deg(k: np.ndarray, width: int, height: int) -> float:
+    return math.degrees(math.atan(math.hypot(width / 2, height / 2) / k[0, 0]))
+
+
+def overlapping_reference_frames(refmap: ReferenceMap, r_wc: np.ndarray, k: np.ndarray, width: int,
+                                 height: int, margin_deg: float = OVERLAP_MARGIN_DEG) -> list[int]:
+    """Reference frames whose view can overlap the query's (by optical-axis angle), nearest first."""
+    reach_q = _half_diag_deg(k, width, height)
+    found = []
+    for i, fr in enumerate(refmap.frames):
+        cos = float(np.clip(fr.rotation[:, 2] @ r_wc[:, 2], -1, 1))
+        angle = math.degrees(math.acos(cos))
+        if angle < reach_q + _half_diag_deg(fr.k, fr.width, fr.height) + margin_deg:
+            found.append((angle, i))
+    return [i for _, i in sorted(found)][:MAX_REFERENCE_FRAMES]
+
+
+def gather_matches(refmap: ReferenceMap, query_uv: np.ndarray, matcher: QueryMatcher,
+                   frames: list[int]) -> FrameMatches:
+    """Match against each reference frame, gate each pair with a MAGSAC homography, pool."""
+    uq, bw, rf, ur = [], [], [], []
+    for i in frames:
+        pairs = matcher.match(refmap.descriptors_for_matching(i))
+        if len(pairs) < 8:
+            continue
+        a = query_uv[pairs[:, 0]]
+        b = refmap.features[i].uv[pairs[:, 1]]
+        _, mask = cv2.findHomography(b, a, cv2.USAC_MAGSAC, HOMOGRAPHY_GATE_PX, confidence=0.999,
+                                     maxIters=5000)
+        if mask is None:
+            continue
+        keep = mask.ravel().astype(bool)
+        if keep.sum() < 8:
+            continue
+        uq.append(a[keep])
+        ur.append(b[keep])
+        bw.append(refmap.bearings(i, b[keep]))
+        rf.append(np.full(int(keep.sum()), i))
+    if not uq:
+        return FrameMatches(np.zeros((0, 2)), np.zeros((0, 3)), np.zeros(0, int), np.zeros((0, 2)),
+                            list(frames))
+    return FrameMatches(np.concatenate(uq), np.concatenate(bw), np.concatenate(rf),
+                        np.concatenate(ur), list(frames))
+
+
+def _hull_fraction(uv: np.ndarray, width: int, height: int) -> float:
+    if len(uv) < 3:
+        return 0.0
+    hull = cv2.convexHull(uv.astype(np.float32))
+    return float(cv2.contourArea(hull)) / float(width * height)
+
+
+def _failed(frame: Frame, reported: dict, inliers: int, why: str) -> FrameEstimate:
+    return FrameEstimate(frame.image, False, inliers, None, None, reported, None, why)
+
+
+@dataclass
+class FrameSolution:
+    estimate: FrameEstimate
+    rotation: np.ndarray | None = None
+    matches: FrameMatches | None = None
+    inlier_mask: np.ndarray | None = None
+
+
+def estimate_frame(refmap: ReferenceMap, frame: Frame, image: np.ndarray, *,
+                   refine_focal: bool = False) -> FrameSolution:
+    """Estimate one query frame's true orientation against a reference map."""
+    t = frame.telemetry
+    reported = {"yaw": t.yaw, "pitch": t.pitch, "roll": t.roll, "zoom": t.zoom}
+    k = frame.intrinsics().matrix()
+    h, w = image.shape[:2]
+    if (w, h) != (frame.width, frame.height):
+        k = k.copy()
+        k[0] *= w / frame.width
+        k[1] *= h / frame.height
+    gray = to_gray(image)
+    mean, std = float(gray.mean()), float(gray.std())
+    if mean < DARK_MEAN or std < BLANK_STD:
+        why = "too dark" if mean < DARK_MEAN else "blank (no contrast)"
+        return FrameSolution(_failed(frame, reported, 0, f"{frame.image}: the view is {why}; "
+                                     "nothing to match against the reference scan"))
+    r_rep = rotation_from_ypr(t.yaw, t.pitch, t.roll)
+    feats = detect(gray, refmap.detector, QUERY_NFEATURES)
+    if len(feats) < MIN_INLIERS:
+        return FrameSolution(_failed(frame, reported, 0, f"{frame.image}: only {len(feats)} "
+                                     "keypoints in the view (sky, fog, blank or out of focus?)"))
+    matcher = QueryMatcher(matching_descriptors(feats, refmap.detector))
+    candidates = overlapping_reference_frames(refmap, r_rep, k, w, h)
+    matches = gather_matches(refmap, feats.uv, matcher, candidates)
+    if len(matches.uv_query) < MIN_INLIERS and len(candidates) < len(refmap.frames):
+        # global fallback: telemetry may be far off, or the reported view outside the grid
+        matches = gather_matches(refmap, feats.uv, matcher, list(range(len(refmap.frames))))
+    n = len(matches.uv_query)
+    if n < MIN_INLIERS:
+        return FrameSolution(_failed(frame, reported, n, f"{frame.image}: only {n} geometrically "
+                                     f"consistent matches with the reference scan (need "
+                                     f"{MIN_INLIERS}); scene changed, occluded, or low texture"))
+    rays = pixel_rays(k, matches.uv_query)
+    f = float(k[0, 0])
+    ransac = ransac_rotation(rays, matches.bearings, RANSAC_PX / f)
+    if ransac is None or ransac.inliers.sum() < MIN_INLIERS:
+        got = 0 if ransac is None else int(ransac.inliers.sum())
+        return FrameSolution(_failed(frame, reported, got, f"{frame.image}: no rotation explains "
+                                     f"enough matches ({got} of {n}); scene changed or repetitive"))
+    inl = ransac.inliers
+    ref = refine_rotation(ransac.rotation, k, matches.uv_query[inl], matches.bearings[inl],
+                          inlier_px=RANSAC_PX, refine_focal=refine_focal)
+    mask = np.zeros(n, bool)
+    mask[np.flatnonzero(inl)[ref.inliers]] = True
+    count = int(mask.sum())
+    if count < MIN_INLIERS or count < MIN_INLIER_RATIO * n:
+        return FrameSolution(_failed(frame, reported, count, f"{frame.image}: {count} of {n} "
+                                     "matches agree on one rotation: too few to trust"))
+    cover = _hull_fraction(matches.uv_query[mask], w, h)
+    if cover < MIN_COVER:
+        return FrameSolution(_failed(frame, reported, count, f"{frame.image}: the {count} inliers "
+                                     f"cover {100 * cover:.1f}% of the image: degenerate geometry"))
+    r_est = ref.rotation
+    est = ypr_from_rotation(r_est)
+    offsets = angle_offsets(est, (t.yaw, t.pitch, t.roll))
+    cos = float(np.clip((np.trace(r_rep.T @ r_est) - 1) / 2, -1, 1))
+    if math.degrees(math.acos(cos)) > MAX_OFFSET_DEG:
+        return FrameSolution(_failed(frame, reported, count, f"{frame.image}: the best fit is "
+                                     f"{math.degrees(math.acos(cos)):.1f} deg from the reported "
+                                     "pose: a different place matched, not an offset"))
+    cov = ypr_covariance(r_est, ref.covariance)
+    sig = np.sqrt(np.maximum(np.diag(cov), 0.0)) * UNCERTAINTY_INFLATION
+    sig = np.sqrt(sig**2 + UNCERTAINTY_FLOOR_DEG**2)
+    if not np.all(np.isfinite(sig)) or sig.max() > MAX_SIGMA_DEG:
+        return FrameSolution(_failed(frame, reported, count, f"{frame.image}: uncertainty "
+                                     f"{float(np.nanmax(sig)):.3f} deg is too large to tell (weak "
+                                     "geometry, near-vertical view or blur)"))
+    fe = FrameEstimate(
+        image=frame.image,
+        success=True,
+        inliers=count,
+        offsets_deg=_rounded(dict(zip(AXES, offsets, strict=True))),
+        uncertainty_deg=_rounded(dict(zip(AXES, sig, strict=True))),
+        reported=reported,
+        estimated=_rounded(dict(zip(AXES, est, strict=True))),
+        failure_log=None,
+    )
+    return FrameSolution(fe, r_est, matches, mask)
+
+
+def combine_frames(frames: list[FrameEstimate]) -> tuple[dict, dict, list[FrameEstimate], str | None]:
+    """Inverse-variance mean per axis over the frames, after rejecting frames that disagree."""
+    good = [f for f in frames if f.success]
+    if not good:
+        return {}, {}, [], None
+    off = np.array([[f.offsets_deg[a] for a in AXES] for f in good])
+    sig = np.array([[f.uncertainty_deg[a] for a in AXES] for f in good])
+    med = np.median(off, axis=0)
+    tol = np.maximum(4.0 * np.sqrt(sig**2 + np.median(sig, axis=0) ** 2), 0.02)
+    keep = np.all(np.abs(off - med) <= tol, axis=1)
+    note = None
+    if keep.sum() * 2 <= len(good) and len(good) > 1:
+        note = "query frames disagree with each other; the camera may have moved during capture"
+        keep = np.ones(len(good), bool)
+    rejected = [good[i].image for i in np.flatnonzero(~keep)]
+    if rejected:
+        note = f"frames left out as outliers: {', '.join(rejected)}"
+    used = [g for g, k_ in zip(good, keep, strict=True) if k_]
+    o, s = off[keep], sig[keep]
+    wts = 1.0 / s**2
+    mean = (wts * o).sum(axis=0) / wts.sum(axis=0)
+    sigma = np.sqrt(1.0 / wts.sum(axis=0))
+    if len(o) > 1:  # the frames' scatter, when larger than their claims, is the honest figure
+        scatter = np.sqrt(((o - mean) ** 2 * wts).sum(axis=0) / wts.sum(axis=0) / (len(o) - 1))
+        sigma = np.maximum(sigma, scatter)
+    return (_rounded(dict(zip(AXES, mean, strict=True))),
+            _rounded(dict(zip(AXES, sigma, strict=True))), used, note)
+
+
+def estimate_offsets(reference_folder: str | Path, query_folder: str | Path, *,
+                     threshold_deg: float = 0.5, diagnostics_dir: str | Path | None = None,
+                     refine_focal: bool = False) -> Estimate:
+    """Offsets (true - reported) of a query capture against a reference scan (both calmon.capture/1).
+
+    Raises CaptureFormatError for bad input; returns success=False with a failure_log when the
+    images do not allow an estimate."""
+    reference_folder, query_folder = Path(reference_folder), Path(query_folder)
+    ref_capture = read_capture(reference_folder)
+    if not ref_capture.frames:
+        raise CaptureFormatError(f"{reference_folder / 'manifest.json'}: reference has no frames")
+    if not has_reference_features(reference_folder):
+        build_reference_features(reference_folder)
+    refmap = load_reference_map(reference_folder)
+    query = read_capture(query_folder)
+    if not query.frames:
+        raise CaptureFormatError(f"{query_folder / 'manifest.json'}: query has no frames")
+    images = [load_frame_image(query_folder, query, i) for i in range(len(query.frames))]
+    solutions = [estimate_frame(refmap, fr, img, refine_focal=refine_focal)
+                 for fr, img in zip(query.frames, images, strict=True)]
+    if diagnostics_dir is not None:
+        from calmon_core.diagnostics import write_diagnostic
+
+        out = Path(diagnostics_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, (sol, img) in enumerate(zip(solutions, images, strict=True)):
+            path = out / f"{i:03d}_{Path(sol.estimate.image).stem}.png"
+            try:
+                write_diagnostic(path, refmap, reference_folder, ref_capture, query.frames[i], img,
+                                 sol)
+                sol.estimate.diagnostic_png = str(path)
+            except (OSError, CaptureFormatError, cv2.error):
+                pass  # a picture that cannot be drawn never costs the estimate
+    frames = [s.estimate for s in solutions]
+    offsets, sigma, used, note = combine_frames(frames)
+    if not used:
+        logs = "; ".join(f.failure_log or f.image for f in frames)
+        return Estimate(False, None, None, None, frames, f"no query frame could be estimated: {logs}",
+                        0, 0)
+    breach = any(abs(v) > threshold_deg for v in offsets.values())
+    return Estimate(True, offsets, sigma, breach, frames, note,
+                    int(sum(f.inliers for f in used)), len(used))

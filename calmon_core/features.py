@@ -1,0 +1,215 @@
+"""Stage 1: keypoints and descriptors, and the reference scan's feature map under features/.
+
+Default detector: SIFT (OpenCV), descriptors RootSIFT-normalised (L1, square root) for matching.
+A reference's features/ holds the COLMAP database (colmap_db.py) and calmon's own index
+(`calmon_index.npz`: per keypoint the pixel, scale, orientation, raw descriptor and frame; per frame
+the intrinsics, the reported pose and the rotation refined by reference_map.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from calmon_core.capture_format import MANIFEST, load_frame_image, read_capture
+from calmon_core.conventions import rotation_from_ypr, ypr_from_rotation
+from calmon_core.models import Capture
+
+FEATURES_DIR = "features"
+INDEX_FILE = "calmon_index.npz"
+INDEX_META = "calmon_index.json"
+COLMAP_DB = "database.db"
+FEATURES_VERSION = "calmon-features/1"
+
+# keypoint caps: enough for sub-0.001 deg fits, few enough to match in well under 0.5 s
+REFERENCE_NFEATURES = 4000
+QUERY_NFEATURES = 4000
+
+
+@dataclass
+class FeatureSet:
+    """Keypoints of one image: pixel (u, v) with OpenCV's pixel-centre convention, scale, angle."""
+
+    uv: np.ndarray  # (N, 2) float64
+    scale: np.ndarray  # (N,)
+    angle: np.ndarray  # (N,) degrees
+    descriptors: np.ndarray  # (N, D) raw detector output (uint8 for SIFT)
+
+    def __len__(self) -> int:
+        return len(self.uv)
+
+
+def _detector(name: str, nfeatures: int):
+    name = name.lower()
+    if name == "sift":
+        return cv2.SIFT_create(nfeatures=nfeatures, contrastThreshold=0.02)
+    if name == "akaze":
+        return cv2.AKAZE_create()
+    if name == "orb":
+        return cv2.ORB_create(nfeatures=nfeatures)
+    raise ValueError(f"unknown detector {name!r} (sift, akaze, orb)")
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+
+
+def detect(image: np.ndarray, detector: str = "sift", nfeatures: int = QUERY_NFEATURES,
+           mask: np.ndarray | None = None) -> FeatureSet:
+    """Detect and describe keypoints on a BGR or gray image."""
+    gray = to_gray(image)
+    kps, desc = _detector(detector, nfeatures).detectAndCompute(gray, mask)
+    if desc is None or not kps:
+        d = 128 if detector == "sift" else 61 if detector == "akaze" else 32
+        return FeatureSet(np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros((0, d), np.uint8))
+    uv = np.array([k.pt for k in kps], dtype=np.float64)
+    scale = np.array([k.size for k in kps], dtype=np.float64)
+    angle = np.array([k.angle for k in kps], dtype=np.float64)
+    if detector == "sift":
+        desc = np.clip(np.round(desc), 0, 255).astype(np.uint8)  # OpenCV SIFT values are integers
+    return FeatureSet(uv, scale, angle, desc)
+
+
+def root_sift(descriptors: np.ndarray) -> np.ndarray:
+    """RootSIFT (Arandjelovic & Zisserman): L1-normalise, square root; unit L2 norm, float32."""
+    d = descriptors.astype(np.float32)
+    d /= np.maximum(d.sum(axis=1, keepdims=True), 1e-7)
+    return np.sqrt(d)
+
+
+def matching_descriptors(features: FeatureSet, detector: str = "sift") -> np.ndarray:
+    if detector == "sift":
+        return root_sift(features.descriptors)
+    return features.descriptors
+
+
+@dataclass
+class ReferenceFrame:
+    image: str
+    width: int
+    height: int
+    k: np.ndarray
+    reported: tuple[float, float, float]
+    rotation: np.ndarray  # refined R_wc of the reference map
+
+
+@dataclass
+class ReferenceMap:
+    """Everything a query needs from a reference scan, loaded from features/."""
+
+    frames: list[ReferenceFrame]
+    features: list[FeatureSet]
+    detector: str
+    summary: dict = field(default_factory=dict)
+    _match_desc: list[np.ndarray] | None = None
+
+    def descriptors_for_matching(self, i: int) -> np.ndarray:
+        if self._match_desc is None:
+            self._match_desc = [matching_descriptors(f, self.detector) for f in self.features]
+        return self._match_desc[i]
+
+    def bearings(self, i: int, uv: np.ndarray | None = None) -> np.ndarray:
+        """World bearings of frame i's keypoints (or of given pixels) under the refined rotation."""
+        from calmon_core.conventions import pixel_rays
+
+        fr = self.frames[i]
+        pts = self.features[i].uv if uv is None else uv
+        return pixel_rays(fr.k, pts) @ fr.rotation.T
+
+
+def _manifest_digest(folder: Path) -> str:
+    return hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+
+
+def has_reference_features(reference_folder: str | Path) -> bool:
+    """True when features/ exists, was built by this version and matches the manifest."""
+    folder = Path(reference_folder)
+    meta_path = folder / FEATURES_DIR / INDEX_META
+    if not (meta_path.is_file() and (folder / FEATURES_DIR / INDEX_FILE).is_file()):
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+        return (meta.get("version") == FEATURES_VERSION
+                and meta.get("manifest_sha256") == _manifest_digest(folder))
+    except (OSError, ValueError):
+        return False
+
+
+def _reference_frames(capture: Capture) -> list[ReferenceFrame]:
+    frames = []
+    for fr in capture.frames:
+        t = fr.telemetry
+        frames.append(ReferenceFrame(fr.image, fr.width, fr.height, fr.intrinsics().matrix(),
+                                     (t.yaw, t.pitch, t.roll), rotation_from_ypr(t.yaw, t.pitch, t.roll)))
+    return frames
+
+
+def build_reference_features(reference_folder: str | Path, detector: str = "sift") -> dict:
+    """Detect features on every reference frame, refine the frames' rotations jointly from their
+    overlaps, and write features/ (COLMAP database + calmon index). Returns a summary."""
+    from calmon_core import colmap_db
+    from calmon_core.reference_map import refine_reference_rotations
+
+    folder = Path(reference_folder)
+    capture = read_capture(folder)
+    frames = _reference_frames(capture)
+    features = []
+    for i in range(len(capture.frames)):
+        image = load_frame_image(folder, capture, i)
+        features.append(detect(image, detector, REFERENCE_NFEATURES))
+    refmap = ReferenceMap(frames, features, detector)
+    change = refine_reference_rotations(refmap)
+    out = folder / FEATURES_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {
+        "frame": np.concatenate([np.full(len(f), i, np.int32) for i, f in enumerate(features)])
+        if features else np.zeros(0, np.int32),
+        "uv": np.concatenate([f.uv for f in features]) if features else np.zeros((0, 2)),
+        "scale": np.concatenate([f.scale for f in features]) if features else np.zeros(0),
+        "angle": np.concatenate([f.angle for f in features]) if features else np.zeros(0),
+        "descriptors": np.concatenate([f.descriptors for f in features]) if features
+        else np.zeros((0, 128), np.uint8),
+        "k": np.stack([f.k for f in frames]),
+        "rotation": np.stack([f.rotation for f in frames]),
+    }
+    tmp = out / (INDEX_FILE + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(out / INDEX_FILE)
+    colmap_db.write_database(out / COLMAP_DB, refmap)
+    summary = {
+        "frames": len(frames),
+        "keypoints": int(sum(len(f) for f in features)),
+        "detector": detector,
+        "refined_rotation_change_deg": change,
+    }
+    meta = {
+        "version": FEATURES_VERSION,
+        "manifest_sha256": _manifest_digest(folder),
+        "detector": detector,
+        "frames": [{"image": f.image, "width": f.width, "height": f.height,
+                    "reported": list(f.reported),
+                    "refined_ypr": list(ypr_from_rotation(f.rotation))} for f in frames],
+        "summary": summary,
+    }
+    (out / INDEX_META).write_text(json.dumps(meta, indent=1))
+    return summary
+
+
+def load_reference_map(reference_folder: str | Path) -> ReferenceMap:
+    folder = Path(reference_folder) / FEATURES_DIR
+    meta = json.loads((folder / INDEX_META).read_text())
+    data = np.load(folder / INDEX_FILE)
+    frames = []
+    features = []
+    for i, fm in enumerate(meta["frames"]):
+        frames.append(ReferenceFrame(fm["image"], fm["width"], fm["height"], data["k"][i],
+                                     tuple(fm["reported"]), data["rotation"][i]))
+        sel = data["frame"] == i
+        features.append(FeatureSet(data["uv"][sel], data["scale"][sel], data["angle"][sel],
+                                   data["descriptors"][sel]))
+    return ReferenceMap(frames, features, meta["detector"], meta.get("summary", {}))
