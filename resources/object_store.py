@@ -18,6 +18,7 @@ from calmon_core.config import AwsSettings, StorageSettings
 from calmon_core.layout import DEFAULT_BUCKET, s3_uri
 
 T = TypeVar("T")
+_SINGLE_PUT_MAX_BYTES = 64 * 1024 * 1024  # bigger files go through boto3's multipart transfer
 
 
 class ObjectStoreError(Exception):
@@ -223,7 +224,7 @@ class S3ObjectStore(_FolderTransfers):
             "s3",
             region_name=region,
             endpoint_url=endpoint_url or None,
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60),
+            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60),
         )
         self.attempts = 0  # total requests made, for tests and diagnostics
 
@@ -265,7 +266,19 @@ class S3ObjectStore(_FolderTransfers):
         path = Path(path)
         if not path.is_file():
             raise ObjectStoreError(f"cannot upload {path} to {self.uri(key)}: no such file")
-        self._call("upload to", key, lambda: self.client.upload_file(str(path), self.bucket, key))
+        if path.stat().st_size <= _SINGLE_PUT_MAX_BYTES:
+            # one PUT of the bytes: retried as a whole by _call, errors stay ClientErrors
+            self.put_bytes(key, path.read_bytes())
+        else:
+            self._call("upload to", key, lambda: self._upload_large(path, key))
+
+    def _upload_large(self, path: Path, key: str) -> None:
+        from boto3.exceptions import S3UploadFailedError
+
+        try:
+            self.client.upload_file(str(path), self.bucket, key)
+        except S3UploadFailedError as exc:  # unwrap so transient causes are retried
+            raise (exc.__context__ or exc) from None
 
     def get_file(self, key: str, path: str | Path) -> Path:
         target = Path(path)

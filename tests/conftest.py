@@ -38,3 +38,41 @@ def shared_broker():
     b.start()
     yield b
     b.stop()
+
+
+# --- infrastructure servers (tests/servers.py): moto over HTTP, fake kubectl on PATH ----------
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto's server (S3 + Glue) on a loopback port for the session, with test AWS credentials."""
+    from tests.servers import TEST_AWS_ENV, moto_server
+
+    patch = pytest.MonkeyPatch()
+    for key, value in TEST_AWS_ENV.items():
+        patch.setenv(key, value)
+    with moto_server() as endpoint:
+        yield endpoint
+    patch.undo()
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint):
+    """A fresh bucket on the moto server: (endpoint, bucket name)."""
+    import uuid
+
+    import boto3
+
+    name = f"calmon-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return moto_endpoint, name
+
+
+@pytest.fixture
+def fake_kubectl(monkeypatch, tmp_path):
+    """tests/fake_kubectl/kubectl first on PATH; returns the folder. Set FAKE_KUBECTL_* to steer it."""
+    folder = REPO / "tests" / "fake_kubectl"
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("FAKE_KUBECTL_LOG", str(tmp_path / "kubectl-calls.jsonl"))
+    monkeypatch.setenv("FAKE_KUBECTL_CONTEXTS", "fake-cluster,other-cluster")
+    return folder
