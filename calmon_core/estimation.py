@@ -37,7 +37,7 @@ from calmon_core.matching import QueryMatcher
 from calmon_core.models import Frame
 from calmon_core.rotation import ransac_rotation, refine_rotation, ypr_covariance
 
-ALGORITHM_VERSION = "calmon-est/1.0-sift-rootsift-rot2pt"
+ALGORITHM_VERSION = "calmon-est/1.1-sift-rootsift-rot2pt"
 AXES = ("yaw", "pitch", "roll")
 
 MIN_INLIERS = 30  # below this a frame is inconclusive
