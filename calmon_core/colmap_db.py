@@ -9,7 +9,6 @@ is at 0.5, 0.5) and SIFT descriptors as RootSIFT scaled to uint8 the way COLMAP 
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from pathlib import Path
 
@@ -92,33 +91,39 @@ def write_database(path: str | Path, refmap, *, use_pycolmap: bool = True) -> Pa
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     _create_schema(tmp, use_pycolmap)
-    with sqlite3.connect(tmp) as con:
-        for frame, feats in zip(refmap.frames, refmap.features, strict=True):
-            k = frame.k
-            params = np.array([k[0, 0], k[1, 1], k[0, 2] + 0.5, k[1, 2] + 0.5], np.float64)
-            cam = con.execute(
-                "INSERT INTO cameras (model, width, height, params, prior_focal_length) "
-                "VALUES (?, ?, ?, ?, 1)", (PINHOLE, frame.width, frame.height, params.tobytes()),
-            ).lastrowid
-            rig = con.execute("INSERT INTO rigs (ref_sensor_id, ref_sensor_type) VALUES (?, ?)",
-                              (cam, SENSOR_CAMERA)).lastrowid
-            image = con.execute("INSERT INTO images (name, camera_id) VALUES (?, ?)",
-                                (frame.image, cam)).lastrowid
-            frame_id = con.execute("INSERT INTO frames (rig_id) VALUES (?)", (rig,)).lastrowid
-            con.execute("INSERT INTO frame_data (frame_id, data_id, sensor_id, sensor_type) "
-                        "VALUES (?, ?, ?, ?)", (frame_id, image, cam, SENSOR_CAMERA))
-            kp = np.column_stack([feats.uv + 0.5, feats.scale,
-                                  np.radians(feats.angle)]).astype(np.float32).reshape(-1, 4)
-            con.execute("INSERT INTO keypoints VALUES (?, ?, ?, ?)",
-                        (image, kp.shape[0], 4, kp.tobytes()))
-            desc = np.ascontiguousarray(colmap_descriptors(feats.descriptors, refmap.detector))
-            dtype = DESCRIPTOR_SIFT if refmap.detector == "sift" else DESCRIPTOR_UNDEFINED
-            con.execute("INSERT INTO descriptors VALUES (?, ?, ?, ?, ?)",
-                        (image, dtype, desc.shape[0], desc.shape[1] if desc.ndim == 2 else 0,
-                         desc.tobytes()))
+    con = sqlite3.connect(tmp)
+    try:
+        # pycolmap opens databases in WAL mode; fold the log back in so one file moves atomically
+        con.execute("PRAGMA journal_mode=DELETE")
+        _write_rows(con, refmap)
+        con.commit()
+    finally:
+        con.close()
     tmp.replace(path)
     return path
 
 
-def orientation_deg(radians: float) -> float:
-    return math.degrees(radians)
+def _write_rows(con: sqlite3.Connection, refmap) -> None:
+    for frame, feats in zip(refmap.frames, refmap.features, strict=True):
+        k = frame.k
+        params = np.array([k[0, 0], k[1, 1], k[0, 2] + 0.5, k[1, 2] + 0.5], np.float64)
+        cam = con.execute(
+            "INSERT INTO cameras (model, width, height, params, prior_focal_length) "
+            "VALUES (?, ?, ?, ?, 1)", (PINHOLE, frame.width, frame.height, params.tobytes()),
+        ).lastrowid
+        rig = con.execute("INSERT INTO rigs (ref_sensor_id, ref_sensor_type) VALUES (?, ?)",
+                          (cam, SENSOR_CAMERA)).lastrowid
+        image = con.execute("INSERT INTO images (name, camera_id) VALUES (?, ?)",
+                            (frame.image, cam)).lastrowid
+        frame_id = con.execute("INSERT INTO frames (rig_id) VALUES (?)", (rig,)).lastrowid
+        con.execute("INSERT INTO frame_data (frame_id, data_id, sensor_id, sensor_type) "
+                    "VALUES (?, ?, ?, ?)", (frame_id, image, cam, SENSOR_CAMERA))
+        kp = np.column_stack([feats.uv + 0.5, feats.scale,
+                              np.radians(feats.angle)]).astype(np.float32).reshape(-1, 4)
+        con.execute("INSERT INTO keypoints VALUES (?, ?, ?, ?)",
+                    (image, kp.shape[0], 4, kp.tobytes()))
+        desc = np.ascontiguousarray(colmap_descriptors(feats.descriptors, refmap.detector))
+        dtype = DESCRIPTOR_SIFT if refmap.detector == "sift" else DESCRIPTOR_UNDEFINED
+        con.execute("INSERT INTO descriptors VALUES (?, ?, ?, ?, ?)",
+                    (image, dtype, desc.shape[0], desc.shape[1] if desc.ndim == 2 else 0,
+                     desc.tobytes()))
