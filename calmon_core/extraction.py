@@ -1,0 +1,485 @@
+"""Query and reference captures: wait for a still camera, grab, confirm, write calmon.capture/1.
+
+This is the orchestration only. It talks to the outside through two small protocols that the
+resources layer implements (resources.mqtt.MqttTelemetryLatch, resources.camera.CameraClient), and
+takes its clock and sleep as arguments, so it runs the same against a real site, the simulated
+fleet and fakes in unit tests.
+
+Telemetry timestamps handed over by a TelemetrySource must be on the extractor's clock (the latch
+stamps each sample with its arrival time for that reason; device clocks drift).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, List, Optional, Protocol, Tuple, runtime_checkable  # noqa: UP035 - seed signature
+
+import numpy as np
+
+from calmon_core.capture_format import write_capture
+from calmon_core.config import Deployment, Device, Fleet
+from calmon_core.conventions import wrap_deg
+from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose, TelemetrySample
+from calmon_core.stability import StabilityDetector, StabilityStatus
+
+POLL_SECONDS = 0.05
+# A stop counts as reached when telemetry reports the commanded pose within this (degrees; zoom
+# within this fraction). Real heads land within a few hundredths of a degree of the command.
+ARRIVAL_TOLERANCE_DEG = 0.5
+ARRIVAL_TOLERANCE_ZOOM = 0.02
+
+
+class CaptureFailed(Exception):
+    """No usable capture; the message says in plain words what happened and for how long."""
+
+
+class CameraFault(Exception):
+    """Base of the errors a CameraControl raises (offline, timeout, not a JPEG, undecodable)."""
+
+
+@runtime_checkable
+class TelemetrySource(Protocol):
+    """A device's telemetry stream. Sample timestamps are on the caller's clock."""
+
+    def start(self) -> Any: ...
+    def stop(self) -> None: ...
+    def latest(self) -> TelemetrySample | None: ...
+    def samples_since(self, t: float) -> list[TelemetrySample]: ...  # received strictly after t
+
+
+@runtime_checkable
+class CameraControl(Protocol):
+    def grab(self) -> tuple[np.ndarray, bytes]: ...  # BGR image and the JPEG bytes
+    def move_absolute(self, yaw: float, pitch: float, zoom: float) -> None: ...
+
+
+def default_timeout(stabilize_time: float) -> float:
+    """The wait limit when none is given: a check must never hang, yet a patrol may take a while."""
+    return 4.0 * float(stabilize_time) + 60.0
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _pose_text(pose: Pose | TelemetrySample | None) -> str:
+    if pose is None:
+        return "unknown"
+    return f"yaw {pose.yaw:.2f} pitch {pose.pitch:.2f} roll {pose.roll:.2f} zoom {pose.zoom:.2f}"
+
+
+class TelemetryWatch:
+    """Feeds a StabilityDetector from a TelemetrySource and waits on it, on an injected clock."""
+
+    def __init__(
+        self,
+        source: TelemetrySource,
+        stabilize_time: float,
+        deadband_deg: float = 0.0,
+        max_silence: float = 2.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        label: str = "device",
+    ):
+        self.source = source
+        self.detector = StabilityDetector(stabilize_time, deadband_deg, max_silence)
+        self.clock = clock
+        self.sleep = sleep
+        self.label = label
+        self._cursor = -math.inf
+        self.newest: TelemetrySample | None = None
+
+    def pump(self) -> int:
+        """Feed every sample that arrived since the last call; returns how many."""
+        samples = self.source.samples_since(self._cursor)
+        for sample in samples:
+            self.detector.add(sample)
+            if math.isfinite(sample.timestamp) and sample.timestamp > self._cursor:
+                self._cursor = sample.timestamp
+                self.newest = sample
+        return len(samples)
+
+    def status(self) -> StabilityStatus:
+        self.pump()
+        return self.detector.status(self.clock())
+
+    def describe(self, now: float) -> str:
+        text = self.detector.describe(now)
+        describe_source = getattr(self.source, "describe", None)
+        if callable(describe_source):
+            text += f"; {describe_source()}"
+        return text
+
+    def wait_stable(
+        self,
+        deadline: float,
+        accept: Callable[[StabilityStatus], str | None] | None = None,
+        started: float | None = None,
+    ) -> StabilityStatus:
+        """Wait until stable (and `accept` returns None) or raise CaptureFailed at the deadline."""
+        started = self.clock() if started is None else started
+        last_refusal: str | None = None
+        while True:
+            now = self.clock()
+            status = self.status()
+            if status.stable:
+                last_refusal = accept(status) if accept else None
+                if last_refusal is None:
+                    return status
+            if now >= deadline:
+                need = self.detector.stabilize_time
+                what = (f"telemetry was still but {last_refusal}" if status.stable and last_refusal
+                        else f"telemetry did not hold still for {need:g} s")
+                raise CaptureFailed(
+                    f"{self.label}: {what} within the {deadline - started:.0f} s timeout "
+                    f"(waited {now - started:.1f} s; {status.reason}); {self.describe(now)}"
+                )
+            self.sleep(max(0.0, min(POLL_SECONDS, deadline - now)))
+
+    def wait_sample_after(self, t: float, deadline: float) -> bool:
+        """Wait until a sample stamped after `t` has arrived; False at the deadline."""
+        while True:
+            self.pump()
+            if self.newest is not None and self.newest.timestamp > t:
+                return True
+            now = self.clock()
+            if now >= deadline:
+                return False
+            self.sleep(max(0.0, min(POLL_SECONDS, deadline - now)))
+
+
+def wait_until_stable(
+    source: TelemetrySource,
+    stabilize_time: float,
+    timeout: float | None,
+    deadband_deg: float = 0.0,
+    max_silence: float = 2.0,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    label: str = "device",
+) -> StabilityStatus:
+    """Block until the source's telemetry is stable; CaptureFailed after `timeout` seconds."""
+    watch = TelemetryWatch(source, stabilize_time, deadband_deg, max_silence, clock, sleep, label)
+    started = clock()
+    limit = default_timeout(stabilize_time) if timeout is None else float(timeout)
+    return watch.wait_stable(started + limit, started=started)
+
+
+@dataclass
+class QueryCapture:
+    folder: Path
+    capture: Capture
+    waited_seconds: float
+    failed_stops: list[dict] = field(default_factory=list)
+    telemetry_summary: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Shot:
+    image: np.ndarray
+    jpeg: bytes
+    status: StabilityStatus
+    taken_at: float
+    stop: tuple[float, float, float] | None = None
+
+
+class QueryExtractor:
+    """Captures for the devices of a fleet (devices.yaml), through injectable clients."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        telemetry_factory: Callable[[Deployment, Device], TelemetrySource] | None = None,
+        camera_factory: Callable[[Deployment, Device], CameraControl] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        workdir: Path | None = None,
+        deadband_deg: float = 0.0,
+        max_silence: float = 2.0,
+        confirm_seconds: float = 0.5,
+        arrival_tolerance_deg: float = ARRIVAL_TOLERANCE_DEG,
+    ):
+        self.fleet = fleet
+        self.telemetry_factory = telemetry_factory or _default_telemetry
+        self.camera_factory = camera_factory or _default_camera
+        self.clock = clock
+        self.sleep = sleep
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.deadband_deg = deadband_deg
+        self.max_silence = max_silence
+        # after a grab, telemetry must stay still this long more: a head that started to move
+        # during the grab (or telemetry lagging the image) shows up here
+        self.confirm_seconds = confirm_seconds
+        self.arrival_tolerance_deg = arrival_tolerance_deg
+
+    # ------------------------------------------------------------------ public entry points
+
+    def extract_query(self, device_id: str, stabilize_time: int = 30, timeout: Optional[int] = None,  # noqa: UP045
+                      active_ptz_stops: List[Tuple[float, float, float]] = []) -> QueryCapture:  # noqa: B006, UP006
+        """One query capture: passive without stops, active with them (see the module doc)."""
+        deployment, device = self._find(device_id)
+        stops = [tuple(float(v) for v in stop) for stop in (active_ptz_stops or [])]
+        for stop in stops:
+            if len(stop) != 3 or not all(math.isfinite(v) for v in stop):
+                raise ValueError(f"device {device_id}: active stop {stop!r} is not a finite (pan, tilt, zoom)")
+        limit = default_timeout(stabilize_time) if timeout is None else float(timeout)
+        if stops:
+            return self._tour(deployment, device, stops, float(stabilize_time), limit,  # type: ignore[arg-type]
+                              CaptureKind.query, CaptureMode.active, None)
+        return self._passive(deployment, device, float(stabilize_time), limit)
+
+    def capture_reference(self, device_id: str, stabilize_time: float = 2.0,
+                          timeout: float | None = None,
+                          progress: Callable[[int, int], None] | None = None) -> QueryCapture:
+        """Drive the camera over its reference grid, a still frame at each pose; then back home."""
+        deployment, device = self._find(device_id)
+        stops = [(p.yaw, p.pitch, p.zoom) for p in device.reference_grid.poses()]
+        limit = default_timeout(stabilize_time) if timeout is None else float(timeout)
+        return self._tour(deployment, device, stops, float(stabilize_time), limit,
+                          CaptureKind.reference, CaptureMode.reference, progress)
+
+    # ------------------------------------------------------------------ passive
+
+    def _passive(self, deployment: Deployment, device: Device, stabilize_time: float,
+                 timeout: float) -> QueryCapture:
+        label = f"device {device.id}"
+        camera = self.camera_factory(deployment, device)
+        _probe(camera)
+        started = self.clock()
+        source = self.telemetry_factory(deployment, device)
+        source.start()
+        try:
+            watch = self._watch(source, stabilize_time, label)
+            discarded: list[str] = []
+            shot = self._grab_when_still(watch, camera, started + timeout, started, None, discarded)
+            summary = self._summary(watch, source, discarded)
+        finally:
+            source.stop()
+        return self._write(deployment, device, CaptureKind.query, CaptureMode.passive, started,
+                           [shot], [], summary)
+
+    # ------------------------------------------------------------------ active and reference
+
+    def _tour(self, deployment: Deployment, device: Device, stops: list[tuple[float, float, float]],
+              stabilize_time: float, timeout: float, kind: CaptureKind, mode: CaptureMode,
+              progress: Callable[[int, int], None] | None) -> QueryCapture:
+        label = f"device {device.id}"
+        if device.camera.ptz == "none":
+            raise CaptureFailed(f"{label}: camera.ptz is 'none' in devices.yaml, so calmon cannot "
+                                f"drive it to {len(stops)} poses for a {mode.value} capture")
+        camera = self.camera_factory(deployment, device)
+        _probe(camera)
+        started = self.clock()
+        source = self.telemetry_factory(deployment, device)
+        source.start()
+        shots: list[_Shot] = []
+        failed: list[dict] = []
+        discarded: list[str] = []
+        home: Pose | None = None
+        home_report: dict[str, Any] = {}
+        try:
+            watch = self._watch(source, stabilize_time, label)
+            home = self._current_pose(watch, min(timeout, max(5.0, 3 * self.max_silence)))
+            for index, stop in enumerate(stops):
+                deadline = self.clock() + timeout
+                try:
+                    self._move(deployment, device, source, camera, stop)
+                    shot = self._grab_when_still(watch, camera, deadline, self.clock(), stop, discarded)
+                    shot.stop = stop
+                    shots.append(shot)
+                except (CaptureFailed, CameraFault) as exc:
+                    failed.append({"index": index, "stop": list(stop), "reason": str(exc)})
+                if progress is not None:
+                    progress(index + 1, len(stops))
+            summary = self._summary(watch, source, discarded)
+        finally:
+            try:
+                home_report = self._return_home(deployment, device, source, camera, home, timeout)
+            finally:
+                source.stop()
+        summary["home"] = home_report
+        if not shots:
+            reasons = "; ".join(f"stop {f['stop']}: {f['reason']}" for f in failed)
+            raise CaptureFailed(f"{label}: all {len(stops)} {mode.value} stops failed: {reasons}")
+        return self._write(deployment, device, kind, mode, started, shots, failed, summary)
+
+    def _current_pose(self, watch: TelemetryWatch, wait: float) -> Pose | None:
+        """Where the camera is now (to put it back afterwards); None when telemetry is silent."""
+        deadline = self.clock() + wait
+        watch.wait_sample_after(-math.inf, deadline)
+        return watch.newest.pose() if watch.newest is not None else None
+
+    def _move(self, deployment: Deployment, device: Device, source: TelemetrySource,
+              camera: CameraControl, stop: tuple[float, float, float]) -> None:
+        yaw, pitch, zoom = stop
+        publish = getattr(source, "publish_command", None)
+        if device.camera.ptz == "mqtt" and callable(publish):
+            # the telemetry connection reaches the site's broker (port-forwarded in kubectl mode)
+            publish(deployment.command_topic(device.id), yaw, pitch, zoom)
+        else:
+            camera.move_absolute(yaw, pitch, zoom)
+
+    def _arrived(self, stop: tuple[float, float, float]) -> Callable[[StabilityStatus], str | None]:
+        tol = self.arrival_tolerance_deg
+
+        def check(status: StabilityStatus) -> str | None:
+            pose = status.mean_pose
+            if pose is None:
+                return "no pose reported"
+            errors = (abs(wrap_deg(pose.yaw - stop[0])), abs(pose.pitch - stop[1]))
+            zoom_off = abs(pose.zoom - stop[2]) > ARRIVAL_TOLERANCE_ZOOM * max(1.0, stop[2])
+            if max(errors) > tol or zoom_off:
+                return (f"it did not reach the commanded pose yaw {stop[0]:.2f} pitch {stop[1]:.2f} "
+                        f"zoom {stop[2]:.2f} (telemetry reports {_pose_text(pose)})")
+            return None
+
+        return check
+
+    def _return_home(self, deployment: Deployment, device: Device, source: TelemetrySource,
+                     camera: CameraControl, home: Pose | None, timeout: float) -> dict[str, Any]:
+        if home is None:
+            return {"returned": False, "reason": "the starting pose was unknown (no telemetry before the tour)"}
+        report: dict[str, Any] = {"pose": {"yaw": home.yaw, "pitch": home.pitch, "zoom": home.zoom}}
+        try:
+            self._move(deployment, device, source, camera, (home.yaw, home.pitch, home.zoom))
+        except CameraFault as exc:
+            return {**report, "returned": False, "reason": f"return command failed: {exc}"}
+        check = self._arrived((home.yaw, home.pitch, home.zoom))
+        deadline = self.clock() + min(timeout, 60.0)
+        watch = self._watch(source, 0.0, f"device {device.id}")
+        while True:
+            status = watch.status()
+            if status.mean_pose is not None and check(status) is None and status.stable:
+                return {**report, "returned": True}
+            if self.clock() >= deadline:
+                return {**report, "returned": False,
+                        "reason": f"commanded home, not confirmed by telemetry ({status.reason})"}
+            self.sleep(POLL_SECONDS)
+
+    # ------------------------------------------------------------------ grabbing
+
+    def _grab_when_still(self, watch: TelemetryWatch, camera: CameraControl, deadline: float,
+                         started: float, stop: tuple[float, float, float] | None,
+                         discarded: list[str]) -> _Shot:
+        """Wait for stillness, grab, and keep the frame only if telemetry stayed still across it."""
+        accept = self._arrived(stop) if stop is not None else None
+        while True:
+            watch.wait_stable(deadline, accept, started=started)
+            grab_start = self.clock()
+            image, jpeg = camera.grab()
+            grab_end = self.clock()
+            confirm_until = grab_end + self.confirm_seconds
+            got_sample = watch.wait_sample_after(confirm_until, min(deadline, confirm_until + self.max_silence))
+            status = watch.status()
+            refusal = accept(status) if accept and status.stable else None
+            if got_sample and status.stable and status.since is not None and status.since <= grab_start \
+                    and refusal is None:
+                return _Shot(image, jpeg, status, (grab_start + grab_end) / 2.0)
+            why = ("no telemetry after the grab" if not got_sample
+                   else refusal or f"telemetry moved during or right after the grab ({status.reason})")
+            discarded.append(f"frame at {_utc(grab_start).isoformat()} discarded: {why}")
+            if self.clock() >= deadline:
+                raise CaptureFailed(
+                    f"{watch.label}: a frame was grabbed but telemetry did not stay still across it "
+                    f"({why}) and the {deadline - started:.0f} s timeout ran out; "
+                    f"{watch.describe(self.clock())}"
+                )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _find(self, device_id: str) -> tuple[Deployment, Device]:
+        try:
+            return self.fleet.find(device_id)
+        except KeyError as exc:
+            raise CaptureFailed(str(exc.args[0])) from None
+
+    def _watch(self, source: TelemetrySource, stabilize_time: float, label: str) -> TelemetryWatch:
+        return TelemetryWatch(source, stabilize_time, self.deadband_deg, self.max_silence,
+                              self.clock, self.sleep, label)
+
+    def _summary(self, watch: TelemetryWatch, source: TelemetrySource, discarded: list[str]) -> dict:
+        summary = watch.detector.summary(self.clock())
+        for name in ("received_count", "garbage_count"):
+            value = getattr(source, name, None)
+            if isinstance(value, int):
+                summary[name] = value
+        summary["discarded_frames"] = discarded
+        return summary
+
+    def _write(self, deployment: Deployment, device: Device, kind: CaptureKind, mode: CaptureMode,
+               started: float, shots: list[_Shot], failed: list[dict], summary: dict) -> QueryCapture:
+        if self.workdir is not None:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{kind.value}-{device.id}-", dir=self.workdir))
+        frames: list[Frame] = []
+        images: dict[str, bytes] = {}
+        for index, shot in enumerate(shots):
+            name = f"images/{index:03d}.jpg"
+            pose = shot.status.mean_pose
+            assert pose is not None  # a stable status always has a mean pose
+            height, width = shot.image.shape[:2]
+            extra: dict[str, Any] = {
+                "stable_for_s": round(shot.status.still_for, 3),
+                "telemetry_samples": shot.status.samples,
+                "telemetry_spread_deg": shot.status.spread_deg,
+            }
+            if shot.stop is not None:
+                extra["commanded"] = {"yaw": shot.stop[0], "pitch": shot.stop[1], "zoom": shot.stop[2]}
+            frames.append(Frame(image=name, captured_at=_utc(shot.taken_at), width=width,
+                                height=height, telemetry=pose,
+                                **_intrinsics(device, pose.zoom, width, height), **extra))
+            images[name] = shot.jpeg
+        capture = Capture(kind=kind, deployment_name=deployment.name, device_id=device.id,
+                          mode=mode, started_at=_utc(started), frames=frames)
+        write_capture(folder, capture, images)
+        summary["frames"] = len(frames)
+        return QueryCapture(folder=folder, capture=capture, waited_seconds=self.clock() - started,
+                            failed_stops=failed, telemetry_summary=summary)
+
+
+def _intrinsics(device: Device, zoom: float, width: int, height: int) -> dict[str, float]:
+    """The frame's intrinsics at its zoom, for the image size actually delivered."""
+    intr = device.intrinsics.at_zoom(zoom)
+    if intr.hfov_deg is not None:
+        return {"hfov_deg": intr.hfov_deg}
+    sx, sy = width / intr.width, height / intr.height
+    out = {"fx": intr.fx * sx, "fy": (intr.fy or intr.fx) * sy}  # type: ignore[operator]
+    if intr.cx is not None:
+        out["cx"] = intr.cx * sx
+    if intr.cy is not None:
+        out["cy"] = intr.cy * sy
+    return out
+
+
+def _probe(camera: CameraControl) -> None:
+    """Fail fast on an unreachable camera instead of waiting out the telemetry."""
+    probe = getattr(camera, "probe", None)
+    if callable(probe):
+        probe()
+
+
+def _default_telemetry(deployment: Deployment, device: Device) -> TelemetrySource:
+    # Direct-mode wiring from devices.yaml. Imported here, not at the top, so calmon_core itself
+    # never needs paho; kubectl mode passes factories built on port-forwarded endpoints instead.
+    from resources.mqtt import MqttTelemetryLatch
+
+    mqtt = deployment.mqtt
+    if not mqtt.host:
+        raise CaptureFailed(f"deployment {deployment.name}: mqtt.host is not set in devices.yaml")
+    return MqttTelemetryLatch(
+        mqtt.host, mqtt.port, deployment.topic(device.id), deployment.telemetry_fields,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value() if mqtt.password else None,
+    )
+
+
+def _default_camera(deployment: Deployment, device: Device) -> CameraControl:
+    from resources.camera import CameraClient
+
+    return CameraClient(device.id, device.camera)
