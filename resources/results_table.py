@@ -104,6 +104,7 @@ TABLE_PROPERTIES = {
     "commit.manifest.min-count-to-merge": "50",
     "commit.retry.num-retries": "10",
 }
+LEGACY_PARTITION_FORMAT = "%Y-%m-%d-%H:00"  # hourly key given to rows that predate check_partition
 _COMMIT_ERRORS: tuple[type[BaseException], ...] = (CommitFailedException,)
 try:  # sqlite's "database is locked" under concurrent writers is a conflict too
     from sqlalchemy.exc import OperationalError as _SqlOperationalError
@@ -143,7 +144,12 @@ def _from_row(row: dict[str, Any]) -> CalibrationResult:
     for key in ("pitch_offset", "yaw_offset", "roll_offset"):
         if isinstance(known.get(key), float) and not math.isfinite(known[key]):
             known.pop(key)
-    if "status" not in known:  # rows written before the status column existed
+    # rows of the seed table, written before calmon's own columns existed
+    if "check_partition" not in known and known.get("timestamp") is not None:
+        known["check_partition"] = _utc(known["timestamp"]).strftime(LEGACY_PARTITION_FORMAT)
+    if "written_at" not in known and known.get("timestamp") is not None:
+        known["written_at"] = known["timestamp"]
+    if "status" not in known:
         offsets = {a: row.get(f"{a}_offset") for a in ("yaw", "pitch", "roll")}
         success = bool(row.get("success"))
         known["status"] = classify(
