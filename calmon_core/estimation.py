@@ -136,7 +136,7 @@ def gather_matches(refmap: ReferenceMap, query_uv: np.ndarray, matcher: QueryMat
     """Match against each reference frame, gate each pair with a MAGSAC homography, pool."""
     uq, bw, rf, ur = [], [], [], []
     for i in frames:
-        pairs = matcher.match(refmap.descriptors_for_matching(i))
+        pairs = matcher.match(refmap.index(i))
         if len(pairs) < 8:
             continue
         a = query_uv[pairs[:, 0]]

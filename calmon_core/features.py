@@ -108,12 +108,18 @@ class ReferenceMap:
     features: list[FeatureSet]
     detector: str
     summary: dict = field(default_factory=dict)
-    _match_desc: list[np.ndarray] | None = None
+    _indices: dict[int, object] = field(default_factory=dict)
 
     def descriptors_for_matching(self, i: int) -> np.ndarray:
-        if self._match_desc is None:
-            self._match_desc = [matching_descriptors(f, self.detector) for f in self.features]
-        return self._match_desc[i]
+        return self.index(i).descriptors
+
+    def index(self, i: int):
+        """Frame i's descriptor index (matching.DescriptorIndex), built once."""
+        from calmon_core.matching import DescriptorIndex
+
+        if i not in self._indices:
+            self._indices[i] = DescriptorIndex(matching_descriptors(self.features[i], self.detector))
+        return self._indices[i]
 
     def bearings(self, i: int, uv: np.ndarray | None = None) -> np.ndarray:
         """World bearings of frame i's keypoints (or of given pixels) under the refined rotation."""

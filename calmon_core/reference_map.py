@@ -42,8 +42,7 @@ def overlapping_pairs(refmap) -> list[tuple[int, int]]:
 
 
 def _pair_matches(refmap, i: int, j: int) -> tuple[np.ndarray, np.ndarray] | None:
-    di, dj = refmap.descriptors_for_matching(i), refmap.descriptors_for_matching(j)
-    m = QueryMatcher(di).match(dj)
+    m = QueryMatcher(refmap.descriptors_for_matching(i)).match(refmap.index(j))
     if len(m) < 12:
         return None
     ui, uj = refmap.features[i].uv[m[:, 0]], refmap.features[j].uv[m[:, 1]]
