@@ -1,0 +1,431 @@
+"""Query and reference captures against a real MQTT broker and the simulated fleet (640x360),
+plus the orchestration on a fake clock and the camera client's errors against real HTTP servers."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from calmon_core.capture_format import encode_jpeg, load_frame_image, read_capture
+from calmon_core.config import CameraEndpoint, Fleet, TelemetryFields
+from calmon_core.conventions import wrap_deg
+from calmon_core.extraction import CaptureFailed, QueryExtractor
+from calmon_core.models import CaptureKind, CaptureMode, TelemetrySample
+from calmon_sim.fleet import SimFleet
+from calmon_sim.fleet_spec import FleetSpec
+from resources.camera import CameraClient, CameraError, CameraResource
+from resources.mqtt import (
+    MqttResource,
+    MqttTelemetryLatch,
+    TelemetryUnavailable,
+    publish_ptz_command,
+)
+
+SIZE = [640, 360]
+
+
+def device(id_: str, **extra) -> dict:
+    return {"id": id_, "scene": "synthetic:1", "resolution": SIZE,
+            "hfov_by_zoom": {1.0: 60.0, 4.0: 15.0}, "patrol": False, **extra}
+
+
+FLEET = {"deployments": [{"name": "site-a", "devices": [
+    device("plain"),
+    device("patrol", patrol=True, patrol_pause_s=[0.2, 0.5], slew_speed_deg_s=30.0),
+    device("jitter", faults={"never_settle": True}),
+    device("active", start_pose={"yaw": -5.0, "pitch": 2.0, "zoom": 1.0}, slew_speed_deg_s=60.0,
+           reference_grid={"yaws": [-10, 10], "pitches": [0], "zoom": 1.0}),
+    device("garbage", faults={"garbage_mqtt": True}),
+    device("offline"),
+    device("mqtt-ptz", start_pose={"yaw": 3.0, "pitch": 0.0, "zoom": 1.0}),
+    device("media", start_pose={"yaw": 30.0, "pitch": 1.0, "zoom": 1.0}),
+]}]}
+
+
+@pytest.fixture(scope="module")
+def site(shared_broker):
+    fleet = SimFleet(FleetSpec.model_validate(FLEET), broker_host=shared_broker.host,
+                     broker_port=shared_broker.port).start()
+    config = fleet.devices_config()
+    for dev in config["deployments"][0]["devices"]:
+        if dev["id"] == "mqtt-ptz":
+            dev["camera"]["ptz"] = "mqtt"
+    yield fleet, Fleet.model_validate(config)
+    fleet.stop()
+
+
+@pytest.fixture
+def extractor(site, tmp_path):
+    return QueryExtractor(site[1], workdir=tmp_path)
+
+
+def assert_pose_equal(telemetry, pose, tol=1e-6):
+    assert abs(wrap_deg(telemetry.yaw - pose.yaw)) < tol
+    assert abs(telemetry.pitch - pose.pitch) < tol
+    assert abs(telemetry.roll - pose.roll) < tol
+    assert abs(telemetry.zoom - pose.zoom) < tol
+
+
+# ----------------------------------------------------------------------------- passive
+
+
+def test_passive_capture_writes_a_valid_manifest_with_the_reported_pose(site, extractor):
+    fleet, _ = site
+    result = extractor.extract_query("plain", stabilize_time=1, timeout=30)
+    capture = read_capture(result.folder)
+    assert capture.kind == CaptureKind.query and capture.mode == CaptureMode.passive
+    assert capture.deployment_name == "site-a" and capture.device_id == "plain"
+    assert len(capture.frames) == 1
+    frame = capture.frames[0]
+    assert_pose_equal(frame.telemetry, fleet.cameras["plain"].reported_pose())
+    assert (frame.width, frame.height) == tuple(SIZE)
+    assert frame.hfov_deg == pytest.approx(60.0)
+    assert load_frame_image(result.folder, capture, 0).shape == (360, 640, 3)
+    assert result.folder.parent == extractor.workdir
+    assert result.telemetry_summary["samples"] >= 10
+    assert result.failed_stops == []
+
+
+def test_passive_capture_waits_out_a_patrolling_camera(site, extractor):
+    fleet, _ = site
+    cam = fleet.cameras["patrol"]
+    stopped_at: list[float] = []
+
+    def stop_patrol() -> None:
+        cam.set_patrol(False)
+        stopped_at.append(time.time())
+
+    timer = threading.Timer(2.5, stop_patrol)
+    timer.start()
+    try:
+        result = extractor.extract_query("patrol", stabilize_time=1, timeout=40)
+    finally:
+        timer.cancel()
+    assert stopped_at, "captured while the camera was still patrolling"
+    frame = read_capture(result.folder).frames[0]
+    assert frame.captured_at.timestamp() > stopped_at[0]
+    assert result.telemetry_summary["moves"] > 0  # it did see the patrol moving
+    assert not cam.is_moving()
+    assert_pose_equal(frame.telemetry, cam.reported_pose())
+
+
+def test_never_settling_camera_times_out_with_a_clear_failure(extractor):
+    with pytest.raises(CaptureFailed) as info:
+        extractor.extract_query("jitter", stabilize_time=1, timeout=3)
+    message = str(info.value)
+    assert "device jitter" in message
+    assert "did not hold still for 1 s" in message and "3 s timeout" in message
+    assert "the pose changed" in message and "samples" in message
+
+
+def test_garbage_payloads_are_counted_and_the_capture_still_succeeds(site, extractor):
+    fleet, _ = site
+    result = extractor.extract_query("garbage", stabilize_time=1, timeout=30)
+    assert result.telemetry_summary["garbage_count"] > 0
+    assert_pose_equal(read_capture(result.folder).frames[0].telemetry,
+                      fleet.cameras["garbage"].reported_pose())
+
+
+def test_offline_camera_fails_fast_naming_the_device(site, extractor):
+    fleet, _ = site
+    fleet.cameras["offline"].set_faults(offline=True)
+    with pytest.raises(CameraError, match=r"device offline: camera offline: connection refused"):
+        extractor.extract_query("offline", stabilize_time=1, timeout=600)
+    with pytest.raises(CameraError, match="device offline"):
+        extractor.extract_query("offline", stabilize_time=1, timeout=600,
+                                active_ptz_stops=[(0.0, 0.0, 1.0)])
+
+
+def test_unknown_device_is_a_clear_failure(extractor):
+    with pytest.raises(CaptureFailed, match="'nope' is not in devices.yaml"):
+        extractor.extract_query("nope")
+
+
+def test_broker_restart_mid_wait_is_survived(broker, tmp_path):
+    spec = FleetSpec.model_validate({"deployments": [{"name": "site-r", "devices": [device("restart")]}]})
+    with SimFleet(spec, broker_host=broker.host, broker_port=broker.port) as fleet:
+        latches: list[MqttTelemetryLatch] = []
+
+        def telemetry(dep, dev):
+            latch = MqttResource(connect_timeout=10).latch(dep.mqtt.host, dep.mqtt.port,
+                                                            dep.topic(dev.id), dep.telemetry_fields)
+            latches.append(latch)
+            return latch
+
+        restarted = threading.Event()
+
+        def restart_when_connected() -> None:
+            deadline = time.time() + 20
+            while time.time() < deadline and not (latches and latches[0].connected):
+                time.sleep(0.05)
+            broker.restart(down_seconds=0.5)
+            restarted.set()
+
+        extractor = QueryExtractor(Fleet.model_validate(fleet.devices_config()),
+                                   telemetry_factory=telemetry, workdir=tmp_path)
+        thread = threading.Thread(target=restart_when_connected)
+        thread.start()
+        try:
+            result = extractor.extract_query("restart", stabilize_time=2, timeout=60)
+        finally:
+            thread.join()
+        assert restarted.is_set()
+        assert latches[0].connections >= 2  # it reconnected after the restart
+        frame = read_capture(result.folder).frames[0]
+        assert_pose_equal(frame.telemetry, fleet.cameras["restart"].reported_pose())
+
+
+# ----------------------------------------------------------------------------- active
+
+
+def test_active_capture_visits_every_stop_and_returns_home(site, extractor):
+    fleet, _ = site
+    cam = fleet.cameras["active"]
+    home = cam.reported_pose()
+    stops = [(10.0, 0.0, 1.0), (-20.0, 5.0, 2.0), (0.0, 120.0, 1.0)]  # the last cannot be reached
+    result = extractor.extract_query("active", stabilize_time=1, timeout=6, active_ptz_stops=stops)
+    capture = read_capture(result.folder)
+    assert capture.mode == CaptureMode.active
+    assert [(f.telemetry.yaw, f.telemetry.pitch, f.telemetry.zoom) for f in capture.frames] == stops[:2]
+    assert capture.frames[1].hfov_deg < capture.frames[0].hfov_deg  # zoomed in
+    assert len(result.failed_stops) == 1
+    failed = result.failed_stops[0]
+    assert failed["stop"] == [0.0, 120.0, 1.0] and "did not reach the commanded pose" in failed["reason"]
+    assert result.telemetry_summary["home"]["returned"] is True
+    assert_pose_equal(cam.reported_pose(), home)
+
+
+def test_active_capture_with_every_stop_failing_is_a_capture_failure(site, extractor):
+    with pytest.raises(CaptureFailed, match=r"all 1 active stops failed: stop \[0.0, 100.0, 1.0\]"):
+        extractor.extract_query("active", stabilize_time=1, timeout=2,
+                                active_ptz_stops=[(0.0, 100.0, 1.0)])
+
+
+def test_active_capture_over_the_mqtt_command_topic(site, extractor):
+    fleet, _ = site
+    cam = fleet.cameras["mqtt-ptz"]
+    home = cam.reported_pose()
+    result = extractor.extract_query("mqtt-ptz", stabilize_time=1, timeout=20,
+                                     active_ptz_stops=[(15.0, -2.0, 1.0)])
+    frame = read_capture(result.folder).frames[0]
+    assert (frame.telemetry.yaw, frame.telemetry.pitch) == (15.0, -2.0)
+    assert_pose_equal(cam.reported_pose(), home)
+
+
+def test_reference_capture_drives_the_grid_and_reports_progress(site, extractor):
+    fleet, _ = site
+    cam = fleet.cameras["active"]
+    home = cam.reported_pose()
+    progress: list[tuple[int, int]] = []
+    result = extractor.capture_reference("active", stabilize_time=1, timeout=20,
+                                         progress=lambda done, total: progress.append((done, total)))
+    capture = read_capture(result.folder)
+    assert capture.kind == CaptureKind.reference and capture.mode == CaptureMode.reference
+    assert [(f.telemetry.yaw, f.telemetry.pitch) for f in capture.frames] == [(-10.0, 0.0), (10.0, 0.0)]
+    assert progress == [(1, 2), (2, 2)]
+    assert_pose_equal(cam.reported_pose(), home)
+
+
+# ----------------------------------------------------------------------------- camera client
+
+
+def test_camera_client_snapshot_stream_move_and_status(site):
+    fleet, config = site
+    cam = fleet.cameras["media"]
+    endpoint = config.find("media")[1].camera
+    client = CameraResource(timeout_seconds=10).client("media", endpoint)
+    image, jpeg = client.grab()
+    assert image.shape == (360, 640, 3) and jpeg[:2] == b"\xff\xd8"
+    streaming = CameraClient("media", endpoint.model_copy(update={"grab": "stream"}))
+    frame, frame_jpeg = streaming.grab()
+    assert frame.shape == (360, 640, 3) and frame_jpeg[:2] == b"\xff\xd8"
+    # same view both ways (JPEG losses aside)
+    assert np.mean(np.abs(frame.astype(float) - image.astype(float))) < 10
+    assert client.status()["device_id"] == "media"
+    client.move_absolute(31.0, 1.0, 1.0)
+    assert cam.target() == (31.0, 1.0, 1.0)
+
+
+def test_camera_client_errors_name_the_device_and_url(site, httpserver):
+    fleet, config = site
+    cam = fleet.cameras["media"]
+    endpoint = config.find("media")[1].camera
+    client = CameraClient("media", endpoint, timeout=0.5)
+    cam.set_faults(corrupt_jpeg=True)
+    try:
+        with pytest.raises(CameraError, match=r"device media: snapshot cannot be decoded.*snapshot.jpg"):
+            client.grab()
+    finally:
+        cam.clear_faults()
+    cam.set_faults(slow_seconds=2.0)
+    try:
+        with pytest.raises(CameraError, match="did not answer snapshot within 0.5 s"):
+            client.grab()
+    finally:
+        cam.clear_faults()
+
+    httpserver.expect_request("/snapshot.jpg").respond_with_data("<html>login</html>", content_type="text/html")
+    httpserver.expect_request("/ptz/absolute", method="POST").respond_with_data("nope", status=500)
+    other = CameraClient("cam-x", CameraEndpoint(base_url=httpserver.url_for("/")))
+    with pytest.raises(CameraError, match=r"device cam-x: snapshot is not a JPEG \(text/html"):
+        other.grab()
+    with pytest.raises(CameraError, match="device cam-x: PTZ move answered HTTP 500"):
+        other.move_absolute(1.0, 2.0, 1.0)
+    with pytest.raises(CameraError, match="ptz is 'none'"):
+        CameraClient("cam-y", CameraEndpoint(base_url="http://127.0.0.1:9", ptz="none")).move_absolute(0, 0, 1)
+    with pytest.raises(CameraError, match="port-forwarded base_url"):
+        CameraClient("cam-k", CameraEndpoint(service="cam-k", port=80))
+
+
+# ----------------------------------------------------------------------------- MQTT latch
+
+
+def test_latch_parses_mapped_fields_and_rejects_garbage(shared_broker):
+    fields = TelemetryFields(yaw="pan", pitch="ptz.tilt", timestamp="ts")
+    latch = MqttTelemetryLatch(shared_broker.host, shared_broker.port, "calmon/t/x/telemetry", fields)
+    good = latch.feed(json.dumps({"pan": 1.5, "ptz": {"tilt": "-2.25"}, "ts": 1_700_000_000_000}).encode())
+    assert good is not None and (good.yaw, good.pitch, good.roll, good.zoom) == (1.5, -2.25, 0.0, 1.0)
+    assert latch.device_clock_offset() is not None
+    for junk in (b"\x00\xff", b'{"pan": 1', b"[]", b"", b'{"pan": "north", "ptz": {"tilt": 1}}',
+                 b'{"pan": NaN, "ptz": {"tilt": 1}}', b'{"pan": 1}', b'{"pan": true, "ptz": {"tilt": 1}}'):
+        assert latch.feed(junk) is None
+    assert latch.garbage_count == 8
+    assert latch.feed(json.dumps({"pan": 9.0, "ptz": {"tilt": 0}, "ts": 1_600_000_000}).encode()) is None
+    assert latch.out_of_order_count == 1 and latch.received_count == 1
+    assert latch.samples_since(-math.inf) == [good]
+    assert latch.samples_since(good.timestamp) == []
+
+
+def test_latch_waits_until_stable_and_times_out_on_silence(shared_broker):
+    topic = "calmon/t/quiet/telemetry"
+    with (MqttTelemetryLatch(shared_broker.host, shared_broker.port, topic) as latch,
+          pytest.raises(CaptureFailed, match="no usable telemetry arrived.*topic calmon/t/quiet/telemetry")):
+        latch.wait_until_stable(0.5, timeout=1.0)
+
+
+def test_latch_over_the_sim_and_publish_ptz_command(site, shared_broker):
+    fleet, config = site
+    dep, dev = config.find("mqtt-ptz")
+    with MqttTelemetryLatch(shared_broker.host, shared_broker.port, dep.topic(dev.id)) as latch:
+        status = latch.wait_until_stable(0.5, timeout=20)
+        assert status.stable and latch.latest() is not None
+        publish_ptz_command(shared_broker.host, shared_broker.port, dep.command_topic(dev.id), 4.0, 0.0, 1.0)
+        deadline = time.time() + 10
+        while time.time() < deadline and fleet.cameras["mqtt-ptz"].target()[0] != 4.0:
+            time.sleep(0.05)
+        assert fleet.cameras["mqtt-ptz"].target()[0] == 4.0
+        fleet.cameras["mqtt-ptz"].move_to(3.0, 0.0, 1.0)
+
+
+def test_unreachable_broker_is_a_clear_failure():
+    from calmon_sim.broker import free_port
+
+    port = free_port()
+    with pytest.raises(TelemetryUnavailable, match=f"MQTT broker 127.0.0.1:{port} not reachable within 1 s"):
+        MqttTelemetryLatch("127.0.0.1", port, "x", connect_timeout=1.0).start()
+
+
+# ----------------------------------------------------------------------------- fake clock
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 1e-3)
+
+
+class ScriptedTelemetry:
+    """10 Hz samples of pose(t) on the fake clock, generated as time passes."""
+
+    def __init__(self, clock: FakeClock, pose, silent_after: float = math.inf):
+        self.clock, self.pose, self.silent_after = clock, pose, silent_after
+        self.next_t = clock.now
+
+    def start(self):
+        return self
+
+    def stop(self) -> None:
+        pass
+
+    def _produce(self) -> None:
+        while self.next_t <= min(self.clock.now, self.silent_after):
+            yaw, pitch = self.pose(self.next_t)
+            self.samples.append(TelemetrySample(timestamp=self.next_t, yaw=yaw, pitch=pitch))
+            self.next_t = round(self.next_t + 0.1, 6)
+
+    samples: list[TelemetrySample]
+
+    def latest(self):
+        self._produce()
+        return self.samples[-1] if self.samples else None
+
+    def samples_since(self, t: float):
+        self._produce()
+        return [s for s in self.samples if s.timestamp > t]
+
+
+class FakeCamera:
+    def __init__(self, clock: FakeClock, on_grab=None):
+        self.clock, self.on_grab, self.grabs = clock, on_grab, []
+
+    def grab(self):
+        self.grabs.append(self.clock.now)
+        if self.on_grab:
+            self.on_grab(len(self.grabs))
+        self.clock.now += 0.2
+        image = np.zeros((360, 640, 3), np.uint8)
+        return image, encode_jpeg(image)
+
+    def move_absolute(self, yaw, pitch, zoom):
+        raise AssertionError("passive capture must not move the camera")
+
+
+def fake_fleet() -> Fleet:
+    return Fleet.model_validate({"deployments": [{"name": "lab", "devices": [{
+        "id": "fake", "camera": {"base_url": "http://127.0.0.1:9"},
+        "intrinsics": {"width": 640, "height": 360, "fx": 500.0, "fy": 500.0, "cx": 319.5, "cy": 179.5},
+        "reference_grid": {"yaws": [0], "pitches": [0]}}]}]})
+
+
+def test_frame_is_discarded_when_the_camera_moves_right_after_the_grab(tmp_path):
+    clock = FakeClock()
+    moved_at: list[float] = []
+
+    def pose(t):
+        return (20.0, 0.0) if moved_at and t >= moved_at[0] else (10.0, 0.0)
+
+    source = ScriptedTelemetry(clock, pose)
+    source.samples = []
+    camera = FakeCamera(clock, on_grab=lambda n: moved_at.append(clock.now + 0.1) if n == 1 else None)
+    extractor = QueryExtractor(fake_fleet(), telemetry_factory=lambda d, v: source,
+                               camera_factory=lambda d, v: camera, clock=clock, sleep=clock.sleep,
+                               workdir=tmp_path)
+    result = extractor.extract_query("fake", stabilize_time=2, timeout=30)
+    assert len(camera.grabs) == 2
+    assert len(result.telemetry_summary["discarded_frames"]) == 1
+    frame = read_capture(result.folder).frames[0]
+    assert frame.telemetry.yaw == 20.0
+    assert (frame.fx, frame.cx) == (500.0, 319.5)  # explicit intrinsics pass through
+    assert camera.grabs[1] - camera.grabs[0] >= 2.0  # waited a full stable period again
+
+
+def test_telemetry_going_silent_fails_and_says_so(tmp_path):
+    clock = FakeClock()
+    source = ScriptedTelemetry(clock, lambda t: (10.0, 0.0), silent_after=clock.now + 0.5)
+    source.samples = []
+    extractor = QueryExtractor(fake_fleet(), telemetry_factory=lambda d, v: source,
+                               camera_factory=lambda d, v: FakeCamera(clock), clock=clock,
+                               sleep=clock.sleep, workdir=tmp_path)
+    with pytest.raises(CaptureFailed, match=r"device fake: .*timeout.*no telemetry for .*silent for the last"):
+        extractor.extract_query("fake", stabilize_time=2, timeout=10)
+    assert clock.now - 1_000.0 >= 10.0
