@@ -97,13 +97,15 @@ def refine_reference_rotations(refmap, prior_sigma_deg: float = PRIOR_SIGMA_DEG)
         p = (bearings @ r) @ k.T
         return p[:, :2] / p[:, 2:3]
 
+    prior_on = np.ones(3 * n)
+
     def residuals(x):
         rs = rotations(x)
         out = []
         for (i, j, ui, uj), (ri, rj) in zip(links, rays, strict=True):
             out.append((project(rs[j], refmap.frames[j].k, ri @ rs[i].T) - uj).ravel())
             out.append((project(rs[i], refmap.frames[i].k, rj @ rs[j].T) - ui).ravel())
-        out.append(prior_w * x)
+        out.append(prior_w * prior_on * x)
         return np.concatenate(out)
 
     rows = sum(4 * len(ui) for _, _, ui, _ in links) + 3 * n
@@ -118,6 +120,13 @@ def refine_reference_rotations(refmap, prior_sigma_deg: float = PRIOR_SIGMA_DEG)
         sparsity[r + c, c] = 1
     sol = least_squares(residuals, np.zeros(3 * n), jac_sparsity=sparsity, loss="soft_l1",
                         f_scale=1.0, x_scale=1.0, max_nfev=50)
+    # frames whose telemetry disagrees with the overlaps by more than 3 sigma lose their say in
+    # the gauge (the map's overall orientation then comes from the frames that agree)
+    bad = np.repeat(np.linalg.norm(sol.x.reshape(n, 3), axis=1) > 3 * math.radians(prior_sigma_deg), 3)
+    if bad.any() and not bad.all():
+        prior_on[bad] = 0.0
+        sol = least_squares(residuals, sol.x, jac_sparsity=sparsity, loss="soft_l1",
+                            f_scale=1.0, x_scale=1.0, max_nfev=50)
     rs = rotations(sol.x)
     change = {"yaw": 0.0, "pitch": 0.0, "roll": 0.0}
     for f in range(n):
@@ -126,4 +135,4 @@ def refine_reference_rotations(refmap, prior_sigma_deg: float = PRIOR_SIGMA_DEG)
             d = abs((a - b + 180.0) % 360.0 - 180.0)
             change[name] = max(change[name], round(d, 5))
         refmap.frames[f].rotation = rs[f]
-    return {**change, "pairs": len(links)}
+    return {**change, "pairs": len(links), "frames_disagreeing_with_telemetry": int(bad.sum() // 3)}

@@ -135,3 +135,20 @@ def test_cli_extract_features_rebuilds(reference):
     assert summary["frames"] == len(YAWS) * len(PITCHES)
     assert summary["keypoints"] > 1000
     assert (reference / FEATURES_DIR / "database.db").is_file()
+
+
+def test_reference_map_absorbs_one_frames_telemetry_error(city, tmp_path):
+    """One reference frame reported 0.3 deg yaw / -0.2 deg pitch off: the rotation-only bundle
+    adjustment must put it back, so a query that mostly sees that frame stays right."""
+    reference = write_reference(tmp_path / "reference", city, YAWS, PITCHES, width=W, height=H)
+    manifest = json.loads((reference / "manifest.json").read_text())
+    manifest["frames"][1]["telemetry"]["yaw"] += 0.3
+    manifest["frames"][1]["telemetry"]["pitch"] -= 0.2
+    (reference / "manifest.json").write_text(json.dumps(manifest))
+    offset = (0.2, 0.1, 0.0)
+    query = write_query(tmp_path / "query", city, [QueryView((10.0, -6.0, 0.0), offset, 30.0)],
+                        width=W, height=H)
+    estimate = estimate_offsets(reference, query)
+    assert estimate.success
+    assert np.all(np.abs(_errors(estimate, offset)[:2]) < TOL_DEG)  # yaw, pitch
+    assert abs(_errors(estimate, offset)[2]) < 3 * estimate.uncertainty_deg["roll"] + 0.005
