@@ -152,3 +152,22 @@ def test_reference_map_absorbs_one_frames_telemetry_error(city, tmp_path):
     assert estimate.success
     assert np.all(np.abs(_errors(estimate, offset)[:2]) < TOL_DEG)  # yaw, pitch
     assert abs(_errors(estimate, offset)[2]) < 3 * estimate.uncertainty_deg["roll"] + 0.005
+
+
+def test_changed_scene_and_tiny_textured_patch_are_inconclusive(reference, city, tmp_path,
+                                                                 scenes_dir):
+    elsewhere = load_scene(str(scenes_dir / "aframe_puydesancy.jpg"))
+    other = write_query(tmp_path / "other", elsewhere,
+                        [QueryView((10.0, 0.0, 0.0), (0.0, 0.0, 0.0), 45.0)], width=W, height=H)
+    assert not estimate_offsets(reference, other).success
+    # all matches crowded in a small patch: degenerate geometry, not a confident number
+    query = write_query(tmp_path / "patch", city, [QueryView((10.0, 0.0, 0.0), (0.3, 0.0, 0.0), 45.0)],
+                        width=W, height=H)
+    capture = read_capture(query)
+    image = np.full((H, W, 3), 120, np.uint8)
+    view = city.render(10.3, 0.0, 0.0, 45.0, W, H)
+    image[140:210, 280:390] = view[140:210, 280:390]  # 110 x 70 px of texture
+    write_capture(tmp_path / "patch", capture, {capture.frames[0].image: image})
+    patch = estimate_offsets(reference, tmp_path / "patch")
+    assert not patch.success
+    assert "degenerate" in patch.frames[0].failure_log
