@@ -9,6 +9,7 @@ is at 0.5, 0.5) and SIFT descriptors as RootSIFT scaled to uint8 the way COLMAP 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def colmap_descriptors(raw: np.ndarray, detector: str) -> np.ndarray:
 def write_database(path: str | Path, refmap, *, use_pycolmap: bool = True) -> Path:
     """(Re)write the COLMAP database for a ReferenceMap (features.py)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     _create_schema(tmp, use_pycolmap)
     con = sqlite3.connect(tmp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,7 +186,8 @@ def build_reference_features(reference_folder: str | Path, detector: str = "sift
         "k": np.stack([f.k for f in frames]),
         "rotation": np.stack([f.rotation for f in frames]),
     }
-    tmp = out / (INDEX_FILE + ".tmp.npz")
+    # parallel runs may build the same reference: private temp names, atomic moves, meta last
+    tmp = out / f"{INDEX_FILE}.{os.getpid()}.tmp.npz"
     np.savez_compressed(tmp, **arrays)
     tmp.replace(out / INDEX_FILE)
     colmap_db.write_database(out / COLMAP_DB, refmap)
@@ -204,7 +206,9 @@ def build_reference_features(reference_folder: str | Path, detector: str = "sift
                     "refined_ypr": list(ypr_from_rotation(f.rotation))} for f in frames],
         "summary": summary,
     }
-    (out / INDEX_META).write_text(json.dumps(meta, indent=1))
+    tmp_meta = out / f"{INDEX_META}.{os.getpid()}.tmp"
+    tmp_meta.write_text(json.dumps(meta, indent=1))
+    tmp_meta.replace(out / INDEX_META)
     return summary
 
 

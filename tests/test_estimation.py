@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from calmon_core.capture_format import CaptureFormatError, read_capture, write_capture
-from calmon_core.estimation import ALGORITHM_VERSION, estimate_offsets
+from calmon_core.estimation import (
+    ALGORITHM_VERSION,
+    FrameEstimate,
+    combine_frames,
+    estimate_offsets,
+)
 from calmon_core.features import FEATURES_DIR, has_reference_features
 from calmon_sim.cases import QueryView, write_query, write_reference
 from calmon_sim.scene import load_scene
@@ -171,3 +176,20 @@ def test_changed_scene_and_tiny_textured_patch_are_inconclusive(reference, city,
     patch = estimate_offsets(reference, tmp_path / "patch")
     assert not patch.success
     assert "degenerate" in patch.frames[0].failure_log
+
+
+def test_combination_rejects_an_outlier_frame():
+    def frame(name, yaw, sigma=0.001, success=True):
+        offsets = {"yaw": yaw, "pitch": 0.1, "roll": 0.0}
+        return FrameEstimate(name, success, 100, offsets if success else None,
+                             {a: sigma for a in AXES} if success else None,
+                             {"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "zoom": 1.0},
+                             None, None if success else "dark")
+    frames = [frame("a", 0.600), frame("b", 0.602), frame("c", 0.604), frame("d", 1.4),
+              frame("e", 0.0, success=False)]
+    offsets, sigma, used, note = combine_frames(frames)
+    assert [f.image for f in used] == ["a", "b", "c"]
+    assert offsets["yaw"] == pytest.approx(0.602, abs=1e-6)
+    assert offsets["pitch"] == pytest.approx(0.1, abs=1e-9)
+    assert 0 < sigma["yaw"] < 0.005
+    assert "d" in note
