@@ -137,7 +137,7 @@ class TelemetryWatch:
                 what = (f"telemetry was still but {last_refusal}" if status.stable and last_refusal
                         else f"telemetry did not hold still for {need:g} s")
                 raise CaptureFailed(
-                    f"{self.label}: {what} within the {deadline - started:.0f} s timeout "
+                    f"{self.label}: {what} within the {round(deadline - started, 1):g} s timeout "
                     f"(waited {now - started:.1f} s; {status.reason}); {self.describe(now)}"
                 )
             self.sleep(max(0.0, min(POLL_SECONDS, deadline - now)))
@@ -375,7 +375,8 @@ class QueryExtractor:
             image, jpeg = camera.grab()
             grab_end = self.clock()
             confirm_until = grab_end + self.confirm_seconds
-            got_sample = watch.wait_sample_after(confirm_until, min(deadline, confirm_until + self.max_silence))
+            # the confirmation belongs to a grab already made: it may run past the deadline
+            got_sample = watch.wait_sample_after(confirm_until, confirm_until + self.max_silence)
             status = watch.status()
             refusal = accept(status) if accept and status.stable else None
             if got_sample and status.stable and status.since is not None and status.since <= grab_start \
@@ -387,7 +388,7 @@ class QueryExtractor:
             if self.clock() >= deadline:
                 raise CaptureFailed(
                     f"{watch.label}: a frame was grabbed but telemetry did not stay still across it "
-                    f"({why}) and the {deadline - started:.0f} s timeout ran out; "
+                    f"({why}) and the {round(deadline - started, 1):g} s timeout ran out; "
                     f"{watch.describe(self.clock())}"
                 )
 
