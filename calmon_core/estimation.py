@@ -37,7 +37,7 @@ from calmon_core.matching import QueryMatcher
 from calmon_core.models import Frame
 from calmon_core.rotation import ransac_rotation, refine_rotation, ypr_covariance
 
-ALGORITHM_VERSION = "calmon-est/1.1-sift-rootsift-rot2pt"
+ALGORITHM_VERSION = "calmon-est/1.2-sift-rootsift-rot2pt-focal"
 AXES = ("yaw", "pitch", "roll")
 
 MIN_INLIERS = 30  # below this a frame is inconclusive
@@ -67,6 +67,7 @@ class FrameEstimate:
     estimated: dict[str, float] | None
     failure_log: str | None
     diagnostic_png: str | None = None
+    focal_scale: float | None = None  # fitted / manifest focal length, when refined
 
     def to_json_dict(self) -> dict:
         return asdict(self)
@@ -179,7 +180,7 @@ class FrameSolution:
 
 
 def estimate_frame(refmap: ReferenceMap, frame: Frame, image: np.ndarray, *,
-                   refine_focal: bool = False) -> FrameSolution:
+                   refine_focal: bool = True) -> FrameSolution:
     """Estimate one query frame's true orientation against a reference map."""
     t = frame.telemetry
     reported = {"yaw": t.yaw, "pitch": t.pitch, "roll": t.roll, "zoom": t.zoom}
@@ -219,10 +220,9 @@ def estimate_frame(refmap: ReferenceMap, frame: Frame, image: np.ndarray, *,
         return FrameSolution(_failed(frame, reported, got, f"{frame.image}: no rotation explains "
                                      f"enough matches ({got} of {n}); scene changed or repetitive"))
     inl = ransac.inliers
-    ref = refine_rotation(ransac.rotation, k, matches.uv_query[inl], matches.bearings[inl],
-                          inlier_px=RANSAC_PX, refine_focal=refine_focal)
-    mask = np.zeros(n, bool)
-    mask[np.flatnonzero(inl)[ref.inliers]] = True
+    ref = refine_rotation(ransac.rotation, k, matches.uv_query, matches.bearings,
+                          inlier_px=RANSAC_PX, refine_focal=refine_focal, initial_inliers=inl)
+    mask = ref.inliers
     count = int(mask.sum())
     if count < MIN_INLIERS or count < MIN_INLIER_RATIO * n:
         return FrameSolution(_failed(frame, reported, count, f"{frame.image}: {count} of {n} "
@@ -255,6 +255,7 @@ def estimate_frame(refmap: ReferenceMap, frame: Frame, image: np.ndarray, *,
         reported=reported,
         estimated=_rounded(dict(zip(AXES, est, strict=True))),
         failure_log=None,
+        focal_scale=round(ref.focal_scale, 6) if refine_focal else None,
     )
     return FrameSolution(fe, r_est, matches, mask)
 
@@ -290,11 +291,12 @@ def combine_frames(frames: list[FrameEstimate]) -> tuple[dict, dict, list[FrameE
 
 def estimate_offsets(reference_folder: str | Path, query_folder: str | Path, *,
                      threshold_deg: float = 0.5, diagnostics_dir: str | Path | None = None,
-                     refine_focal: bool = False) -> Estimate:
+                     refine_focal: bool = True) -> Estimate:
     """Offsets (true - reported) of a query capture against a reference scan (both calmon.capture/1).
 
     Raises CaptureFormatError for bad input; returns success=False with a failure_log when the
-    images do not allow an estimate."""
+    images do not allow an estimate. refine_focal (default on) fits each query frame's focal
+    length scale too: a zoom's focal length 2% off costs tenths of a degree when held fixed."""
     reference_folder, query_folder = Path(reference_folder), Path(query_folder)
     ref_capture = read_capture(reference_folder)
     if not ref_capture.frames:

@@ -129,14 +129,16 @@ def refine_rotation(
     inlier_px: float = 3.0,
     loss_scale_px: float = 1.0,
     refine_focal: bool = False,
+    initial_inliers: np.ndarray | None = None,
 ) -> Refinement:
     """Non-linear least squares on pixel reprojection error (soft-L1 loss), optional focal scale.
 
     Parameters: a rotation vector applied in the camera frame, R = R0 @ exp(w), and a log focal
     scale. The covariance comes from the Gauss-Newton Hessian at the solution, scaled by the
-    robust residual variance of the inliers."""
+    robust residual variance of the inliers. Inliers are re-gated after each solve (starting from
+    initial_inliers), so points a wrong focal length pushed out of the RANSAC gate come back."""
     uv = np.asarray(uv, float)
-    inl = np.ones(len(uv), bool)
+    inl = np.ones(len(uv), bool) if initial_inliers is None else initial_inliers.copy()
     r0 = r_wc
     params = np.zeros(4 if refine_focal else 3)
 
@@ -153,7 +155,7 @@ def refine_rotation(
         r, kk = model(p)
         return (_project(r, kk, bearings[sel]) - uv[sel]).ravel()
 
-    for _ in range(3):
+    for _ in range(6):
         if inl.sum() < len(params) + 2:
             break
         sol = least_squares(residuals, params, args=(inl,), loss="soft_l1", f_scale=loss_scale_px,

@@ -193,3 +193,19 @@ def test_combination_rejects_an_outlier_frame():
     assert offsets["pitch"] == pytest.approx(0.1, abs=1e-9)
     assert 0 < sigma["yaw"] < 0.005
     assert "d" in note
+
+
+def test_focal_length_a_few_percent_off_is_fitted(reference, city, tmp_path):
+    """A zoom's focal length 3% off in the manifest: fitted, not turned into tenths of a degree."""
+    offset = (-0.4, 0.25, 0.05)
+    query = write_query(tmp_path / "query", city, [QueryView((0.0, 2.0, 0.0), offset, 35.0)],
+                        width=W, height=H)
+    manifest = json.loads((query / "manifest.json").read_text())
+    frame = manifest["frames"][0]
+    half = np.radians(frame["hfov_deg"] / 2)
+    frame["hfov_deg"] = float(np.degrees(2 * np.arctan(np.tan(half) * 1.03)))
+    (query / "manifest.json").write_text(json.dumps(manifest))
+    estimate = estimate_offsets(reference, query)
+    assert estimate.success
+    assert np.all(np.abs(_errors(estimate, offset)) < TOL_DEG)
+    assert estimate.frames[0].focal_scale == pytest.approx(1.03, rel=2e-3)  # wider hfov = shorter focal
