@@ -29,6 +29,7 @@ from pyiceberg.exceptions import (
     NamespaceAlreadyExistsError,
     NoSuchTableError,
     TableAlreadyExistsError,
+    ValidationException,
 )
 from pyiceberg.expressions import (
     AlwaysFalse,
@@ -105,7 +106,9 @@ TABLE_PROPERTIES = {
     "commit.retry.num-retries": "10",
 }
 LEGACY_PARTITION_FORMAT = "%Y-%m-%d-%H:00"  # hourly key given to rows that predate check_partition
-_COMMIT_ERRORS: tuple[type[BaseException], ...] = (CommitFailedException,)
+# ValidationException: pyiceberg's own commit retry found that a concurrent writer added rows under
+# our delete filter (the same check written twice at once); a fresh attempt re-evaluates the delete.
+_COMMIT_ERRORS: tuple[type[BaseException], ...] = (CommitFailedException, ValidationException)
 try:  # sqlite's "database is locked" under concurrent writers is a conflict too
     from sqlalchemy.exc import OperationalError as _SqlOperationalError
 

@@ -108,6 +108,7 @@ def _writer_process(root: str, writer: int, checks: int, start) -> None:
     start.wait()
     for hour in range(checks):
         table.write([check(f"cam-w{writer}", hour, yaw=writer + hour / 100)])
+        table.write([check("cam-both", hour, yaw=writer)])  # both write this same check at once
 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
@@ -124,9 +125,11 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         worker.join(timeout=240)
         assert worker.exitcode == 0
     rows = ResultsTable(settings(tmp_path)).all_rows()
-    assert len(rows) == 2 * checks
+    assert len(rows) == 3 * checks  # nothing lost, and the shared checks are not duplicated
     assert {(r.device_id, r.check_partition) for r in rows} == {
-        (f"cam-w{w}", check("x", h).check_partition) for w in (1, 2) for h in range(checks)}
+        (device, check("x", h).check_partition)
+        for device in ("cam-w1", "cam-w2", "cam-both") for h in range(checks)}
+    assert {r.yaw_offset for r in rows if r.device_id == "cam-both"} <= {1.0, 2.0}
 
 
 SEED_SCHEMA = Schema(  # the seed table's columns, before calmon added its own
