@@ -59,6 +59,8 @@ class Outcome:
     true_offset: tuple[float, float, float]
     estimated_offset: np.ndarray | None
     seconds: float
+    sigma: np.ndarray | None = None
+    note: str = ""
 
 
 class TextbookBaseline:
@@ -66,7 +68,7 @@ class TextbookBaseline:
 
     def __init__(self, reference: Path):
         self.capture = read_capture(reference)
-        self.sift = cv2.SIFT_create()
+        self.sift = cv2.SIFT_create(nfeatures=4000)  # the same keypoint cap as calmon
         self.frames = []
         for i, fr in enumerate(self.capture.frames):
             gray = cv2.cvtColor(load_frame_image(reference, self.capture, i), cv2.COLOR_BGR2GRAY)
@@ -116,11 +118,15 @@ def _run_case(method, frame, image, view: QueryView) -> Outcome:
         fe = estimate_frame(refmap, frame, image).estimate
         ok = fe.success
         off = np.array([fe.offsets_deg[a] for a in AXES]) if ok else None
+        sigma = np.array([fe.uncertainty_deg[a] for a in AXES]) if ok else None
+        note = (f"{_run_case.scene} hfov {view.hfov_deg:.0f} {frame.width}px "
+                f"inliers {fe.inliers} " + (fe.failure_log or ""))
     else:
         ok, off = _run_case.baseline.estimate(frame, image)
+        sigma, note = None, ""
     seconds = time.perf_counter() - start
     err = None if off is None else np.array(angle_offsets(tuple(off), view.offset))
-    return Outcome(ok, err, view.offset, off, seconds)
+    return Outcome(ok, err, view.offset, off, seconds, sigma, note)
 
 
 def _summarise(outcomes: list[Outcome]) -> dict:
@@ -150,7 +156,14 @@ def main() -> None:
     parser.add_argument("--levels", default="0,1,2")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--worst", type=int, default=0, help="list the N worst calmon frames")
+    parser.add_argument("--no-reference-refinement", action="store_true",
+                        help="ablation: keep the reference frames at their reported rotations")
     args = parser.parse_args()
+    if args.no_reference_refinement:
+        import calmon_core.reference_map as reference_map
+
+        reference_map.refine_reference_rotations = lambda refmap, **_: {}
     cv2.setNumThreads(1)  # the speed target is per core
     levels = [int(x) for x in args.levels.split(",")]
     scenes_dir = default_scenes_dir()
@@ -162,6 +175,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="calmon-accuracy-") as tmp:
         for s_i, name in enumerate(args.scenes.split(",")):
             scene = load_scene(str(scenes_dir / name))
+            _run_case.scene = name
             ref = write_reference(Path(tmp) / f"ref{s_i}", scene, YAWS, PITCHES,
                                   rng=np.random.default_rng(s_i))
             build_reference_features(ref)
@@ -208,6 +222,18 @@ def main() -> None:
             print(f"{'':>5} p95 baseline/calmon: " + ", ".join(
                 f"{a} {r:.1f}x" for a, r in zip(AXES, ratio, strict=True) if math.isfinite(r)))
         print(f"{'':>5} sky-only/blank views: {special[lv][0]}, confidently wrong: {special[lv][1]}")
+    cal = [o for lv in levels for o in results[("calmon", lv)] if o.success]
+    if cal:  # is the reported uncertainty honest? |error| / sigma per axis
+        z = np.abs(np.array([o.error / o.sigma for o in cal]))
+        print("calmon |error|/uncertainty, median / p95 per axis: " + ", ".join(
+            f"{a} {np.median(z[:, i]):.2f}/{np.percentile(z[:, i], 95):.2f}"
+            for i, a in enumerate(AXES)))
+    for o in sorted(cal, key=lambda o: -np.max(np.abs(o.error)))[:args.worst]:
+        print(f"  err {np.round(o.error, 4)} sigma {o.sigma} {o.note}")
+    for lv in levels:
+        for o in results[("calmon", lv)]:
+            if not o.success and args.worst:
+                print(f"  inconclusive (level {lv}): {o.note}")
     print(f"total {time.time() - t0:.0f} s")
 
 

@@ -28,7 +28,7 @@ COLMAP_DB = "database.db"
 FEATURES_VERSION = "calmon-features/2"
 
 # keypoint caps: enough for sub-0.001 deg fits, few enough to match in well under 0.5 s
-REFERENCE_NFEATURES = 4000
+REFERENCE_NFEATURES = 8000
 QUERY_NFEATURES = 4000
 
 
