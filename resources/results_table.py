@@ -384,9 +384,13 @@ class ResultsTable:
     def file_count(self) -> int:
         return self.table().inspect.files().num_rows
 
-    def compact(self, min_files: int = 2, expire_older_than: timedelta = timedelta(0)) -> dict:
-        """Rewrite every (day, deployment) partition holding min_files or more data files into one,
-        then expire old snapshots so their files stop counting. Safe beside writers (retried)."""
+    def compact(
+        self, min_files: int = 2, expire_older_than: timedelta = timedelta(0), days_per_commit: int = 7
+    ) -> dict:
+        """Rewrite every (day, deployment) partition holding min_files or more data files into one
+        file sorted by device and time, then expire older snapshots. Days are rewritten in groups of
+        up to days_per_commit consecutive days per commit (whole days, every deployment: the filter
+        follows partition bounds, so old files are dropped whole). Safe beside writers (retried)."""
         table = self.table()
         files = table.inspect.files()
         files_before = files.num_rows
@@ -397,22 +401,28 @@ class ResultsTable:
                 day = date(1970, 1, 1) + timedelta(days=day)
             counts[(day, part["deployment_name"])] += 1
         targets = sorted(key for key, n in counts.items() if n >= min_files)
-        for day, deployment in targets:
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            partition_filter = And(
-                EqualTo("deployment_name", deployment),
-                And(
-                    GreaterThanOrEqual("timestamp", start.isoformat()),
-                    LessThan("timestamp", (start + timedelta(days=1)).isoformat()),
-                ),
+        days = sorted({day for day, _ in targets})
+        groups: list[list[date]] = []
+        for day in days:
+            if groups and (day - groups[-1][0]).days < days_per_commit:
+                groups[-1].append(day)
+            else:
+                groups.append([day])
+        for group in groups:
+            start = datetime(group[0].year, group[0].month, group[0].day, tzinfo=UTC)
+            end = datetime(group[-1].year, group[-1].month, group[-1].day, tzinfo=UTC) + timedelta(days=1)
+            days_filter = And(
+                GreaterThanOrEqual("timestamp", start.isoformat()),
+                LessThan("timestamp", end.isoformat()),
             )
 
-            def rewrite(t: Table, partition_filter=partition_filter) -> None:
-                data = t.scan(row_filter=partition_filter).to_arrow()
-                data = data.sort_by([("device_id", "ascending"), ("timestamp", "ascending")])
-                t.overwrite(data, overwrite_filter=partition_filter)
+            def rewrite(t: Table, days_filter=days_filter) -> None:
+                data = t.scan(row_filter=days_filter).to_arrow()
+                data = data.sort_by([("deployment_name", "ascending"), ("device_id", "ascending"),
+                                     ("timestamp", "ascending")])
+                t.overwrite(data, overwrite_filter=days_filter)
 
-            self._commit_with_retries(f"compact {deployment} day {start.date()}", rewrite)
+            self._commit_with_retries(f"compact {start.date()}..{group[-1]}", rewrite)
         expired = 0
         table = self.table()
         current = table.current_snapshot()
