@@ -105,6 +105,7 @@ TABLE_PROPERTIES = {
     "commit.manifest.min-count-to-merge": "50",
     "commit.retry.num-retries": "10",
 }
+HISTORY_WINDOWS = (timedelta(days=3), timedelta(days=31), timedelta(days=366))
 LEGACY_PARTITION_FORMAT = "%Y-%m-%d-%H:00"  # hourly key given to rows that predate check_partition
 # ValidationException: pyiceberg's own commit retry found that a concurrent writer added rows under
 # our delete filter (the same check written twice at once); a fresh attempt re-evaluates the delete.
@@ -364,10 +365,22 @@ class ResultsTable:
         self, device_id: str, since: datetime | None = None, limit: int | None = None
     ) -> list[CalibrationResult]:
         """Rows of one device, oldest first; with limit, the most recent `limit` of them."""
-        row_filter: BooleanExpression = EqualTo("device_id", device_id)
-        if since is not None:
-            row_filter = And(row_filter, GreaterThanOrEqual("timestamp", _utc(since).isoformat()))
-        data = _latest_first(self._scan(row_filter))
+        device_filter: BooleanExpression = EqualTo("device_id", device_id)
+        if since is not None or limit is None:
+            row_filter = device_filter
+            if since is not None:
+                row_filter = And(device_filter, GreaterThanOrEqual("timestamp", _utc(since).isoformat()))
+            data = _latest_first(self._scan(row_filter))
+        else:
+            # the newest rows live in the newest day partitions: look back in widening windows and
+            # stop as soon as there are enough, so a year of history is not read for the last 50
+            now = datetime.now(UTC)
+            for window in (*HISTORY_WINDOWS, None):
+                row_filter = device_filter if window is None else And(
+                    device_filter, GreaterThanOrEqual("timestamp", (now - window).isoformat()))
+                data = _latest_first(self._scan(row_filter))
+                if data.num_rows >= limit:
+                    break
         if limit is not None:
             data = data.slice(0, max(0, limit))
         return list(reversed(from_arrow(data)))
