@@ -3,8 +3,10 @@
 Pipeline per query frame (each stage replaceable, like OpenCV's stitching module):
 features.detect -> pick overlapping reference frames -> matching.QueryMatcher per frame ->
 MAGSAC homography gate per pair -> pooled 2-point rotation RANSAC on bearings ->
-robust pixel-reprojection refinement (rotation.refine_rotation) -> yaw/pitch/roll, offsets,
-uncertainty from the covariance. Then frames are combined (inverse-variance, outlier frames out).
+robust pixel-reprojection refinement with the focal scale (rotation.refine_rotation) ->
+photometric refinement (the best reference frames warped into the query's view under that
+estimate, query corners tracked into them with Lucas-Kanade: sub-pixel correspondences, refit) ->
+yaw/pitch/roll, offsets, uncertainty from the covariance. Then frames are combined (inverse-variance, outlier frames out).
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ from calmon_core.features import (
     matching_descriptors,
     to_gray,
 )
-from calmon_core.matching import QueryMatcher
+from calmon_core.matching import QueryMatcher, flow_correspondences
 from calmon_core.models import Frame
-from calmon_core.rotation import ransac_rotation, refine_rotation, ypr_covariance
+from calmon_core.rotation import Refinement, ransac_rotation, refine_rotation, ypr_covariance
 
-ALGORITHM_VERSION = "calmon-est/1.2-sift-rootsift-rot2pt-focal"
+ALGORITHM_VERSION = "calmon-est/1.3-sift-rootsift-rot2pt-focal-lk"
 AXES = ("yaw", "pitch", "roll")
 
 MIN_INLIERS = 30  # below this a frame is inconclusive
@@ -49,9 +51,10 @@ OVERLAP_MARGIN_DEG = 6.0  # offsets of several degrees still find their referenc
 MAX_REFERENCE_FRAMES = 6
 RANSAC_PX = 2.5
 HOMOGRAPHY_GATE_PX = 4.0
+PHOTOMETRIC_GATE_PX = 1.0  # Lucas-Kanade correspondences are good to a few hundredths of a pixel
 # honest uncertainty: the covariance of independent pixel noise is optimistic (JPEG blocks,
 # interpolation and the reference map's own error are correlated), so it is inflated and floored
-UNCERTAINTY_INFLATION = 2.0
+UNCERTAINTY_INFLATION = 2.5
 UNCERTAINTY_FLOOR_DEG = 0.0005
 DARK_MEAN, BLANK_STD = 10.0, 3.0
 
@@ -167,6 +170,67 @@ def _hull_fraction(uv: np.ndarray, width: int, height: int) -> float:
     return float(cv2.contourArea(hull)) / float(width * height)
 
 
+def warp_reference(refmap: ReferenceMap, i: int, k_q: np.ndarray, r_wc: np.ndarray, width: int,
+                   height: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Reference frame i resampled into the query's geometry (pose r_wc, intrinsics k_q), and the
+    mask of query pixels it covers. Pixel (u, v) of the result shows world bearing
+    r_wc @ K_q^-1 [u, v, 1] under the reference map."""
+    ref = refmap.gray_image(i)
+    if ref is None:
+        return None
+    fr = refmap.frames[i]
+    m = (fr.k @ fr.rotation.T @ r_wc @ np.linalg.inv(k_q)).astype(np.float32)
+    u = np.arange(width, dtype=np.float32)[None, :]
+    v = np.arange(height, dtype=np.float32)[:, None]
+    x = m[0, 0] * u + m[0, 1] * v + m[0, 2]
+    y = m[1, 0] * u + m[1, 1] * v + m[1, 2]
+    z = m[2, 0] * u + m[2, 1] * v + m[2, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        map_x, map_y = x / z, y / z
+    valid = (z > 0) & (map_x >= 0) & (map_y >= 0) & (map_x <= fr.width - 1) & (map_y <= fr.height - 1)
+    map_x[~valid], map_y[~valid] = -1, -1
+    warped = cv2.remap(ref, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
+    return warped, valid
+
+
+def _match_histogram(source: np.ndarray, target: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """source's grey levels mapped so their distribution over `valid` matches target's (lighting
+    and gamma changes would otherwise pull Lucas-Kanade)."""
+    hs = np.bincount(source[valid].ravel(), minlength=256).cumsum().astype(np.float64)
+    ht = np.bincount(target[valid].ravel(), minlength=256).cumsum().astype(np.float64)
+    hs /= max(hs[-1], 1.0)
+    ht /= max(ht[-1], 1.0)
+    lut = np.clip(np.searchsorted(ht, hs), 0, 255).astype(np.uint8)
+    return lut[source]
+
+
+def photometric_correspondences(refmap: ReferenceMap, gray: np.ndarray, k_q: np.ndarray,
+                                r_wc: np.ndarray, frames: list[int]
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel (query uv, world bearing) pairs: each reference frame is warped into the query's
+    view under the feature estimate, and query corners are tracked into it (matching.py)."""
+    h, w = gray.shape[:2]
+    k_inv = np.linalg.inv(k_q)
+    uvs, bearings = [], []
+    for i in frames:
+        warped = warp_reference(refmap, i, k_q, r_wc, w, h)
+        if warped is None:
+            continue
+        image, valid = warped
+        if valid.mean() < 0.1:
+            continue
+        image = _match_histogram(image, gray, valid)
+        uv_q, uv_w = flow_correspondences(gray, image, valid)
+        if len(uv_q) == 0:
+            continue
+        rays = np.column_stack([uv_w, np.ones(len(uv_w))]) @ k_inv.T
+        uvs.append(uv_q)
+        bearings.append((rays / np.linalg.norm(rays, axis=1, keepdims=True)) @ r_wc.T)
+    if not uvs:
+        return np.zeros((0, 2)), np.zeros((0, 3))
+    return np.concatenate(uvs), np.concatenate(bearings)
+
+
 def _failed(frame: Frame, reported: dict, inliers: int, why: str) -> FrameEstimate:
     return FrameEstimate(frame.image, False, inliers, None, None, reported, None, why)
 
@@ -246,6 +310,28 @@ def estimate_frame(refmap: ReferenceMap, frame: Frame, image: np.ndarray, *,
         return FrameSolution(_failed(frame, reported, count, f"{frame.image}: uncertainty "
                                      f"{float(np.nanmax(sig)):.3f} deg is too large to tell (weak "
                                      "geometry, near-vertical view or blur)"))
+    r_feat, k_fit = r_est, k.copy()
+    k_fit[:2, :2] *= ref.focal_scale
+    top = [int(x) for x in np.argsort(-np.bincount(matches.ref_frame[mask],
+                                                   minlength=len(refmap.frames)))[:2]
+           if np.sum(matches.ref_frame[mask] == x) >= MIN_INLIERS]
+    uv_f, bearing_f = photometric_correspondences(refmap, gray, k_fit, r_feat, top)
+    if len(uv_f) >= 2 * MIN_INLIERS and _hull_fraction(uv_f, w, h) >= MIN_COVER:
+        fine = refine_rotation(r_feat, k_fit, uv_f, bearing_f, inlier_px=PHOTOMETRIC_GATE_PX,
+                               loss_scale_px=0.2, refine_focal=refine_focal)
+        cov_f = ypr_covariance(fine.rotation, fine.covariance)
+        sig_f = np.sqrt(np.maximum(np.diag(cov_f), 0.0)) * UNCERTAINTY_INFLATION
+        sig_f = np.sqrt(sig_f**2 + UNCERTAINTY_FLOOR_DEG**2)
+        est_f = ypr_from_rotation(fine.rotation)
+        moved = np.abs(angle_offsets(est_f, est))
+        # the photometric fit refines, it may not overrule: it must land within the feature fit's
+        # own uncertainty (else lighting or occluders pulled it and the features stand)
+        if (fine.inliers.sum() >= 2 * MIN_INLIERS and np.all(moved <= 4 * sig + 0.002)
+                and np.all(sig_f <= sig)):
+            r_est, est, sig = fine.rotation, est_f, sig_f
+            offsets = angle_offsets(est, (t.yaw, t.pitch, t.roll))
+            ref = Refinement(fine.rotation, fine.covariance, ref.focal_scale * fine.focal_scale,
+                             ref.inliers, fine.rms_px)
     fe = FrameEstimate(
         image=frame.image,
         success=True,

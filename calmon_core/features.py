@@ -109,7 +109,19 @@ class ReferenceMap:
     features: list[FeatureSet]
     detector: str
     summary: dict = field(default_factory=dict)
+    folder: Path | None = None  # the reference scan, for its images (photometric refinement)
     _indices: dict[int, object] = field(default_factory=dict)
+    _images: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def gray_image(self, i: int) -> np.ndarray | None:
+        """Frame i's grey image from the reference folder (cached), None when unavailable."""
+        if i not in self._images:
+            path = None if self.folder is None else self.folder / self.frames[i].image
+            image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path and path.is_file() else None
+            if image is None:
+                return None
+            self._images[i] = image
+        return self._images[i]
 
     def descriptors_for_matching(self, i: int) -> np.ndarray:
         return self.index(i).descriptors
@@ -224,4 +236,5 @@ def load_reference_map(reference_folder: str | Path) -> ReferenceMap:
         sel = data["frame"] == i
         features.append(FeatureSet(data["uv"][sel], data["scale"][sel], data["angle"][sel],
                                    data["descriptors"][sel]))
-    return ReferenceMap(frames, features, meta["detector"], meta.get("summary", {}))
+    return ReferenceMap(frames, features, meta["detector"], meta.get("summary", {}),
+                        Path(reference_folder))

@@ -62,3 +62,23 @@ class QueryMatcher:
         back = self.index.knn(reference.descriptors[pairs_arr[:, 1]], 1)
         nearest = np.array([b[0].trainIdx if b else -1 for b in back])
         return pairs_arr[nearest == pairs_arr[:, 0]]
+
+
+def flow_correspondences(query_gray: np.ndarray, warped_ref: np.ndarray, valid: np.ndarray, *,
+                         max_points: int = 1000, fb_max_px: float = 0.1
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel correspondences between a query image and a reference image already warped into
+    the query's geometry (so displacements are small): corners of the query tracked with pyramidal
+    Lucas-Kanade, kept when tracking back lands within fb_max_px. Returns (query uv, warped uv)."""
+    mask = cv2.erode(valid.astype(np.uint8), np.ones((31, 31), np.uint8))
+    corners = cv2.goodFeaturesToTrack(query_gray, max_points, 0.01, 7, mask=mask, blockSize=7)
+    if corners is None or len(corners) < 10:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    p0 = corners.astype(np.float32)
+    params = {"winSize": (21, 21), "maxLevel": 2,
+              "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 0.001)}
+    p1, st1, _ = cv2.calcOpticalFlowPyrLK(query_gray, warped_ref, p0, None, **params)
+    p2, st2, _ = cv2.calcOpticalFlowPyrLK(warped_ref, query_gray, p1, None, **params)
+    fb = np.linalg.norm((p2 - p0).reshape(-1, 2), axis=1)
+    ok = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb < fb_max_px)
+    return p0.reshape(-1, 2)[ok].astype(np.float64), p1.reshape(-1, 2)[ok].astype(np.float64)
