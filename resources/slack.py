@@ -7,6 +7,7 @@ countable, and no library debug log that could print the webhook URL (the URL is
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import urllib.error
@@ -113,17 +114,25 @@ class SlackNotifier:
 
 
 class SlackResource(dg.ConfigurableResource):
-    """Slack incoming webhook; configure webhook_url from dg.EnvVar("SLACK_WEBHOOK_URL")."""
+    """Slack incoming webhook.
+
+    Either webhook_url=dg.EnvVar("SLACK_WEBHOOK_URL") (Dagster refuses to start a run when that
+    variable is unset), or leave webhook_url unset: the variable named by webhook_env_var is then
+    read when the client is made, and an unset one means "echo to stdout". Either way the UI shows
+    only the variable's name.
+    """
 
     webhook_url: str | None = None
+    webhook_env_var: str | None = "SLACK_WEBHOOK_URL"
     channel: str = "calibration_monitoring"
     max_attempts: int = 4
     timeout: float = 10.0
     backoff_seconds: float = 1.0
 
     def get_client(self) -> SlackNotifier:
+        url = self.webhook_url or (os.environ.get(self.webhook_env_var) if self.webhook_env_var else None)
         return SlackNotifier(
-            self.webhook_url,
+            url,
             channel=self.channel,
             timeout=self.timeout,
             max_attempts=self.max_attempts,

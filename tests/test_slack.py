@@ -85,3 +85,12 @@ def test_resource_builds_a_notifier(webhook, monkeypatch):
         "slack": SlackResource(webhook_url=dg.EnvVar("CALMON_TEST_SLACK_URL"), max_attempts=2)})
     assert result.success
     assert webhook.texts() == ["from dagster"]
+
+
+def test_resource_reads_the_named_variable_when_no_url_is_configured(webhook, monkeypatch, capsys):
+    monkeypatch.setenv("CALMON_TEST_SLACK_URL", webhook.url)
+    assert SlackResource(webhook_env_var="CALMON_TEST_SLACK_URL").get_client().send("via env").delivered
+    monkeypatch.delenv("CALMON_TEST_SLACK_URL")
+    outcome = SlackResource(webhook_env_var="CALMON_TEST_SLACK_URL").get_client().send("echoed")
+    assert outcome.error == "no webhook configured" and "echoed" in capsys.readouterr().out
+    assert webhook.texts() == ["via env"]
