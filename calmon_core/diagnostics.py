@@ -60,8 +60,8 @@ def write_diagnostic(path: str | Path, refmap, reference_folder: Path, ref_captu
     dx = q.shape[1]
     if matches is not None and mask is not None:
         sel = mask & (matches.ref_frame == ref_i)
-        for a, b in zip(matches.uv_query[sel][::max(1, sel.sum() // 150)],
-                        matches.uv_ref[sel][::max(1, sel.sum() // 150)], strict=True):
+        for a, b in zip(matches.uv_query[sel][::max(1, sel.sum() // 80)],
+                        matches.uv_ref[sel][::max(1, sel.sum() // 80)], strict=True):
             pa = (int(a[0] * sq), int(a[1] * sq))
             pb = (int(b[0] * sr) + dx, int(b[1] * sr))
             cv2.line(canvas, pa, pb, YELLOW, 1, cv2.LINE_AA)

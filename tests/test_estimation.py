@@ -209,3 +209,33 @@ def test_focal_length_a_few_percent_off_is_fitted(reference, city, tmp_path):
     assert estimate.success
     assert np.all(np.abs(_errors(estimate, offset)) < TOL_DEG)
     assert estimate.frames[0].focal_scale == pytest.approx(1.03, rel=2e-3)  # wider hfov = shorter focal
+
+
+def test_cli_reads_s3_prefixes(reference, city, tmp_path, s3_bucket):
+    """`calmon estimate s3://... s3://...` against moto's S3 server over HTTP."""
+    import os
+
+    from resources.object_store import S3ObjectStore
+
+    endpoint, bucket = s3_bucket
+    store = S3ObjectStore(bucket, endpoint_url=endpoint)
+    store.upload_folder(reference, "harbor/cam-01/reference_scan")
+    query = write_query(tmp_path / "query", city, [QueryView((30.0, 0.0, 0.0), (0.7, 0.0, 0.0), 40)],
+                        width=W, height=H)
+    store.upload_folder(query, "harbor/cam-01/query_scan/20261125T080000Z")
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
+    done = subprocess.run(
+        [sys.executable, "-m", "calmon_assets.cli", "estimate",
+         f"s3://{bucket}/harbor/cam-01/reference_scan",
+         f"s3://{bucket}/harbor/cam-01/query_scan/20261125T080000Z"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["breach"] is True
+    assert abs(doc["offsets_deg"]["yaw"] - 0.7) < TOL_DEG
+    missing = subprocess.run(
+        [sys.executable, "-m", "calmon_assets.cli", "estimate",
+         f"s3://{bucket}/harbor/cam-01/reference_scan", f"s3://{bucket}/nothing/here"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert missing.returncode == 2
+    assert "nothing/here" in missing.stderr
