@@ -28,10 +28,16 @@ def device_extractor(
         yield QueryExtractor(
             config.fleet,
             telemetry_factory=lambda dep, dev: mqtt.latch(
-                endpoints.mqtt_host, endpoints.mqtt_port, dep.topic(dev.id), dep.telemetry_fields
+                endpoints.mqtt_host,
+                endpoints.mqtt_port,
+                dep.topic(dev.id),
+                dep.telemetry_fields,
+                username=dep.mqtt.username,
+                password=dep.mqtt.password.get_secret_value() if dep.mqtt.password else None,
             ),
             camera_factory=lambda dep, dev: camera.client(
                 dev.id, dev.camera, base_url=endpoints.camera_base_url
             ),
             workdir=workdir,
+            deadband_deg=config.settings.capture.deadband_deg,
         )

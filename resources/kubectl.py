@@ -232,40 +232,56 @@ class DeviceEndpoints:
     mqtt_host: str
     mqtt_port: int
     forwards: list[PortForward] = field(default_factory=list)
+    camera_forward: PortForward | None = None
+    mqtt_forward: PortForward | None = None
+
+    def ensure_alive(self) -> DeviceEndpoints:
+        """Restart (once each) forwards that died mid-check and update the addresses in place."""
+        if self.camera_forward is not None:
+            self.camera_base_url = f"http://127.0.0.1:{self.camera_forward.ensure_alive()}"
+        if self.mqtt_forward is not None:
+            self.mqtt_port = self.mqtt_forward.ensure_alive()
+        return self
 
 
 @contextmanager
 def device_endpoints(
-    deployment: Deployment, device: Device, kubectl_executable: str = "kubectl"
+    deployment: Deployment,
+    device: Device,
+    kubectl_executable: str = "kubectl",
+    default_kubeconfig: str | None = None,
 ) -> Iterator[DeviceEndpoints]:
     """Where to reach one device's camera and its deployment's MQTT broker for one check.
 
     direct: the URLs and host from devices.yaml. kubectl: port-forwards to the camera's and the
-    broker's services in the deployment's namespace and context, closed when the block ends.
+    broker's services in the deployment's namespace and context (deployment.kubeconfig, else
+    default_kubeconfig), closed when the block ends, even when the check fails.
     """
     camera = device.camera
     mqtt = deployment.mqtt
     if deployment.access != "kubectl":
-        yield DeviceEndpoints(camera.base_url, mqtt.host or "127.0.0.1", mqtt.port, [])
+        yield DeviceEndpoints(camera.base_url, mqtt.host or "127.0.0.1", mqtt.port)
         return
-    kubectl = Kubectl(deployment.kube_context or "", deployment.kubeconfig, kubectl_executable)
+    kubectl = Kubectl(
+        deployment.kube_context or "", deployment.kubeconfig or default_kubeconfig, kubectl_executable
+    )
     with ExitStack() as stack:
-        forwards: list[PortForward] = []
-        camera_base_url = camera.base_url
+        endpoints = DeviceEndpoints(camera.base_url, mqtt.host or "127.0.0.1", mqtt.port)
         if camera.service and camera.port:
             forward = stack.enter_context(
                 kubectl.port_forward(deployment.namespace, camera.service, camera.port)
             )
-            forwards.append(forward)
-            camera_base_url = f"http://127.0.0.1:{forward.local_port}"
-        mqtt_host, mqtt_port = mqtt.host or "127.0.0.1", mqtt.port
+            endpoints.forwards.append(forward)
+            endpoints.camera_forward = forward
+            endpoints.camera_base_url = f"http://127.0.0.1:{forward.local_port}"
         if mqtt.service:
             forward = stack.enter_context(
                 kubectl.port_forward(deployment.namespace, mqtt.service, mqtt.port)
             )
-            forwards.append(forward)
-            mqtt_host, mqtt_port = "127.0.0.1", forward.local_port
-        yield DeviceEndpoints(camera_base_url, mqtt_host, mqtt_port, forwards)
+            endpoints.forwards.append(forward)
+            endpoints.mqtt_forward = forward
+            endpoints.mqtt_host, endpoints.mqtt_port = "127.0.0.1", forward.local_port
+        yield endpoints
 
 
 class KubectlResource(dg.ConfigurableResource):

@@ -319,6 +319,8 @@ class MqttResource(dg.ConfigurableResource):
     connect_timeout: float = 10.0
 
     def latch(self, host: str, port: int, topic: str,
-              fields: TelemetryFields | None = None) -> MqttTelemetryLatch:
+              fields: TelemetryFields | None = None, username: str | None = None,
+              password: str | None = None) -> MqttTelemetryLatch:
         return MqttTelemetryLatch(host, port, topic, fields or TelemetryFields(),
+                                  username=username, password=password,
                                   connect_timeout=self.connect_timeout)

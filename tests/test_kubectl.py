@@ -197,6 +197,14 @@ def test_device_endpoints_via_kubectl(services):
         with socket.create_connection((endpoints.mqtt_host, endpoints.mqtt_port), timeout=5) as conn:
             conn.sendall(b"mqtt")
             assert conn.recv(16) == b"mqtt"
+        os.kill(endpoints.mqtt_forward.pid, signal.SIGUSR1)  # the broker's forward dies mid-check
+        wait_until_not_alive(endpoints.mqtt_forward)
+        endpoints.ensure_alive()
+        assert endpoints.mqtt_forward.restarts == 1 and endpoints.camera_forward.restarts == 0
+        assert endpoints.mqtt_port == endpoints.mqtt_forward.local_port  # the (possibly new) port
+        with socket.create_connection((endpoints.mqtt_host, endpoints.mqtt_port), timeout=5) as conn:
+            conn.sendall(b"again")
+            assert conn.recv(16) == b"again"
         pids = [f.pid for f in endpoints.forwards]
     for pid in pids:
         wait_dead(pid)
