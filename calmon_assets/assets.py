@@ -3,7 +3,6 @@
 Thin by design: each asset wires calmon_core and the resources; the rules live in calmon_core.
 """
 
-from __future__ import annotations
 
 import base64
 import json

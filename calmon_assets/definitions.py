@@ -61,7 +61,9 @@ def build_resources(config_dir: str) -> dict[str, object]:
             region=settings.aws.region,
             endpoint_url=settings.aws.endpoint_url,
         ),
-        "slack": SlackResource(webhook_url=dg.EnvVar(webhook_env), channel=settings.slack.channel),
+        # The variable's name, read when the client is made (also outside Dagster, by the CLI); an
+        # unset variable means "print instead of post" rather than a run Dagster refuses to start.
+        "slack": SlackResource(webhook_env_var=webhook_env, channel=settings.slack.channel),
     }
 
 

@@ -23,7 +23,12 @@ DEFAULT_DAGSTER_HOME = ".calmon/dagster_home"
 
 
 def dagster_yaml(max_concurrent_per_deployment: int) -> str:
-    """Instance settings: queued runs, at most N at once per deployment (one cluster's port-forwards)."""
+    """Instance settings: queued runs, at most N at once per deployment (one cluster's port-forwards).
+
+    No top-level settings (telemetry, python_logs, ...) on purpose: with any of them Dagster runs
+    logging.config.dictConfig at the start of every run, and that deadlocks against runs already
+    logging in other threads (the CLI and the demo execute runs in parallel threads).
+    """
     return (
         "run_coordinator:\n"
         "  module: dagster._core.run_coordinator\n"
@@ -35,8 +40,6 @@ def dagster_yaml(max_concurrent_per_deployment: int) -> str:
         "        value:\n"
         "          applyLimitPerUniqueValue: true\n"
         f"        limit: {max_concurrent_per_deployment}\n"
-        "telemetry:\n"
-        "  enabled: false\n"
     )
 
 

@@ -1,6 +1,5 @@
 """The check schedule: every tick, one run per enabled device for the current time partition."""
 
-from __future__ import annotations
 
 import dagster as dg
 

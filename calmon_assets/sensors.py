@@ -1,12 +1,11 @@
 """Sensors: device sync from devices.yaml, Slack alerts for new results, and failed-run rows."""
 
-from __future__ import annotations
 
 import dagster as dg
 
 from calmon_assets.devices import plan_device_sync
 from calmon_assets.jobs import REALERT_TAG, calibration_check_job
-from calmon_assets.partitions import DEVICE_DIM, TIME_DIM, device_partitions
+from calmon_assets.partitions import DEVICE_DIM, TIME_DIM, check_partitions, device_partitions
 from calmon_assets.site import SiteConfigResource
 from calmon_core.alerts import format_slack_message
 from calmon_core.check_result import failed_check
@@ -75,9 +74,9 @@ def alerts_for_new_results(
         materialization = record.asset_materialization
         if materialization is None or not materialization.partition:
             continue
-        keys = dg.MultiPartitionKey.from_str(materialization.partition) if "|" in materialization.partition else None
-        if keys is None:
+        if "|" not in materialization.partition:
             continue
+        keys = check_partitions.get_partition_key_from_str(materialization.partition)
         device_id = keys.keys_by_dimension[DEVICE_DIM]
         time_key = keys.keys_by_dimension[TIME_DIM]
         run = instance.get_run_by_id(record.run_id)

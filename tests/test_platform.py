@@ -58,7 +58,8 @@ def site(tmp_path_factory, shared_broker, s3_endpoint):
 @pytest.fixture(scope="module")
 def platform(site):
     p = site.platform()
-    runs = p.collect_references()
+    with site.fleet.calibrated():  # references of calibrated cameras; the hidden offsets come after
+        runs = p.collect_references()
     assert [r.error for r in runs if not r.succeeded] == []
     return p
 
@@ -124,7 +125,8 @@ def test_backfill_replaces_rows_without_duplicates_or_alerts(platform):
     assert sorted(r.device_id for r in rows) == ["cam-act", "cam-bad", "cam-ok"]  # still one each
     after = {r.device_id: r for r in rows}
     assert after["cam-bad"].run_id != before["cam-bad"].run_id  # replaced by the backfill's run
-    assert after["cam-bad"].yaw_offset == pytest.approx(before["cam-bad"].yaw_offset, abs=1e-6)
+    # the same capture, re-estimated: FLANN's randomised trees vary the matches a little between runs
+    assert after["cam-bad"].yaw_offset == pytest.approx(before["cam-bad"].yaw_offset, abs=0.005)
     assert platform.send_alerts() == []  # a backfill does not re-alert
 
 
@@ -182,7 +184,8 @@ def test_schedule_requests_one_run_per_enabled_device(platform):
     schedule = platform.defs.resolve_schedule_def("calibration_check_schedule")
     tick = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
     with dg.build_schedule_context(instance=platform.instance, scheduled_execution_time=tick,
-                                   resources=platform.resources) as context:
+                                   resources=platform.resources,
+                                   repository_def=platform.defs.get_repository_def()) as context:
         requests = list(schedule.evaluate_tick(context).run_requests or [])
     assert key_for(tick) == "2026-11-24-13:00"
     assert sorted(r.partition_key for r in requests) == [

@@ -87,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
             platform = Platform(str(config_dir), home=str(root / "dagster_home"))
             _print("1. reference scans")
-            refs = platform.collect_references(progress=progress_printer("reference scans"))
+            print("(taken on freshly calibrated cameras; the hidden offsets above appear afterwards)")
+            with fleet.calibrated():
+                refs = platform.collect_references(progress=progress_printer("reference scans"))
             if not all(r.succeeded for r in refs):
                 print("some reference scans failed; their checks will say so")
 
