@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+import warnings
 
 COMMANDS = [
     "validate-config",
@@ -43,7 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_expected_noise() -> None:
+    # Users read the CLI's own progress lines: a beta notice about a Dagster class calmon uses and
+    # pyiceberg's "commit conflict, retrying" (expected with parallel checks; ResultsTable retries)
+    # say nothing they can act on.
+    warnings.filterwarnings("ignore", message=".*is currently in beta")
+    logging.getLogger("pyiceberg").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_expected_noise()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

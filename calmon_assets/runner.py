@@ -23,12 +23,7 @@ DEFAULT_DAGSTER_HOME = ".calmon/dagster_home"
 
 
 def dagster_yaml(max_concurrent_per_deployment: int) -> str:
-    """Instance settings: queued runs, at most N at once per deployment (one cluster's port-forwards).
-
-    No top-level settings (telemetry, python_logs, ...) on purpose: with any of them Dagster runs
-    logging.config.dictConfig at the start of every run, and that deadlocks against runs already
-    logging in other threads (the CLI and the demo execute runs in parallel threads).
-    """
+    """Instance settings: queued runs, at most N at once per deployment (one cluster's port-forwards)."""
     return (
         "run_coordinator:\n"
         "  module: dagster._core.run_coordinator\n"
@@ -40,6 +35,8 @@ def dagster_yaml(max_concurrent_per_deployment: int) -> str:
         "        value:\n"
         "          applyLimitPerUniqueValue: true\n"
         f"        limit: {max_concurrent_per_deployment}\n"
+        "telemetry:\n"
+        "  enabled: false\n"
     )
 
 
@@ -54,9 +51,32 @@ def prepare_dagster_home(config: CalmonConfig, home: str | None = None) -> Path:
     return path
 
 
+# Runs executed in process, several threads at once, share the process's stdout/stderr: Dagster's
+# compute-log capture swaps those file descriptors per step and would send the CLI's own output
+# (and other runs' output) into whichever step's log file was last opened.
+_NO_COMPUTE_LOG_CAPTURE = {
+    "compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager",
+                     "class": "NoOpComputeLogManager"}
+}
+
+
 def open_instance(config: CalmonConfig, home: str | None = None) -> dg.DagsterInstance:
-    prepare_dagster_home(config, home)
-    return dg.DagsterInstance.get()
+    """The instance for runs executed in process, in parallel threads (CLI, demo, benchmarks).
+
+    Same storage as `calmon dev` and the daemon (so the UI shows these runs), minus compute-log
+    capture; and Dagster's per-run logging set-up is done once here: with any instance setting it
+    calls logging.config.dictConfig at every run start, which deadlocks against runs logging in
+    other threads.
+    """
+    from dagster._core.instance.ref import InstanceRef
+
+    path = prepare_dagster_home(config, home)
+    instance = dg.DagsterInstance.from_ref(
+        InstanceRef.from_dir(str(path), overrides=_NO_COMPUTE_LOG_CAPTURE)
+    )
+    handlers = instance.get_yaml_python_handlers()
+    instance.get_yaml_python_handlers = lambda: handlers  # type: ignore[method-assign]
+    return instance
 
 
 @dataclass
@@ -71,7 +91,8 @@ class CheckRun:
 class Platform:
     """The code location for one config folder plus its instance."""
 
-    def __init__(self, config_dir: str, instance: dg.DagsterInstance | None = None, home: str | None = None):
+    def __init__(self, config_dir: str, instance: dg.DagsterInstance | None = None, home: str | None = None,
+                 console_log_level: str = "WARNING"):
         from calmon_assets.definitions import build_definitions
 
         self.config_dir = config_dir
@@ -79,6 +100,9 @@ class Platform:
         self.instance = instance or open_instance(self.config, home)
         self.defs = build_definitions(config_dir)
         self.resources = self.defs.resources or {}
+        # Dagster's console logger prints every event at DEBUG; the event log (and the UI) keep them
+        # all, the terminal shows warnings and what the CLI prints itself.
+        self.run_config = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
 
     def sync_devices(self):
         return sync_devices(self.instance, self.config.fleet)
@@ -99,7 +123,8 @@ class Platform:
         device_id = tags.get(DEVICE_TAG, "")
         try:
             result = job.execute_in_process(
-                partition_key=partition_key, instance=self.instance, tags=tags, raise_on_error=False
+                partition_key=partition_key, instance=self.instance, tags=tags, raise_on_error=False,
+                run_config=self.run_config,
             )
         except Exception as exc:  # a run that could not even start
             return CheckRun(device_id, partition_key, None, False, f"{type(exc).__name__}: {exc}")

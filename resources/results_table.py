@@ -244,10 +244,16 @@ class ResultsTable:
                 props["warehouse"] = s.warehouse
         else:
             raise ResultsTableError(f"unknown results catalog {s.catalog!r} (sqlite, glue or rest)")
-        try:
-            return load_catalog(s.catalog_name, **props)
-        except Exception as exc:
-            raise ResultsTableError(f"cannot open the {s.catalog} catalog {s.catalog_name!r}: {exc}") from exc
+        for attempt in range(3):
+            try:
+                return load_catalog(s.catalog_name, **props)
+            except Exception as exc:
+                # SqlCatalog creates its own tables on first open; two writers opening a new
+                # catalog at once race on that, and the loser's second open finds them made.
+                if "already exists" in str(exc) and attempt < 2:
+                    continue
+                raise ResultsTableError(f"cannot open the {s.catalog} catalog {s.catalog_name!r}: {exc}") from exc
+        raise AssertionError("unreachable")
 
     @property
     def name(self) -> str:
