@@ -175,13 +175,21 @@ def query_capture(
                 active_ptz_stops=stops,
             )
     except (CaptureFailed, CameraError, KubectlError) as exc:
-        outcome["failure_log"] = f"capture failed: {exc}"
+        # capture and camera errors name the device already; kubectl's name only the cluster side
+        where = f"device {device_id}: " if isinstance(exc, KubectlError) else ""
+        outcome["failure_log"] = f"capture failed: {where}{exc}"
         outcome["waited_seconds"] = round(time.monotonic() - started, 1)
         context.log.warning(f"{device_id} {time_key}: {outcome['failure_log']}")
         return dg.Output(
             outcome,
             metadata={"ok": False, "failure_log": outcome["failure_log"], "waited_seconds": outcome["waited_seconds"]},
         )
+
+    moved = {k: capture.telemetry_summary[k] for k in ("camera_reresolved", "telemetry_reresolved")
+             if capture.telemetry_summary.get(k)}
+    if moved:
+        context.log.warning(f"{device_id} {time_key}: connection lost mid-check and restored at a "
+                            f"re-resolved address (port-forward restarted): {moved}")
 
     folder = work / stamp
     if folder.exists():

@@ -25,6 +25,8 @@ def device_extractor(
 ) -> Iterator[QueryExtractor]:
     """A QueryExtractor wired to this device's endpoints; port-forwards close on exit."""
     with device_endpoints(deployment, device, kubectl_executable=kubectl.executable) as endpoints:
+        # clients read the addresses from `endpoints` at every connection: a forward restarted
+        # mid-check (ensure_alive) listens on a new local port
         yield QueryExtractor(
             config.fleet,
             telemetry_factory=lambda dep, dev: mqtt.latch(
@@ -34,10 +36,13 @@ def device_extractor(
                 dep.telemetry_fields,
                 username=dep.mqtt.username,
                 password=dep.mqtt.password.get_secret_value() if dep.mqtt.password else None,
+                reresolve=endpoints.mqtt_address if endpoints.mqtt_forward else None,
             ),
             camera_factory=lambda dep, dev: camera.client(
-                dev.id, dev.camera, base_url=endpoints.camera_base_url
+                dev.id, dev.camera, base_url=lambda: endpoints.camera_base_url,
+                reresolve=endpoints.ensure_alive if endpoints.camera_forward else None,
             ),
             workdir=workdir,
             deadband_deg=config.settings.capture.deadband_deg,
+            image_motion_px=config.settings.capture.image_motion_px,
         )

@@ -85,6 +85,7 @@ class CaptureSettings(BaseModel):
     active_ptz_stops: list[tuple[float, float, float]] = []
     telemetry_rate_hz: float = Field(default=10, gt=0)
     deadband_deg: float = Field(default=0.0, ge=0)
+    image_motion_px: float = Field(default=1.0, gt=0)  # picture shift that betrays frozen telemetry
     reference_stabilize_time: float = Field(default=3, ge=0)  # calmon drives the camera itself
     workdir: str = ".calmon/work"  # local copies of captures and the reference cache
 

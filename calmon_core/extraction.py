@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, List, Optional, Protocol, Tuple, runtime_checkable  # noqa: UP035 - seed signature
 
+import cv2
 import numpy as np
 
 from calmon_core.capture_format import write_capture
@@ -33,6 +34,12 @@ POLL_SECONDS = 0.05
 # within this fraction). Real heads land within a few hundredths of a degree of the command.
 ARRIVAL_TOLERANCE_DEG = 0.5
 ARRIVAL_TOLERANCE_ZOOM = 0.02
+# Telemetry can freeze while the head keeps moving (a stuck bridge repeating its last message):
+# then only the picture tells. Two grabs of a still head differ by sensor noise, well under a pixel.
+IMAGE_MOTION_PX = 1.0
+_MOTION_WIDTH = 640  # the measure runs on frames at most this wide: ~10 ms, ~0.1 px
+_MOTION_MIN_RESPONSE = 0.1  # below this phase correlation found no common structure to measure
+_MOTION_SAME_GREY = 2.0  # mean grey difference of two coarse views of one featureless scene
 
 
 class CaptureFailed(Exception):
@@ -66,6 +73,37 @@ def default_timeout(stabilize_time: float) -> float:
 
 def _utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
+
+
+def image_motion_px(first: np.ndarray, second: np.ndarray) -> float:
+    """How far the picture moved between two frames, in pixels of the full frame.
+
+    Phase correlation of downscaled grey frames: a few moving cars or a change of exposure leave
+    the global shift near 0. inf when the two share no measurable structure although they differ
+    (the view changed completely); 0 for a featureless scene that only shows noise.
+    """
+    if first.shape != second.shape:
+        return math.inf
+    if np.array_equal(first, second):
+        return 0.0
+    height, width = first.shape[:2]
+    scale = min(1.0, _MOTION_WIDTH / width)
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+
+    def grey(image: np.ndarray) -> np.ndarray:
+        if image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    a, b = grey(first), grey(second)
+    window = cv2.createHanningWindow(size, cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(a, b, window)
+    if response < _MOTION_MIN_RESPONSE:
+        # compared coarsely, so that sensor noise averages out and only a changed view remains
+        coarse = (max(4, size[0] // 8), max(4, size[1] // 8))
+        a, b = (cv2.resize(x, coarse, interpolation=cv2.INTER_AREA) for x in (a, b))
+        return 0.0 if float(np.mean(np.abs(a - b))) <= _MOTION_SAME_GREY else math.inf
+    return math.hypot(dx, dy) / scale
 
 
 def _pose_text(pose: Pose | TelemetrySample | None) -> str:
@@ -204,6 +242,7 @@ class QueryExtractor:
         max_silence: float = 2.0,
         confirm_seconds: float = 0.5,
         arrival_tolerance_deg: float = ARRIVAL_TOLERANCE_DEG,
+        image_motion_px: float = IMAGE_MOTION_PX,
     ):
         self.fleet = fleet
         self.telemetry_factory = telemetry_factory or _default_telemetry
@@ -217,6 +256,7 @@ class QueryExtractor:
         # during the grab (or telemetry lagging the image) shows up here
         self.confirm_seconds = confirm_seconds
         self.arrival_tolerance_deg = arrival_tolerance_deg
+        self.image_motion_px = image_motion_px
 
     # ------------------------------------------------------------------ public entry points
 
@@ -258,7 +298,7 @@ class QueryExtractor:
             watch = self._watch(source, stabilize_time, label)
             discarded: list[str] = []
             shot = self._grab_when_still(watch, camera, started + timeout, started, None, discarded)
-            summary = self._summary(watch, source, discarded)
+            summary = self._summary(watch, source, camera, discarded)
         finally:
             source.stop()
         return self._write(deployment, device, CaptureKind.query, CaptureMode.passive, started,
@@ -297,7 +337,7 @@ class QueryExtractor:
                     failed.append({"index": index, "stop": list(stop), "reason": str(exc)})
                 if progress is not None:
                     progress(index + 1, len(stops))
-            summary = self._summary(watch, source, discarded)
+            summary = self._summary(watch, source, camera, discarded)
         finally:
             try:
                 home_report = self._return_home(deployment, device, source, camera, home, timeout)
@@ -367,7 +407,8 @@ class QueryExtractor:
     def _grab_when_still(self, watch: TelemetryWatch, camera: CameraControl, deadline: float,
                          started: float, stop: tuple[float, float, float] | None,
                          discarded: list[str]) -> _Shot:
-        """Wait for stillness, grab, and keep the frame only if telemetry stayed still across it."""
+        """Wait for stillness, grab, and keep the frame only if telemetry stayed still across it
+        and a second grab after the confirmation shows the same picture."""
         accept = self._arrived(stop) if stop is not None else None
         while True:
             watch.wait_stable(deadline, accept, started=started)
@@ -381,7 +422,17 @@ class QueryExtractor:
             refusal = accept(status) if accept and status.stable else None
             if got_sample and status.stable and status.since is not None and status.since <= grab_start \
                     and refusal is None:
-                return _Shot(image, jpeg, status, (grab_start + grab_end) / 2.0)
+                moved = self._image_moved(camera, image, grab_start)
+                if moved is None:
+                    return _Shot(image, jpeg, status, (grab_start + grab_end) / 2.0)
+                discarded.append(f"frame at {_utc(grab_start).isoformat()} discarded: {moved}")
+                if self.clock() >= deadline:
+                    raise CaptureFailed(
+                        f"{watch.label}: no frame could be kept within the "
+                        f"{round(deadline - started, 1):g} s timeout: {moved}; {len(discarded)} "
+                        f"frames discarded; {watch.describe(self.clock())}"
+                    )
+                continue
             why = ("no telemetry after the grab" if not got_sample
                    else refusal or f"telemetry moved during or right after the grab ({status.reason})")
             discarded.append(f"frame at {_utc(grab_start).isoformat()} discarded: {why}")
@@ -391,6 +442,17 @@ class QueryExtractor:
                     f"({why}) and the {round(deadline - started, 1):g} s timeout ran out; "
                     f"{watch.describe(self.clock())}"
                 )
+
+    def _image_moved(self, camera: CameraControl, first: np.ndarray, first_at: float) -> str | None:
+        """Why the frame cannot be trusted although telemetry held still, or None."""
+        second, _ = camera.grab()
+        shift = image_motion_px(first, second)
+        if shift <= self.image_motion_px:
+            return None
+        amount = "changed completely" if math.isinf(shift) else f"shifted {shift:.1f} px"
+        return (f"the image moved while telemetry stayed still (frozen telemetry?): it {amount} "
+                f"between two grabs {self.clock() - first_at:.1f} s apart (more than "
+                f"{self.image_motion_px:g} px allowed)")
 
     # ------------------------------------------------------------------ helpers
 
@@ -404,12 +466,17 @@ class QueryExtractor:
         return TelemetryWatch(source, stabilize_time, self.deadband_deg, self.max_silence,
                               self.clock, self.sleep, label)
 
-    def _summary(self, watch: TelemetryWatch, source: TelemetrySource, discarded: list[str]) -> dict:
+    def _summary(self, watch: TelemetryWatch, source: TelemetrySource, camera: CameraControl,
+                 discarded: list[str]) -> dict:
         summary = watch.detector.summary(self.clock())
-        for name in ("received_count", "garbage_count"):
-            value = getattr(source, name, None)
+        # what the clients saw of the connection (garbage, broker reconnects, restarted forwards)
+        counters = [(source, "received_count", "received_count"), (source, "garbage_count", "garbage_count"),
+                    (source, "connections", "telemetry_connections"),
+                    (source, "reresolved", "telemetry_reresolved"), (camera, "reresolved", "camera_reresolved")]
+        for client, name, key in counters:
+            value = getattr(client, name, None)
             if isinstance(value, int):
-                summary[name] = value
+                summary[key] = value
         summary["discarded_frames"] = discarded
         return summary
 

@@ -299,6 +299,8 @@ class SimCamera:
         with self._lock:
             if self._faults.get("offline"):
                 return []
+            if self._frozen:
+                self._mechanical(now)  # the head keeps patrolling on time: only its telemetry froze
             values = self._frozen or self._telemetry_values(now)
             sample = {"yaw": values[0], "pitch": values[1], "roll": values[2], "zoom": values[3],
                       "timestamp": round(now, 3)}

@@ -234,14 +234,22 @@ class DeviceEndpoints:
     forwards: list[PortForward] = field(default_factory=list)
     camera_forward: PortForward | None = None
     mqtt_forward: PortForward | None = None
+    # the camera client (check thread) and the MQTT latch (paho's thread) may both find a dead forward
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def ensure_alive(self) -> DeviceEndpoints:
         """Restart (once each) forwards that died mid-check and update the addresses in place."""
-        if self.camera_forward is not None:
-            self.camera_base_url = f"http://127.0.0.1:{self.camera_forward.ensure_alive()}"
-        if self.mqtt_forward is not None:
-            self.mqtt_port = self.mqtt_forward.ensure_alive()
+        with self._lock:
+            if self.camera_forward is not None:
+                self.camera_base_url = f"http://127.0.0.1:{self.camera_forward.ensure_alive()}"
+            if self.mqtt_forward is not None:
+                self.mqtt_port = self.mqtt_forward.ensure_alive()
         return self
+
+    def mqtt_address(self) -> tuple[str, int]:
+        """The broker's address after restarting a dead forward (the MQTT latch's reresolve)."""
+        self.ensure_alive()
+        return self.mqtt_host, self.mqtt_port
 
 
 @contextmanager

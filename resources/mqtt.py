@@ -109,12 +109,18 @@ def parse_telemetry(payload: bytes, fields: TelemetryFields, received_at: float)
 
 
 class MqttTelemetryLatch:
-    """Subscribes to one device's telemetry topic and keeps its recent samples."""
+    """Subscribes to one device's telemetry topic and keeps its recent samples.
+
+    `reresolve`, when given, is asked for the broker's (host, port) after a failed connection
+    attempt: a port-forward that died mid-check comes back on another local port, and paho would
+    otherwise knock on the dead one until the check times out.
+    """
 
     def __init__(self, host: str, port: int, topic: str, fields: TelemetryFields = TelemetryFields(),
                  client_id: str | None = None, username: str | None = None,
                  password: str | None = None, connect_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 reresolve: Callable[[], tuple[str, int]] | None = None):
         self.host = host
         self.port = int(port)
         self.topic = topic
@@ -129,6 +135,9 @@ class MqttTelemetryLatch:
         self.duplicate_count = 0
         self.out_of_order_count = 0
         self.connections = 0
+        self.reresolve = reresolve
+        self.reresolved = 0  # failed connections answered by a new address (restarted forwards)
+        self.endpoint_error: str | None = None  # the address could not be re-resolved
         self.last_error: str | None = None
         self._samples: deque[TelemetrySample] = deque(maxlen=HISTORY)
         self._last_device_time: float | None = None
@@ -149,6 +158,7 @@ class MqttTelemetryLatch:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
         client.reconnect_delay_set(min_delay=0.2, max_delay=2.0)
         self._client = client
         try:
@@ -198,6 +208,20 @@ class MqttTelemetryLatch:
                        properties: Any = None) -> None:
         self._connected.clear()
         self.last_error = f"disconnected ({reason_code})"
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if self.reresolve is None:
+            return
+        try:
+            host, port = self.reresolve()
+        except Exception as exc:  # e.g. the forward died twice: paho keeps trying, describe() says why
+            self.endpoint_error = str(exc)
+            return
+        if (host, int(port)) != (self.host, self.port):
+            self.host, self.port = host, int(port)
+            self.reresolved += 1
+            # paho's own reconnect loop picks the new address up on its next attempt
+            client.connect_async(self.host, self.port, keepalive=15)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -264,6 +288,10 @@ class MqttTelemetryLatch:
             text += f", {self.duplicate_count} repeated and {self.out_of_order_count} out-of-order dropped"
         if self.connections > 1:
             text += f", reconnected {self.connections - 1} times"
+        if self.reresolved:
+            text += f", moved to a re-resolved address {self.reresolved} times (restarted port-forward)"
+        if self.endpoint_error:
+            text += f"; the address could not be re-resolved: {self.endpoint_error}"
         return text
 
     def wait_until_stable(self, stabilize_time: float, timeout: float | None,
@@ -320,7 +348,8 @@ class MqttResource(dg.ConfigurableResource):
 
     def latch(self, host: str, port: int, topic: str,
               fields: TelemetryFields | None = None, username: str | None = None,
-              password: str | None = None) -> MqttTelemetryLatch:
+              password: str | None = None,
+              reresolve: Callable[[], tuple[str, int]] | None = None) -> MqttTelemetryLatch:
         return MqttTelemetryLatch(host, port, topic, fields or TelemetryFields(),
                                   username=username, password=password,
-                                  connect_timeout=self.connect_timeout)
+                                  connect_timeout=self.connect_timeout, reresolve=reresolve)

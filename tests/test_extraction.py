@@ -14,7 +14,7 @@ import pytest
 from calmon_core.capture_format import encode_jpeg, load_frame_image, read_capture
 from calmon_core.config import CameraEndpoint, Fleet, TelemetryFields
 from calmon_core.conventions import wrap_deg
-from calmon_core.extraction import CaptureFailed, QueryExtractor
+from calmon_core.extraction import CaptureFailed, QueryExtractor, image_motion_px
 from calmon_core.models import CaptureKind, CaptureMode, TelemetrySample
 from calmon_sim.fleet import SimFleet
 from calmon_sim.fleet_spec import FleetSpec
@@ -375,15 +375,16 @@ class ScriptedTelemetry:
 
 
 class FakeCamera:
-    def __init__(self, clock: FakeClock, on_grab=None):
+    def __init__(self, clock: FakeClock, on_grab=None, view=None):
         self.clock, self.on_grab, self.grabs = clock, on_grab, []
+        self.view = view  # view(t) -> BGR image at fake time t; black frames when None
 
     def grab(self):
         self.grabs.append(self.clock.now)
         if self.on_grab:
             self.on_grab(len(self.grabs))
+        image = self.view(self.clock.now) if self.view else np.zeros((360, 640, 3), np.uint8)
         self.clock.now += 0.2
-        image = np.zeros((360, 640, 3), np.uint8)
         return image, encode_jpeg(image)
 
     def move_absolute(self, yaw, pitch, zoom):
@@ -411,7 +412,7 @@ def test_frame_is_discarded_when_the_camera_moves_right_after_the_grab(tmp_path)
                                camera_factory=lambda d, v: camera, clock=clock, sleep=clock.sleep,
                                workdir=tmp_path)
     result = extractor.extract_query("fake", stabilize_time=2, timeout=30)
-    assert len(camera.grabs) == 2
+    assert len(camera.grabs) == 3  # the discarded frame, the kept one and its motion check
     assert len(result.telemetry_summary["discarded_frames"]) == 1
     frame = read_capture(result.folder).frames[0]
     assert frame.telemetry.yaw == 20.0
@@ -429,3 +430,91 @@ def test_telemetry_going_silent_fails_and_says_so(tmp_path):
     with pytest.raises(CaptureFailed, match=r"device fake: .*timeout.*no telemetry for .*silent for the last"):
         extractor.extract_query("fake", stabilize_time=2, timeout=10)
     assert clock.now - 1_000.0 >= 10.0
+
+
+# ----------------------------------------------------------------------------- frozen telemetry
+
+
+def texture(seed: int = 3, size=(360, 640)) -> np.ndarray:
+    """A scene with structure at several scales, like a real view (not white noise)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    coarse = cv2.resize(rng.uniform(0, 255, (size[0] // 8, size[1] // 8)), size[::-1],
+                        interpolation=cv2.INTER_CUBIC)
+    fine = cv2.GaussianBlur(rng.uniform(0, 255, size), (0, 0), 1.5)
+    grey = np.clip(0.6 * coarse + 0.4 * fine, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+
+
+def shifted(image: np.ndarray, dx: float, dy: float = 0.0) -> np.ndarray:
+    import cv2
+
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, matrix, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+
+
+def test_image_motion_measures_the_shift_in_full_frame_pixels():
+    scene = texture()
+    assert image_motion_px(scene, scene.copy()) == 0.0
+    for dx, dy in ((0.3, 0.0), (1.0, 0.0), (3.0, 0.0), (0.0, -2.0), (25.0, 10.0)):
+        assert image_motion_px(scene, shifted(scene, dx, dy)) == pytest.approx(math.hypot(dx, dy), abs=0.2)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(scene + rng.normal(0, 3, scene.shape), 0, 255).astype(np.uint8)
+    brighter = np.clip(scene.astype(int) + 25, 0, 255).astype(np.uint8)
+    assert image_motion_px(scene, noisy) < 0.2  # sensor noise is not motion
+    assert image_motion_px(scene, brighter) < 0.2  # nor is a change of exposure
+    flat = np.full_like(scene, 90)
+    luma = (360, 640, 1)  # noise in brightness, as sensors have it
+    noise_a = np.clip(flat + rng.normal(0, 4, luma), 0, 255).astype(np.uint8)
+    noise_b = np.clip(flat + rng.normal(0, 4, luma), 0, 255).astype(np.uint8)
+    assert image_motion_px(noise_a, noise_b) == 0.0  # a featureless view: nothing to measure, not moved
+    assert image_motion_px(scene, texture(seed=9)) == math.inf  # another view altogether
+    assert image_motion_px(scene, scene[:180]) == math.inf
+
+
+def frozen_extractor(tmp_path, clock, camera, **kwargs) -> QueryExtractor:
+    source = ScriptedTelemetry(clock, lambda t: (10.0, 0.0))  # frozen: always the same values
+    source.samples = []
+    return QueryExtractor(fake_fleet(), telemetry_factory=lambda d, v: source,
+                          camera_factory=lambda d, v: camera, clock=clock, sleep=clock.sleep,
+                          workdir=tmp_path, **kwargs)
+
+
+def test_frozen_telemetry_while_the_image_moves_fails_and_says_so(tmp_path):
+    clock = FakeClock()
+    scene, t0 = texture(), clock.now
+    camera = FakeCamera(clock, view=lambda t: shifted(scene, 8.0 * (t - t0)))  # panning 8 px/s
+    extractor = frozen_extractor(tmp_path, clock, camera)
+    with pytest.raises(CaptureFailed) as info:
+        extractor.extract_query("fake", stabilize_time=1, timeout=6)
+    message = str(info.value)
+    assert "device fake: no frame could be kept within the 6 s timeout" in message
+    assert "the image moved while telemetry stayed still (frozen telemetry?)" in message
+    assert "more than 1 px allowed" in message
+    assert len(camera.grabs) % 2 == 0  # every frame got exactly one check grab, no more
+
+
+def test_frame_kept_once_the_image_is_still_and_the_discards_are_recorded(tmp_path):
+    clock = FakeClock()
+    scene, t0 = texture(), clock.now
+    # the head pans for 3 s and stops; telemetry was frozen all along
+    camera = FakeCamera(clock, view=lambda t: shifted(scene, 8.0 * min(t - t0, 3.0)))
+    result = frozen_extractor(tmp_path, clock, camera).extract_query("fake", stabilize_time=1, timeout=30)
+    discarded = result.telemetry_summary["discarded_frames"]
+    assert discarded and all("the image moved while telemetry stayed still" in d for d in discarded)
+    frame = read_capture(result.folder).frames[0]
+    assert frame.captured_at.timestamp() >= t0 + 3.0
+    assert len(camera.grabs) == 2 * (len(discarded) + 1)  # one check grab per frame
+
+
+def test_the_allowed_image_motion_is_configurable(tmp_path):
+    clock = FakeClock()
+    scene, t0 = texture(), clock.now
+    camera = FakeCamera(clock, view=lambda t: shifted(scene, 1.0 * (t - t0)))  # a slow 1 px/s creep
+    result = frozen_extractor(tmp_path, clock, camera, image_motion_px=5.0).extract_query(
+        "fake", stabilize_time=1, timeout=10)
+    assert result.telemetry_summary["discarded_frames"] == []
+    with pytest.raises(CaptureFailed, match="more than 0.2 px allowed"):
+        frozen_extractor(tmp_path, clock, FakeCamera(clock, view=camera.view), image_motion_px=0.2
+                         ).extract_query("fake", stabilize_time=1, timeout=5)
