@@ -394,7 +394,9 @@ class Fleet(_Strict):
 def load_fleet(path: str | Path) -> Fleet:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError([f"{path}: file not found"])
+        example = path.with_name("devices.example.yaml")
+        hint = f" (start from {example}, or let `calmon sim --write-devices` write one)" if example.is_file() else ""
+        raise ConfigError([f"{path}: file not found{hint}"])
     try:
         raw = yaml.safe_load(expand_env(path.read_text(encoding="utf-8")))
     except yaml.YAMLError as exc:
