@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from calmon_assets.cpu_slots import CPU_SLOTS
 from calmon_assets.partitions import (
     DEVICE_DIM,
     TIME_DIM,
@@ -89,7 +90,8 @@ def reference_scan(
             timeout=capture_settings.timeout,
             progress=progress,
         )
-    summary = build_reference_features(scan.folder)
+    with CPU_SLOTS:
+        summary = build_reference_features(scan.folder)
     store = object_store.get_client()
     prefix = reference_scan_prefix(deployment.name, device_id)
     store.upload_folder(Path(scan.folder), prefix)
@@ -336,7 +338,8 @@ def calibration_offsets(
             try:
                 query = _query_folder(store, outcome, cache_root)
                 diag_dir = query / "diagnostics"
-                result = estimate_offsets(reference, query, threshold_deg=threshold, diagnostics_dir=diag_dir)
+                with CPU_SLOTS:
+                    result = estimate_offsets(reference, query, threshold_deg=threshold, diagnostics_dir=diag_dir)
                 estimate = result.to_json_dict()
                 pngs = sorted(diag_dir.glob("*.png"))
                 if pngs:

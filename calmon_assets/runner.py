@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,13 @@ import dagster as dg
 from calmon_assets.devices import sync_devices
 from calmon_assets.jobs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG
 from calmon_assets.partitions import check_partition_key
-from calmon_assets.sensors import record_failed_run, send_pending_alerts
+from calmon_assets.sensors import SLACK_CURSOR_KEY, record_failed_run, send_pending_alerts
 from calmon_core.config import CalmonConfig, load_config
 
 DEFAULT_DAGSTER_HOME = ".calmon/dagster_home"
+# In-process runs at once when the caller sets no number: each holds a thread, an MQTT client with
+# its own network thread, an HTTP session and SQLite connections while it mostly waits.
+MAX_PARALLEL_RUNS = 256
 
 
 def dagster_yaml(max_concurrent_per_deployment: int) -> str:
@@ -134,7 +138,7 @@ class Platform:
             error = failures[0].message if failures else "run failed"
         return CheckRun(device_id, partition_key, result.run_id, result.success, error)
 
-    def collect_references(self, device_ids=None, workers: int = 4,
+    def collect_references(self, device_ids=None, workers: int | None = None,
                            progress: Callable[[int, int, CheckRun], None] | None = None) -> list[CheckRun]:
         self.sync_devices()
         jobs = [
@@ -143,23 +147,52 @@ class Platform:
         ]
         return self._execute_many(jobs, workers, progress)
 
-    def _execute_many(self, jobs, workers: int, progress) -> list[CheckRun]:
-        """Runs in parallel threads: captures mostly wait on cameras, not on the CPU."""
+    def _execute_many(self, jobs, workers: int | None, progress) -> list[CheckRun]:
+        """Runs in parallel threads, as many at once as the limits allow: a check spends most of its
+        time waiting for a still camera, so a fixed small pool (it was 8) capped a fleet at
+        8 x 3600 / (stabilize_time + ~7 s) checks an hour whatever the machine could do.
+
+        Limits: `workers` runs in all (None: MAX_PARALLEL_RUNS), and per deployment the
+        [schedule] max_concurrent_per_deployment the daemon's run queue applies too, so a cluster
+        sees the same number of port-forwards whichever way its checks are run. Deployments take
+        turns for free slots, so one big site does not hold the others back.
+        """
+        limit = self.config.settings.schedule.max_concurrent_per_deployment
+        cap = max(1, min(workers or MAX_PARALLEL_RUNS, len(jobs) or 1))
+        queues: dict[str, deque] = {}
+        for job in jobs:
+            queues.setdefault(job[2].get(DEPLOYMENT_TAG, ""), deque()).append(job)
+        busy: Counter[str] = Counter()
+        running: dict[Future, str] = {}
         runs: list[CheckRun] = []
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs) or 1))) as pool:
-            futures = [pool.submit(self._execute, *job) for job in jobs]
-            for future in as_completed(futures):
-                run = future.result()
-                runs.append(run)
-                if progress:
-                    progress(len(runs), len(jobs), run)
+
+        def start_what_fits(pool: ThreadPoolExecutor) -> None:
+            started = True
+            while started:
+                started = False
+                for deployment, queue in queues.items():
+                    if queue and busy[deployment] < limit and len(running) < cap:
+                        running[pool.submit(self._execute, *queue.popleft())] = deployment
+                        busy[deployment] += 1
+                        started = True
+
+        with ThreadPoolExecutor(max_workers=cap) as pool:
+            start_what_fits(pool)
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    busy[running.pop(future)] -= 1
+                    runs.append(future.result())
+                    if progress:
+                        progress(len(runs), len(jobs), runs[-1])
+                start_what_fits(pool)
         return sorted(runs, key=lambda r: r.device_id)
 
     def run_check_cycle(
         self,
         time_key: str,
         device_ids=None,
-        workers: int = 8,
+        workers: int | None = None,
         job_name: str = "calibration_check",
         realert: bool = False,
         progress: Callable[[int, int, CheckRun], None] | None = None,
@@ -186,11 +219,24 @@ class Platform:
                               self.resources["results_table"].get_client(), self.resources["slack"].get_client())
 
     def send_alerts(self) -> list[str]:
-        """Slack messages for results not alerted yet (the same cursor as the slack_alerts sensor)."""
-        return send_pending_alerts(
-            self.instance, self.resources["results_table"].get_client(),
-            self.resources["slack"].get_client(), files_base_url=self.config.settings.slack.files_base_url,
-        )
+        """Slack messages for results not alerted yet (the same cursor as the slack_alerts sensor).
+
+        All of them: one pass takes a batch of results (200), and a cycle of a bigger fleet must
+        not leave the rest to the next `calmon monitor`, an hour later. Stops when a pass moves the
+        cursor no further (nothing new, or Slack unreachable: the sensor's next tick retries).
+        """
+        sent: list[str] = []
+        while True:
+            before = self._alerts_cursor()
+            sent += send_pending_alerts(
+                self.instance, self.resources["results_table"].get_client(),
+                self.resources["slack"].get_client(), files_base_url=self.config.settings.slack.files_base_url,
+            )
+            if self._alerts_cursor() == before:
+                return sent
+
+    def _alerts_cursor(self) -> str | None:
+        return self.instance.run_storage.get_cursor_values({SLACK_CURSOR_KEY}).get(SLACK_CURSOR_KEY)
 
 
 def progress_printer(label: str, stream=sys.stderr) -> Callable[[int, int, CheckRun], None]:

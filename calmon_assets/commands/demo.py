@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated fleet file (default configs/fleet.example.yaml)")
     parser.add_argument("--workdir", default=".calmon/demo", help="where the demo keeps its state (wiped first)")
     parser.add_argument("--stabilize-time", type=float, default=3.0, help="seconds of still telemetry (default 3)")
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="devices checked at once (default: all, within [schedule] max_concurrent_per_deployment)")
 
 
 def _print(title: str) -> None:

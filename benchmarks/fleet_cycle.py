@@ -1,0 +1,455 @@
+"""Fleet cycle benchmark: one scheduled check cycle of 50, 100 and 200 simulated devices through
+calmon's Dagster job, as `calmon monitor` (cron) and the demo run it (Platform.run_check_cycle: one
+in-process run per device, runs in parallel threads), with each design of running them; then the
+sustained rate at stabilize_time 30 s.
+
+    .venv/bin/python benchmarks/fleet_cycle.py                      # 1, 50, 100, 200 devices; 100 at 30 s
+    .venv/bin/python benchmarks/fleet_cycle.py --sizes 1,3 --throughput-devices 3 --throughput-stabilize 5
+
+Designs: `before` is the old default, a pool of 8 threads; `after` is Platform's default now (every
+check of the cycle at once, per deployment at most [schedule] max_concurrent_per_deployment, the
+CPU-heavy estimation in at most one thread per core).
+
+How each figure is measured, in the benchmark process, which holds calmon only (the simulated
+cameras run in a child process and mosquitto is the broker, see benchmarks/_site.py):
+- wall: monotonic time around run_check_cycle; checks/h = devices / wall x 3600.
+- CPU s/check: getrusage(RUSAGE_SELF) user + sys over the cycle (every thread: Dagster, capture,
+  estimation, OpenCV's own pool) / devices.
+- peak RSS: the process's VmHWM, reset through /proc/self/clear_refs before the cycle; "per check in
+  flight" = (peak - RSS before the cycle) / checks running at once.
+- where a check's time goes, mean wall seconds per check:
+    queue          cycle start -> the run's thread starts (waiting for a free worker)
+    dagster        the rest of the thread's time outside the two steps: run creation, resource set-up,
+                   event log writes, IO manager, step orchestration (thread time - both steps)
+    capture wait   query_capture's waited_seconds metadata (stability wait, grab, confirmation)
+    capture other  query_capture step (STEP_START -> STEP_SUCCESS in the event log) - capture wait
+    estimation     estimate_offsets, timed by wrapping it (the wait for an estimation slot is not in it)
+    table write    ResultsTable.write, timed by wrapping it (Iceberg commit incl. conflict retries)
+    offsets other  calibration_offsets step - estimation - table write (reference cache, plots,
+                   an estimation slot's wait)
+- estimator CPU alone: estimate_offsets run serially on stored captures after the cycles, process
+  CPU per call: the part of a check's CPU no way of running the checks can remove.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import logging
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import calmon_assets.assets as assets_module  # noqa: E402
+from benchmarks._site import THRESHOLD_DEG, BenchSite  # noqa: E402
+from calmon_assets.schedules import current_time_key  # noqa: E402
+from resources.results_table import ResultsTable  # noqa: E402
+
+# design: (workers passed to run_check_cycle, CPU slots); None = Platform's and the assets' defaults.
+# "before" is the code as it was: a pool of 8 threads and nothing bounding the estimations.
+DESIGNS: dict[str, tuple[int | None, int | None]] = {"before": (8, 1_000_000), "after": (None, None)}
+DEFAULT_CPU_SLOTS = assets_module.CPU_SLOTS
+
+
+def use_design(design: str) -> int | None:
+    """Set the design's CPU slots; returns its worker count."""
+    workers, slots = DESIGNS[design]
+    assets_module.CPU_SLOTS = DEFAULT_CPU_SLOTS if slots is None else threading.BoundedSemaphore(slots)
+    return workers
+
+
+# --------------------------------------------------------------------------- instrumentation
+
+
+class Timings:
+    """Wall (and thread CPU) of calls to wrapped functions, per calling thread's current partition."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[tuple[float, float]]] = {}
+        self.lock = threading.Lock()
+
+    def wrap(self, owner, name: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.calls.setdefault(name, []).append((time.perf_counter() - wall, time.thread_time() - cpu))
+
+        setattr(owner, name, timed)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.calls.clear()
+
+    def total(self, name: str, index: int = 0) -> float:
+        return sum(c[index] for c in self.calls.get(name, []))
+
+
+class RunClock:
+    """When each run's thread started and ended (Platform._execute runs one check in one thread)."""
+
+    def __init__(self, platform) -> None:
+        self.spans: dict[str, tuple[float, float, float]] = {}
+        original = platform._execute
+
+        def timed(job_name, partition_key, tags):
+            start, cpu = time.monotonic(), time.thread_time()
+            try:
+                return original(job_name, partition_key, tags)
+            finally:
+                self.spans[partition_key] = (start, time.monotonic(), time.thread_time() - cpu)
+
+        platform._execute = timed
+
+
+class CommitRetries(logging.Handler):
+    """Counts pyiceberg's "commit failed due to a concurrent update, retrying" (writers colliding on
+    the results table) instead of printing each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "concurrent update" in record.getMessage():
+            self.count += 1
+
+
+def rss_mb(field: str) -> float:
+    match = re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def reset_peak_rss() -> None:
+    """Freed memory back to the system first (glibc keeps it otherwise, and the RSS before a cycle
+    would include the previous cycle's garbage), then the high-water mark down to the RSS now."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # the peak then covers the whole process life; rss_mb still reports it
+
+
+def cpu_seconds(include_children: bool = False) -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    total = usage.ru_utime + usage.ru_stime
+    if include_children:  # children that have ended and been waited for
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += children.ru_utime + children.ru_stime
+    return total
+
+
+# --------------------------------------------------------------------------- one cycle
+
+
+def step_durations(instance, run_id: str) -> tuple[dict[str, float], float | None]:
+    """STEP_START -> STEP_SUCCESS/FAILURE per step, and query_capture's waited_seconds."""
+    import dagster as dg
+
+    starts: dict[str, float] = {}
+    steps: dict[str, float] = {}
+    waited = None
+    types = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS,
+             dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ASSET_MATERIALIZATION}
+    for record in instance.all_logs(run_id, of_type=types):
+        event = record.dagster_event
+        kind = event.event_type
+        if kind == dg.DagsterEventType.STEP_START:
+            starts[record.step_key] = record.timestamp
+        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            steps[record.step_key] = record.timestamp - starts.get(record.step_key, record.timestamp)
+        elif record.step_key == "query_capture":
+            value = event.event_specific_data.materialization.metadata.get("waited_seconds")
+            waited = float(value.value) if value is not None else None
+    return steps, waited
+
+
+def run_cycle(site: BenchSite, clock: RunClock, timings: Timings, retries: CommitRetries, devices: list[str],
+              time_key: str, workers: int | None) -> dict:
+    platform = site.platform
+    timings.reset()
+    retries.count = 0
+    reset_peak_rss()
+    rss_before = rss_mb("VmRSS")
+    cpu0, fleet_cpu0 = cpu_seconds(), site.fleet.cpu_seconds()
+    started = time.monotonic()
+    runs = platform.run_check_cycle(time_key, device_ids=devices, workers=workers)
+    wall = time.monotonic() - started
+    cpu = cpu_seconds() - cpu0
+    fleet_cpu = site.fleet.cpu_seconds() - fleet_cpu0
+    peak = rss_mb("VmHWM")
+
+    parts = Counter()
+    run_threads = []
+    in_flight = 0
+    spans = []
+    for run in runs:
+        span = clock.spans.get(run.partition)
+        if span is None or run.run_id is None:
+            continue
+        start, end, thread_cpu = span
+        spans.append((start, end))
+        run_threads.append(end - start)
+        steps, waited = step_durations(platform.instance, run.run_id)
+        capture_step = steps.get("query_capture", 0.0)
+        offsets_step = steps.get("calibration_offsets", 0.0)
+        parts["queue"] += start - started
+        parts["dagster"] += (end - start) - capture_step - offsets_step
+        parts["capture wait"] += waited or 0.0
+        parts["capture other"] += capture_step - (waited or 0.0)
+        parts["offsets step"] += offsets_step
+        parts["thread cpu"] += thread_cpu
+    for start, _ in spans:  # the most runs alive at one moment
+        in_flight = max(in_flight, sum(1 for s, e in spans if s <= start < e))
+    parts["estimation"] = timings.total("estimate_offsets")
+    parts["estimation cpu (thread)"] = timings.total("estimate_offsets", 1)
+    parts["table write"] = timings.total("write")
+    parts["offsets other"] = parts["offsets step"] - parts["estimation"] - parts["table write"]
+
+    table = platform.resources["results_table"].get_client()
+    rows = [r for r in table.all_rows() if r.check_partition == time_key and r.device_id in set(devices)]
+    n = len(devices)
+    return {
+        "devices": n,
+        "workers": workers if workers is not None else "default",
+        "in_flight": in_flight,
+        "wall_s": wall,
+        "checks_per_hour": n / wall * 3600,
+        "cpu_s_per_check": cpu / n,
+        "fleet_cpu_s": fleet_cpu,
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": peak,
+        "mb_per_check_in_flight": (peak - rss_before) / max(1, in_flight),
+        "run_failures": sum(1 for r in runs if not r.succeeded),
+        "commit_retries": retries.count,
+        "rows": len(rows),
+        "statuses": dict(Counter(r.status.value for r in rows)),
+        "mean_s": {k: v / n for k, v in parts.items()},
+        "run_p50_s": statistics.median(run_threads) if run_threads else float("nan"),
+        "run_max_s": max(run_threads) if run_threads else float("nan"),
+    }
+
+
+def estimator_alone(root: Path, samples: int) -> float:
+    """Process CPU of one estimate_offsets call, serially, on stored query captures."""
+    from calmon_core.estimation import estimate_offsets
+
+    pairs = []
+    for manifest in sorted(root.glob("work/*/*/query_scan/*/manifest.json")):
+        query = manifest.parent
+        deployment, device = query.parts[-4], query.parts[-3]
+        reference = root / "work" / "cache" / deployment / device / "reference_scan"
+        if (reference / "manifest.json").is_file():
+            pairs.append((reference, query))
+    cpu = []
+    for reference, query in pairs[:samples]:
+        with tempfile.TemporaryDirectory() as diagnostics:
+            start = cpu_seconds()
+            estimate_offsets(reference, query, threshold_deg=THRESHOLD_DEG, diagnostics_dir=diagnostics)
+            cpu.append(cpu_seconds() - start)
+    return statistics.median(cpu) if cpu else float("nan")
+
+
+def executor_costs(site: BenchSite, devices: list[str], next_key, executors=("in_process", "multiprocess")) -> dict:
+    """A launched run's path (schedule, daemon, UI): dagster.execute_job in this process, with each
+    executor, one check at a time. CPU = this process + its children (the step processes)."""
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    from calmon_assets.jobs import DEPLOYMENT_TAG, DEVICE_TAG
+
+    deployment_of = {d["id"]: dep["name"] for dep in site.spec["deployments"] for d in dep["devices"]}
+    job = ReconstructableRepository.for_module(
+        "calmon_assets.definitions", "defs", working_directory=str(Path(__file__).resolve().parent.parent)
+    ).get_reconstructable_job("calibration_check")
+    out = {}
+    for executor in executors:
+        walls, cpus, ok = [], [], 0
+        for device_id in devices:
+            time_key = next_key()
+            tags = {"dagster/partition": f"{device_id}|{time_key}", "dagster/partition/device": device_id,
+                    "dagster/partition/time": time_key, DEPLOYMENT_TAG: deployment_of[device_id],
+                    DEVICE_TAG: device_id}
+            run_config = {"execution": {"config": {executor: {}}}, **site.platform.run_config}
+            cpu0, wall0 = cpu_seconds(include_children=True), time.monotonic()
+            with dg.execute_job(job, instance=site.platform.instance, run_config=run_config, tags=tags,
+                                raise_on_error=False) as result:
+                ok += result.success
+            walls.append(time.monotonic() - wall0)
+            cpus.append(cpu_seconds(include_children=True) - cpu0)
+        out[executor] = {"checks": len(devices), "succeeded": ok, "wall_s": statistics.mean(walls),
+                         "cpu_s": statistics.mean(cpus)}
+    code = ("import resource, calmon_assets.definitions; u = resource.getrusage(resource.RUSAGE_SELF); "
+            "print(u.ru_utime + u.ru_stime)")
+    starts = [float(subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
+                                   check=True, timeout=300).stdout.split()[-1]) for _ in range(3)]
+    out["process_start_cpu_s"] = statistics.median(starts)
+    return out
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def print_cycles(title: str, results: list[tuple[str, dict]]) -> None:
+    print(f"\n{title}")
+    head = (f"{'design':<7} {'devices':>7} {'workers':>7} {'in flight':>9} {'wall s':>7} {'checks/h':>8} "
+            f"{'CPU s/chk':>9} {'peak RSS MB':>11} {'MB/chk in flight':>16} {'rows':>5} {'failed runs':>11} {'commit retries':>14}  statuses")
+    print(head)
+    print("-" * len(head))
+    for design, r in results:
+        statuses = " ".join(f"{k}={v}" for k, v in sorted(r["statuses"].items()))
+        print(f"{design:<7} {r['devices']:>7} {r['workers']!s:>7} {r['in_flight']:>9} {r['wall_s']:>7.1f} "
+              f"{r['checks_per_hour']:>8.0f} {r['cpu_s_per_check']:>9.2f} {r['peak_rss_mb']:>11.0f} "
+              f"{r['mb_per_check_in_flight']:>16.1f} {r['rows']:>5} {r['run_failures']:>11} {r['commit_retries']:>14}  {statuses}")
+
+
+PARTS = ("queue", "dagster", "capture wait", "capture other", "estimation", "table write", "offsets other")
+
+
+def print_breakdown(title: str, results: list[tuple[str, dict]]) -> None:
+    print(f"\n{title}")
+    head = f"{'design':<7} {'devices':>7} " + " ".join(f"{p:>13}" for p in PARTS) + f" {'run p50':>8} {'run max':>8}"
+    print(head)
+    print("-" * len(head))
+    for design, r in results:
+        mean = r["mean_s"]
+        print(f"{design:<7} {r['devices']:>7} " + " ".join(f"{mean.get(p, 0.0):>13.2f}" for p in PARTS)
+              + f" {r['run_p50_s']:>8.1f} {r['run_max_s']:>8.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1,50,100,200", help="devices per measured cycle (comma-separated)")
+    parser.add_argument("--designs", default="before,after", help=f"which of {', '.join(DESIGNS)}")
+    parser.add_argument("--stabilize-time", type=float, default=5.0)
+    parser.add_argument("--throughput-devices", type=int, default=100,
+                        help="devices of the sustained-rate cycle (0 skips it)")
+    parser.add_argument("--throughput-stabilize", type=float, default=30.0)
+    parser.add_argument("--deployments", type=int, default=4)
+    parser.add_argument("--per-deployment", type=int, default=64,
+                        help="[schedule] max_concurrent_per_deployment of the simulated site")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--estimator-samples", type=int, default=10)
+    parser.add_argument("--executor-checks", type=int, default=3,
+                        help="checks per executor through dagster.execute_job (0 skips the comparison)")
+    parser.add_argument("--root", type=Path, help="keep the site's state here (default: a temp dir, removed)")
+    args = parser.parse_args()
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    designs = [d.strip() for d in args.designs.split(",") if d.strip()]
+    unknown = [d for d in designs if d not in DESIGNS]
+    if unknown:
+        parser.error(f"unknown design(s) {unknown}; known: {list(DESIGNS)}")
+    total = max([*sizes, args.throughput_devices])
+    timeout = max(60.0, 4 * args.throughput_stabilize)
+    print(f"fleet cycle benchmark: up to {total} simulated devices (640x360, synthetic scenes) in "
+          f"{args.deployments} deployments, stabilize_time {args.stabilize_time:g} s, "
+          f"{os.cpu_count()} CPUs, load average before start {os.getloadavg()[0]:.2f}", flush=True)
+
+    warnings.filterwarnings("ignore", message=".*is currently in beta")
+    retries = CommitRetries()
+    iceberg_log = logging.getLogger("pyiceberg")
+    iceberg_log.addHandler(retries)
+    iceberg_log.propagate = False
+    executors: dict = {}
+    timings = Timings()
+    timings.wrap(assets_module, "estimate_offsets")
+    timings.wrap(ResultsTable, "write")
+    hours_back = iter(range(1, 10_000))
+
+    def next_key() -> str:
+        return current_time_key(datetime.now(UTC) - timedelta(hours=next(hours_back)))
+
+    with BenchSite(total, args.deployments, args.seed, stabilize_time=args.stabilize_time, timeout=timeout,
+                   per_deployment=args.per_deployment, root=args.root) as site:
+        clock = RunClock(site.platform)
+        started = time.monotonic()
+        cpu0 = cpu_seconds()
+        refs = site.collect_references()
+        failed_refs = [r.device_id for r in refs if not r.succeeded]
+        print(f"reference scans: {len(refs)} devices in {time.monotonic() - started:.0f} s, "
+              f"{cpu_seconds() - cpu0:.0f} CPU s, failed: {failed_refs or 'none'}", flush=True)
+        ids = site.device_ids
+        # first-use costs (imports, OpenCV and matplotlib set-up) must not land on the 1-device cycle
+        site.platform.run_check_cycle(next_key(), device_ids=ids[:1])
+
+        cycles: list[tuple[str, dict]] = []
+        for size in sizes:
+            for design in (designs[:1] if size == 1 else designs):  # one device: nothing to schedule
+                result = run_cycle(site, clock, timings, retries, ids[:size], next_key(), use_design(design))
+                cycles.append(("-" if size == 1 else design, result))
+                print(f"  {design} {size} devices: {result['wall_s']:.1f} s", flush=True)
+
+        sustained: list[tuple[str, dict]] = []
+        if args.throughput_devices:
+            site.write_settings(args.throughput_stabilize, timeout)
+            for design in designs:
+                result = run_cycle(site, clock, timings, retries, ids[:args.throughput_devices], next_key(), use_design(design))
+                sustained.append((design, result))
+                print(f"  {design} {args.throughput_devices} devices at {args.throughput_stabilize:g} s: "
+                      f"{result['wall_s']:.1f} s", flush=True)
+        if args.executor_checks:
+            site.write_settings(args.stabilize_time, timeout)
+            executors = executor_costs(site, ids[:args.executor_checks], next_key)
+        alone = estimator_alone(site.root, args.estimator_samples)
+        load = os.getloadavg()
+
+    print_cycles(f"one cycle, stabilize_time {args.stabilize_time:g} s", cycles)
+    print_breakdown("where a check's time goes (mean wall seconds per check)", cycles)
+    if sustained:
+        print_cycles(f"sustained rate, stabilize_time {args.throughput_stabilize:g} s", sustained)
+        print_breakdown("where a check's time goes at that rate (mean wall seconds per check)", sustained)
+
+    if executors:
+        print(f"\nexecutor of a launched run (dagster.execute_job, one check at a time, stabilize_time "
+              f"{args.stabilize_time:g} s)")
+        head = f"{'executor':<13} {'checks':>6} {'succeeded':>9} {'wall s/check':>12} {'CPU s/check':>11}"
+        print(head)
+        print("-" * len(head))
+        for name in ("in_process", "multiprocess"):
+            e = executors[name]
+            print(f"{name:<13} {e['checks']:>6} {e['succeeded']:>9} {e['wall_s']:>12.1f} {e['cpu_s']:>11.2f}")
+        print(f"plus, per launched run, the run worker's own start (a fresh interpreter importing "
+              f"calmon_assets.definitions): {executors['process_start_cpu_s']:.2f} CPU s")
+
+    single = next((r for d, r in cycles if r["devices"] == 1), None)
+    largest = max((r for d, r in cycles if d == designs[-1]), key=lambda r: r["devices"], default=None)
+    print("\ngoals")
+    if single and largest and largest["devices"] > 1:
+        ratio = largest["wall_s"] / single["wall_s"]
+        floor = largest["devices"] * alone / (os.cpu_count() or 1)
+        print(f"  {largest['devices']}-device cycle / 1-device cycle ({designs[-1]}): "
+              f"{largest['wall_s']:.1f} / {single['wall_s']:.1f} s = {ratio:.1f}x (goal <= 3x)")
+        print(f"  CPU floor of that cycle: {largest['devices']} x {alone:.2f} CPU s estimator alone / "
+              f"{os.cpu_count()} cores = {floor:.0f} s, i.e. {floor / single['wall_s']:.1f}x one device's cycle")
+    for design, r in sustained:
+        print(f"  {design}: {r['checks_per_hour']:.0f} device-checks/h at stabilize_time "
+              f"{args.throughput_stabilize:g} s (goal >= 1000)")
+    print(f"  estimator alone: {alone:.2f} CPU s per check (median of {args.estimator_samples}, serial)")
+    print(f"  load average at the end (1 min): {load[0]:.2f} on {os.cpu_count()} CPUs")
+    print("\n" + json.dumps({"cycles": cycles, "sustained": sustained, "executors": executors, "estimator_cpu_s": alone}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
