@@ -27,7 +27,7 @@ from calmon_assets.wiring import device_extractor
 from calmon_core.alerts import is_breach
 from calmon_core.capture_format import CaptureFormatError, read_capture
 from calmon_core.check_result import estimated_check, failed_check
-from calmon_core.estimation import ALGORITHM_VERSION, estimate_offsets
+from calmon_core.estimation import ALGORITHM_VERSION, ReferenceScanError, estimate_offsets
 from calmon_core.features import build_reference_features
 from calmon_core.layout import format_timestamp, query_scan_prefix, reference_scan_prefix
 from calmon_core.models import CalibrationResult, CheckStatus
@@ -230,17 +230,34 @@ def query_capture(
 # --------------------------------------------------------------------------- calibration_offsets
 
 
-def _reference_folder(store, deployment: str, device_id: str, cache_root: Path) -> Path:
-    """The device's reference scan in a local cache, refreshed when the stored manifest changed."""
+def _reference_folder(store, deployment: str, device_id: str, cache_root: Path) -> tuple[Path, str | None]:
+    """The device's reference scan in a local cache, refreshed when the stored manifest changed.
+
+    While the store cannot be reached the cached copy serves, with a note for the row saying so.
+    """
+    from resources.object_store import ObjectNotFoundError, ObjectStoreError
+
     prefix = reference_scan_prefix(deployment, device_id)
     local = cache_root / deployment / device_id / "reference_scan"
-    remote_manifest = store.get_bytes(f"{prefix}/manifest.json")
     cached = local / "manifest.json"
+    try:
+        remote_manifest = store.get_bytes(f"{prefix}/manifest.json")
+    except ObjectNotFoundError:
+        raise  # deleted on purpose or never collected: a cached copy must not hide that
+    except ObjectStoreError as exc:
+        if cached.is_file():
+            return local, f"reference scan taken from the local cache: {exc}"
+        raise
     if not (cached.is_file() and cached.read_bytes() == remote_manifest):
         if local.exists():
             shutil.rmtree(local)
         store.download_folder(prefix, local)
-    return local
+    return local, None
+
+
+def _no_reference(device_id: str, exc: Exception) -> str:
+    # the advice before the details: Slack shortens long reasons from the end
+    return f"no usable reference scan for {device_id}; run `calmon collect-references --device {device_id}` ({exc})"
 
 
 def _query_folder(store, outcome: dict, cache_root: Path) -> Path:
@@ -319,18 +336,31 @@ def calibration_offsets(
     diagnostic: bytes | None = None
     estimate: dict[str, Any] | None = None
 
+    # problems that did not stop the check still go into its row, whatever its outcome
+    notes = [outcome["storage_error"]] if outcome.get("storage_error") else []
+
+    def with_notes(reason: str) -> str:
+        return "; ".join([reason, *notes])
+
     if not outcome["ok"]:
         row = failed_check(**common, reason=outcome["failure_log"], timestamp=window_start,
                            algorithm_version=ALGORITHM_VERSION)
     else:
+        from resources.object_store import ObjectNotFoundError, ObjectStoreError
+
         try:
-            reference = _reference_folder(store, outcome["deployment_name"], device_id, cache_root)
+            reference, reference_note = _reference_folder(store, outcome["deployment_name"], device_id, cache_root)
             reference_age_days = (datetime.now(UTC) - read_capture(reference).started_at).total_seconds() / 86400
-        except Exception as exc:  # missing or unreadable reference: the check still gets its row
+            notes += [reference_note] if reference_note else []
+        except ObjectNotFoundError as exc:
+            reference, reason = None, _no_reference(device_id, exc)
+        except ObjectStoreError as exc:  # the scan may be fine: nothing for the user to redo
             reference = None
-            reason = f"no usable reference scan for {device_id} ({exc}); run `calmon collect-references --device {device_id}`"
+            reason = f"reference scan for {device_id} could not be fetched, the object store is unreachable ({exc})"
+        except Exception as exc:  # unreadable reference: the check still gets its row
+            reference, reason = None, _no_reference(device_id, exc)
         if reference is None:
-            row = failed_check(**common, reason=reason, timestamp=captured_at or window_start,
+            row = failed_check(**common, reason=with_notes(reason), timestamp=captured_at or window_start,
                                files_location=outcome["files_location"],
                                capture_positions=outcome["capture_positions"],
                                algorithm_version=ALGORITHM_VERSION)
@@ -359,10 +389,17 @@ def calibration_offsets(
                     timestamp=captured_at or window_start,
                     files_location=outcome["files_location"],
                     capture_positions=outcome["capture_positions"],
-                    notes=[outcome["storage_error"]] if outcome.get("storage_error") else None,
+                    notes=notes,
                 )
+            except ReferenceScanError as exc:
+                shutil.rmtree(reference, ignore_errors=True)  # a corrupt copy must not outlive its repair
+                row = failed_check(**common, reason=with_notes(_no_reference(device_id, exc)),
+                                   timestamp=captured_at or window_start,
+                                   files_location=outcome["files_location"],
+                                   capture_positions=outcome["capture_positions"],
+                                   algorithm_version=ALGORITHM_VERSION)
             except CaptureFormatError as exc:
-                row = failed_check(**common, reason=f"query capture unreadable: {exc}",
+                row = failed_check(**common, reason=with_notes(f"query capture unreadable: {exc}"),
                                    timestamp=captured_at or window_start,
                                    files_location=outcome["files_location"],
                                    capture_positions=outcome["capture_positions"],

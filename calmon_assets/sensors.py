@@ -1,6 +1,8 @@
 """Sensors: device sync from devices.yaml, Slack alerts for new results, and failed-run rows."""
 
 
+import logging
+
 import dagster as dg
 
 from calmon_assets.devices import plan_device_sync
@@ -24,7 +26,8 @@ def send_pending_alerts(instance: dg.DagsterInstance, results_table, slack, file
     storage = instance.run_storage
     cursor = int(storage.get_cursor_values({SLACK_CURSOR_KEY}).get(SLACK_CURSOR_KEY) or 0)
     new_cursor, sent = alerts_for_new_results(instance, cursor, results_table, slack, files_base_url, log=log)
-    storage.set_cursor_values({SLACK_CURSOR_KEY: str(new_cursor)})
+    if new_cursor != cursor:  # an unchanged cursor stays as it was (unset, too): nothing moved
+        storage.set_cursor_values({SLACK_CURSOR_KEY: str(new_cursor)})
     return sent
 
 
@@ -62,7 +65,11 @@ def alerts_for_new_results(
     Not re-alerted: backfill runs (unless tagged calmon/realert=true) and re-materializations of a
     partition whose status did not change. A device whose previous check breached and which is now
     within threshold gets a recovery message. Returns the new cursor and the texts sent.
+
+    When Slack (or the network) is down, the cursor stops before that result: the next call posts
+    it and everything after it, so an outage delays messages instead of losing them.
     """
+    log = log or logging.getLogger(__name__)
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("calibration_offsets"), after_storage_id=cursor),
         limit=limit,
@@ -70,6 +77,7 @@ def alerts_for_new_results(
     ).records
     sent: list[str] = []
     for record in records:
+        before_record = cursor
         cursor = max(cursor, record.storage_id)
         materialization = record.asset_materialization
         if materialization is None or not materialization.partition:
@@ -83,8 +91,7 @@ def alerts_for_new_results(
         tags = run.tags if run else {}
         realert = tags.get(REALERT_TAG) == "true"
         if tags.get(BACKFILL_TAG) and not realert:
-            if log:
-                log.info(f"{device_id} {time_key}: backfill result, no alert")
+            log.info(f"{device_id} {time_key}: backfill result, no alert")
             continue
         status_value = materialization.metadata.get("status")
         status = status_value.value if status_value is not None else None
@@ -100,8 +107,7 @@ def alerts_for_new_results(
             if earlier:
                 previous = earlier[0].asset_materialization.metadata.get("status")
                 if previous is not None and previous.value == status:
-                    if log:
-                        log.info(f"{device_id} {time_key}: same status as already alerted, no alert")
+                    log.info(f"{device_id} {time_key}: same status as already alerted, no alert")
                     continue
         row = results_table.read(device_id, time_key)
         if row is None:
@@ -117,7 +123,11 @@ def alerts_for_new_results(
             files_url = files_base_url.rstrip("/") + "/" + row.files_location.split("://", 1)[-1].split("/", 1)[-1]
         text = format_slack_message(row, files_url=files_url or row.files_location, recovered=recovered)
         outcome = slack.send(text)
-        if log and not outcome.delivered:
+        if outcome.worth_retrying_later:
+            log.warning(f"{device_id} {time_key}: Slack message not delivered, kept for the next "
+                        f"attempt: {outcome.error}")
+            return before_record, sent
+        if not outcome.delivered:
             log.warning(f"{device_id} {time_key}: Slack message not delivered: {outcome.error}")
         sent.append(text)
     return cursor, sent

@@ -98,6 +98,8 @@ def format_slack_message(
         result.failure_log or status is CheckStatus.failed
     ):
         lines.append(f"reason: {_short(result.failure_log)}")
+    elif result.failure_log:  # measured, but something went wrong beside it (e.g. files not stored)
+        lines.append(f"note: {_short(result.failure_log)}")
     details = [f"mode {result.mode}"]
     if result.inliers is not None:
         details.append(f"{result.inliers} inliers")

@@ -12,6 +12,7 @@ yaw/pitch/roll, offsets, uncertainty from the covariance. Then frames are combin
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from calmon_core.features import (
     to_gray,
 )
 from calmon_core.matching import QueryMatcher, flow_correspondences
-from calmon_core.models import Frame
+from calmon_core.models import Capture, Frame
 from calmon_core.rotation import Refinement, ransac_rotation, refine_rotation, ypr_covariance
 
 ALGORITHM_VERSION = "calmon-est/1.3-sift-rootsift-rot2pt-focal-lk"
@@ -375,21 +376,34 @@ def combine_frames(frames: list[FrameEstimate]) -> tuple[dict, dict, list[FrameE
             _rounded(dict(zip(AXES, sigma, strict=True))), used, note)
 
 
+class ReferenceScanError(CaptureFormatError):
+    """The reference scan (manifest, images or features/) cannot be used; the fix is a new scan."""
+
+
+def _load_reference(folder: Path) -> tuple[Capture, ReferenceMap]:
+    try:
+        capture = read_capture(folder)
+        if not capture.frames:
+            raise CaptureFormatError(f"{folder / 'manifest.json'}: reference has no frames")
+        if not has_reference_features(folder):
+            build_reference_features(folder)
+        return capture, load_reference_map(folder)
+    # a truncated features index raises whatever numpy's zip reader meets first
+    except (CaptureFormatError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ReferenceScanError(f"reference scan {folder}: {type(exc).__name__}: {exc}") from exc
+
+
 def estimate_offsets(reference_folder: str | Path, query_folder: str | Path, *,
                      threshold_deg: float = 0.5, diagnostics_dir: str | Path | None = None,
                      refine_focal: bool = True) -> Estimate:
     """Offsets (true - reported) of a query capture against a reference scan (both calmon.capture/1).
 
-    Raises CaptureFormatError for bad input; returns success=False with a failure_log when the
-    images do not allow an estimate. refine_focal (default on) fits each query frame's focal
-    length scale too: a zoom's focal length 2% off costs tenths of a degree when held fixed."""
+    Raises CaptureFormatError for bad input (ReferenceScanError when the reference is at fault);
+    returns success=False with a failure_log when the images do not allow an estimate.
+    refine_focal (default on) fits each query frame's focal length scale too: a zoom's focal
+    length 2% off costs tenths of a degree when held fixed."""
     reference_folder, query_folder = Path(reference_folder), Path(query_folder)
-    ref_capture = read_capture(reference_folder)
-    if not ref_capture.frames:
-        raise CaptureFormatError(f"{reference_folder / 'manifest.json'}: reference has no frames")
-    if not has_reference_features(reference_folder):
-        build_reference_features(reference_folder)
-    refmap = load_reference_map(reference_folder)
+    ref_capture, refmap = _load_reference(reference_folder)
     query = read_capture(query_folder)
     if not query.frames:
         raise CaptureFormatError(f"{query_folder / 'manifest.json'}: query has no frames")

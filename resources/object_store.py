@@ -25,6 +25,10 @@ class ObjectStoreError(Exception):
     """A failed object-store operation; the message names the key (never credentials)."""
 
 
+class ObjectNotFoundError(ObjectStoreError):
+    """The store answered and the object is not there (as opposed to a store that cannot be reached)."""
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     bucket: str
@@ -85,7 +89,7 @@ class _FolderTransfers:
         prefix = _prefix_dir(prefix)
         keys = self.list(prefix + "/" if prefix else "")  # type: ignore[attr-defined]
         if not keys:
-            raise ObjectStoreError(f"nothing stored under {self.uri(prefix)}")  # type: ignore[attr-defined]
+            raise ObjectNotFoundError(f"nothing stored under {self.uri(prefix)}")  # type: ignore[attr-defined]
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         root = folder.resolve()
@@ -128,7 +132,7 @@ class LocalObjectStore(_FolderTransfers):
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise ObjectStoreError(f"no object {self.uri(key)}") from None
+            raise ObjectNotFoundError(f"no object {self.uri(key)}") from None
         except OSError as exc:
             raise ObjectStoreError(f"cannot read {self.uri(key)}: {exc.strerror or exc}") from exc
 
@@ -257,7 +261,7 @@ class S3ObjectStore(_FolderTransfers):
             try:
                 return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             except self.client.exceptions.NoSuchKey:
-                raise ObjectStoreError(f"no object {self.uri(key)}") from None
+                raise ObjectNotFoundError(f"no object {self.uri(key)}") from None
 
         return self._call("download of", key, get)
 

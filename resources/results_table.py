@@ -8,7 +8,6 @@ table and rebuilding the Arrow data on each commit attempt.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import random
@@ -104,7 +103,13 @@ TABLE_PROPERTIES = {
     "commit.manifest-merge.enabled": "true",
     "commit.manifest.min-count-to-merge": "50",
     "commit.retry.num-retries": "10",
+    # pyiceberg's own waits double up to a minute by default: on a busy table a write that waits
+    # that long only finds newer commits again (minutes per row). Short waits stay in the race.
+    "commit.retry.min-wait-ms": "20",
+    "commit.retry.max-wait-ms": "500",
+    "commit.retry.total-timeout-ms": "15000",
 }
+_RETRY_PROPERTIES = {k: v for k, v in TABLE_PROPERTIES.items() if k.startswith("commit.retry.")}
 HISTORY_WINDOWS = (timedelta(days=3), timedelta(days=31), timedelta(days=366))
 LEGACY_PARTITION_FORMAT = "%Y-%m-%d-%H:00"  # hourly key given to rows that predate check_partition
 # ValidationException: pyiceberg's own commit retry found that a concurrent writer added rows under
@@ -261,8 +266,15 @@ class ResultsTable:
 
     def ensure_table(self) -> None:
         """Create the namespace and table if missing; add columns this version knows and it lacks."""
-        with contextlib.suppress(NamespaceAlreadyExistsError):
+        try:
             self.catalog.create_namespace(self.settings.database)
+        except NamespaceAlreadyExistsError:
+            pass
+        except Exception:
+            # first writers racing: the SQL catalog checks, then inserts, and the loser's insert
+            # breaks a unique key (an IntegrityError, not NamespaceAlreadyExistsError)
+            if not self.catalog.namespace_exists(self.settings.database):
+                raise
         try:
             table = self.catalog.load_table(self.identifier)
         except NoSuchTableError:
@@ -277,6 +289,14 @@ class ResultsTable:
                 pass  # another process won the race: same schema
             self._ensured = True
             return
+        stale = {k: v for k, v in _RETRY_PROPERTIES.items() if table.properties.get(k) != v}
+        if stale:  # tables created by older versions (or by hand) get the retry settings once
+            try:
+                with table.transaction() as transaction:
+                    transaction.set_properties(stale)
+                table = self.catalog.load_table(self.identifier)
+            except _COMMIT_ERRORS:
+                pass  # a concurrent writer: the next client tries again
         missing = [f.name for f in RESULTS_SCHEMA.fields if f.name not in table.schema().column_names]
         if missing:
             for attempt in range(5):

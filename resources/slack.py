@@ -27,6 +27,13 @@ class SlackOutcome:
     attempts: int
     error: str | None  # never contains the webhook URL
 
+    @property
+    def worth_retrying_later(self) -> bool:
+        """Slack or the network was down (not a refused message nor a missing webhook)."""
+        if self.delivered or self.attempts == 0:
+            return False
+        return self.status is None or self.status == 429 or self.status >= 500
+
 
 def _retry_after(value: str | None, fallback: float) -> float:
     try:

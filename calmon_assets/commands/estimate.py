@@ -60,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
         except (CaptureFormatError, ValueError) as exc:
             print(f"calmon estimate: bad input: {exc}", file=sys.stderr)
             return 2
-        except Exception as exc:  # object store errors: cannot read the input
-            if type(exc).__name__ == "ObjectStoreError":
+        except Exception as exc:  # object store errors (missing or unreachable): cannot read the input
+            from resources.object_store import ObjectStoreError
+
+            if isinstance(exc, ObjectStoreError):
                 print(f"calmon estimate: cannot read input: {exc}", file=sys.stderr)
                 return 2
             raise
