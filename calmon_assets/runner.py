@@ -83,6 +83,16 @@ def open_instance(config: CalmonConfig, home: str | None = None) -> dg.DagsterIn
     return instance
 
 
+def _failure_reason(event: dg.DagsterEvent) -> str:
+    """The exception's own words ("services \"cam\" not found"), not "Execution of step ... failed"."""
+    error = getattr(event.event_specific_data, "error", None)
+    if error is None:
+        return event.message or "step failed"
+    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+        error = error.cause
+    return f"{event.step_key}: {error.message.strip()}"
+
+
 @dataclass
 class CheckRun:
     device_id: str
@@ -135,7 +145,7 @@ class Platform:
         error = None
         if not result.success:
             failures = [e for e in result.all_events if e.is_step_failure]
-            error = failures[0].message if failures else "run failed"
+            error = _failure_reason(failures[0]) if failures else "run failed"
         return CheckRun(device_id, partition_key, result.run_id, result.success, error)
 
     def collect_references(self, device_ids=None, workers: int | None = None,

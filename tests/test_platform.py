@@ -277,3 +277,15 @@ def test_webserver_shows_graph_partitions_and_pictures(platform, site):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_failed_reference_run_reports_the_cause(platform, site):
+    site.fleet.cameras["cam-ok"].set_faults(offline=True)
+    try:
+        runs = platform.collect_references(["cam-ok"])
+    finally:
+        site.fleet.cameras["cam-ok"].clear_faults()
+    assert [r.succeeded for r in runs] == [False]
+    # the exception's words, for the CLI's progress line, not Dagster's "Execution of step ... failed"
+    assert runs[0].error.startswith("reference_scan: ")
+    assert "cam-ok" in runs[0].error and "connection refused" in runs[0].error
