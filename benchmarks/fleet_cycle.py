@@ -6,9 +6,11 @@ sustained rate at stabilize_time 30 s.
     .venv/bin/python benchmarks/fleet_cycle.py                      # 1, 50, 100, 200 devices; 100 at 30 s
     .venv/bin/python benchmarks/fleet_cycle.py --sizes 1,3 --throughput-devices 3 --throughput-stabilize 5
 
-Designs: `before` is the old default, a pool of 8 threads; `after` is Platform's default now (every
-check of the cycle at once, per deployment at most [schedule] max_concurrent_per_deployment, the
-CPU-heavy estimation in at most one thread per core).
+Designs (--designs): `before` is the code as it was, a pool of 8 threads and nothing bounding the
+estimations; `after` is Platform's default now: runs at once = default_parallel_runs(stabilize_time)
+(9 at 5 s, 34 at 30 s on 2 cores), per deployment at most [schedule] max_concurrent_per_deployment,
+estimation and reference features in os.cpu_count() slots; `all` starts every check of the cycle
+at once (with the slots), the design the default replaced.
 
 How each figure is measured, in the benchmark process, which holds calmon only (the simulated
 cameras run in a child process and mosquitto is the broker, see benchmarks/_site.py):
@@ -55,12 +57,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import calmon_assets.assets as assets_module  # noqa: E402
 from benchmarks._site import THRESHOLD_DEG, BenchSite  # noqa: E402
+from calmon_assets.runner import default_parallel_runs  # noqa: E402
 from calmon_assets.schedules import current_time_key  # noqa: E402
 from resources.results_table import ResultsTable  # noqa: E402
 
 # design: (workers passed to run_check_cycle, CPU slots); None = Platform's and the assets' defaults.
-# "before" is the code as it was: a pool of 8 threads and nothing bounding the estimations.
-DESIGNS: dict[str, tuple[int | None, int | None]] = {"before": (8, 1_000_000), "after": (None, None)}
+DESIGNS: dict[str, tuple[int | None, int | None]] = {
+    "before": (8, 1_000_000), "after": (None, None), "all": (1_000_000, None)}
 DEFAULT_CPU_SLOTS = assets_module.CPU_SLOTS
 
 
@@ -185,7 +188,7 @@ def step_durations(instance, run_id: str) -> tuple[dict[str, float], float | Non
 
 
 def run_cycle(site: BenchSite, clock: RunClock, timings: Timings, retries: CommitRetries, devices: list[str],
-              time_key: str, workers: int | None) -> dict:
+              time_key: str, workers: int | None, stabilize_time: float) -> dict:
     platform = site.platform
     timings.reset()
     retries.count = 0
@@ -199,6 +202,7 @@ def run_cycle(site: BenchSite, clock: RunClock, timings: Timings, retries: Commi
     fleet_cpu = site.fleet.cpu_seconds() - fleet_cpu0
     peak = rss_mb("VmHWM")
 
+    n = len(devices)
     parts = Counter()
     run_threads = []
     in_flight = 0
@@ -228,10 +232,9 @@ def run_cycle(site: BenchSite, clock: RunClock, timings: Timings, retries: Commi
 
     table = platform.resources["results_table"].get_client()
     rows = [r for r in table.all_rows() if r.check_partition == time_key and r.device_id in set(devices)]
-    n = len(devices)
     return {
         "devices": n,
-        "workers": workers if workers is not None else "default",
+        "workers": min(workers or default_parallel_runs(stabilize_time), n),
         "in_flight": in_flight,
         "wall_s": wall,
         "checks_per_hour": n / wall * 3600,
@@ -363,7 +366,8 @@ def main() -> int:
     total = max([*sizes, args.throughput_devices])
     timeout = max(60.0, 4 * args.throughput_stabilize)
     print(f"fleet cycle benchmark: up to {total} simulated devices (640x360, synthetic scenes) in "
-          f"{args.deployments} deployments, stabilize_time {args.stabilize_time:g} s, "
+          f"{args.deployments} deployments (max_concurrent_per_deployment {args.per_deployment}), "
+          f"stabilize_time {args.stabilize_time:g} s, "
           f"{os.cpu_count()} CPUs, load average before start {os.getloadavg()[0]:.2f}", flush=True)
 
     warnings.filterwarnings("ignore", message=".*is currently in beta")
@@ -396,7 +400,8 @@ def main() -> int:
         cycles: list[tuple[str, dict]] = []
         for size in sizes:
             for design in (designs[:1] if size == 1 else designs):  # one device: nothing to schedule
-                result = run_cycle(site, clock, timings, retries, ids[:size], next_key(), use_design(design))
+                result = run_cycle(site, clock, timings, retries, ids[:size], next_key(), use_design(design),
+                                   args.stabilize_time)
                 cycles.append(("-" if size == 1 else design, result))
                 print(f"  {design} {size} devices: {result['wall_s']:.1f} s", flush=True)
 
@@ -404,7 +409,8 @@ def main() -> int:
         if args.throughput_devices:
             site.write_settings(args.throughput_stabilize, timeout)
             for design in designs:
-                result = run_cycle(site, clock, timings, retries, ids[:args.throughput_devices], next_key(), use_design(design))
+                result = run_cycle(site, clock, timings, retries, ids[:args.throughput_devices], next_key(),
+                                   use_design(design), args.throughput_stabilize)
                 sustained.append((design, result))
                 print(f"  {design} {args.throughput_devices} devices at {args.throughput_stabilize:g} s: "
                       f"{result['wall_s']:.1f} s", flush=True)
@@ -433,15 +439,18 @@ def main() -> int:
               f"calmon_assets.definitions): {executors['process_start_cpu_s']:.2f} CPU s")
 
     single = next((r for d, r in cycles if r["devices"] == 1), None)
-    largest = max((r for d, r in cycles if d == designs[-1]), key=lambda r: r["devices"], default=None)
+    chosen = "after" if "after" in designs else designs[-1]
+    largest = max((r for d, r in cycles if d == chosen), key=lambda r: r["devices"], default=None)
     print("\ngoals")
     if single and largest and largest["devices"] > 1:
         ratio = largest["wall_s"] / single["wall_s"]
         floor = largest["devices"] * alone / (os.cpu_count() or 1)
-        print(f"  {largest['devices']}-device cycle / 1-device cycle ({designs[-1]}): "
+        print(f"  {largest['devices']}-device cycle / 1-device cycle ({chosen}): "
               f"{largest['wall_s']:.1f} / {single['wall_s']:.1f} s = {ratio:.1f}x (goal <= 3x)")
         print(f"  CPU floor of that cycle: {largest['devices']} x {alone:.2f} CPU s estimator alone / "
-              f"{os.cpu_count()} cores = {floor:.0f} s, i.e. {floor / single['wall_s']:.1f}x one device's cycle")
+              f"{os.cpu_count()} cores = {floor:.0f} s, i.e. {floor / single['wall_s']:.1f}x one device's cycle; "
+              f"with the whole check's {largest['cpu_s_per_check']:.2f} CPU s: "
+              f"{largest['devices'] * largest['cpu_s_per_check'] / (os.cpu_count() or 1):.0f} s")
     for design, r in sustained:
         print(f"  {design}: {r['checks_per_hour']:.0f} device-checks/h at stabilize_time "
               f"{args.throughput_stabilize:g} s (goal >= 1000)")

@@ -10,8 +10,9 @@ REALERT_TAG = "calmon/realert"
 
 # A launched run (schedule, daemon, UI) executes its steps in its own process by default, not one
 # process per step: a check's steps run one after the other anyway, and each step process costs
-# about 2.8 CPU seconds of start-up, twice the whole check's work (benchmarks/fleet_cycle.py).
-# `execution: config: multiprocess: {}` in a run's config still selects one process per step.
+# about 2.9 CPU seconds of start-up, more than twice the whole check's work
+# (benchmarks/fleet_cycle.py). `execution: config: multiprocess: {}` in a run's config still
+# selects one process per step.
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 calibration_check_job = dg.define_asset_job(

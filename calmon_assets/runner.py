@@ -3,6 +3,7 @@ launches, executed in process against a persistent Dagster instance (so `calmon 
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -18,12 +19,22 @@ from calmon_assets.devices import sync_devices
 from calmon_assets.jobs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG
 from calmon_assets.partitions import check_partition_key
 from calmon_assets.sensors import SLACK_CURSOR_KEY, record_failed_run, send_pending_alerts
-from calmon_core.config import CalmonConfig, load_config
+from calmon_core.config import SETTINGS_FILE, CalmonConfig, load_config, load_settings
 
 DEFAULT_DAGSTER_HOME = ".calmon/dagster_home"
-# In-process runs at once when the caller sets no number: each holds a thread, an MQTT client with
-# its own network thread, an HTTP session and SQLite connections while it mostly waits.
-MAX_PARALLEL_RUNS = 256
+# What one check asks of this process (benchmarks/fleet_cycle.py, 640x360 frames on 2 cores): about
+# 1.2-1.5 CPU seconds (Dagster's run ~0.5, estimation ~0.5, plots and the results table the rest),
+# rounded up for bigger frames and slower cores; and a run for stabilize_time plus a few seconds.
+CHECK_CPU_SECONDS = 2.0
+CHECK_EXTRA_SECONDS = 4.0
+
+
+def default_parallel_runs(stabilize_time: float, cpus: int | None = None) -> int:
+    """Runs at once when the caller names no number: enough that the cores stay busy while the
+    other checks wait for still cameras, and no more. Every run beyond that only queues on the one
+    GIL, and 200 runs started together starved their own captures (MQTT connections timed out)."""
+    cpus = cpus or os.cpu_count() or 1
+    return max(cpus, math.ceil(cpus * (stabilize_time + CHECK_EXTRA_SECONDS) / CHECK_CPU_SECONDS))
 
 
 def dagster_yaml(max_concurrent_per_deployment: int) -> str:
@@ -158,17 +169,19 @@ class Platform:
         return self._execute_many(jobs, workers, progress)
 
     def _execute_many(self, jobs, workers: int | None, progress) -> list[CheckRun]:
-        """Runs in parallel threads, as many at once as the limits allow: a check spends most of its
-        time waiting for a still camera, so a fixed small pool (it was 8) capped a fleet at
-        8 x 3600 / (stabilize_time + ~7 s) checks an hour whatever the machine could do.
+        """Runs in parallel threads: a check spends most of its time waiting for a still camera, so
+        a fixed small pool (it was 8) capped a fleet at 8 x 3600 / (stabilize_time + ~8 s) checks an
+        hour, whatever the machine could do.
 
-        Limits: `workers` runs in all (None: MAX_PARALLEL_RUNS), and per deployment the
-        [schedule] max_concurrent_per_deployment the daemon's run queue applies too, so a cluster
-        sees the same number of port-forwards whichever way its checks are run. Deployments take
-        turns for free slots, so one big site does not hold the others back.
+        Limits: `workers` runs in all (None: default_parallel_runs for the configured
+        stabilize_time), and per deployment the [schedule] max_concurrent_per_deployment the
+        daemon's run queue applies too, so a cluster sees the same number of port-forwards whichever
+        way its checks are run. Deployments take turns for free slots, so one big site does not
+        hold the others back.
         """
-        limit = self.config.settings.schedule.max_concurrent_per_deployment
-        cap = max(1, min(workers or MAX_PARALLEL_RUNS, len(jobs) or 1))
+        settings = load_settings(Path(self.config_dir) / SETTINGS_FILE)  # as the runs will read it
+        limit = settings.schedule.max_concurrent_per_deployment
+        cap = max(1, min(workers or default_parallel_runs(settings.capture.stabilize_time), len(jobs) or 1))
         queues: dict[str, deque] = {}
         for job in jobs:
             queues.setdefault(job[2].get(DEPLOYMENT_TAG, ""), deque()).append(job)

@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=".calmon/demo", help="where the demo keeps its state (wiped first)")
     parser.add_argument("--stabilize-time", type=float, default=3.0, help="seconds of still telemetry (default 3)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="devices checked at once (default: all, within [schedule] max_concurrent_per_deployment)")
+                        help="devices checked at once (default: from stabilize_time and the CPUs, "
+                        "within [schedule] max_concurrent_per_deployment)")
 
 
 def _print(title: str) -> None:

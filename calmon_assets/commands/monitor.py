@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", action="append", metavar="ID", help="only this device (repeatable)")
     parser.add_argument("--partition", metavar="TIME_KEY", help="time partition (default: the current one)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="devices checked at once (default: all, within [schedule] max_concurrent_per_deployment)")
+                        help="devices checked at once (default: from stabilize_time and the CPUs, "
+                        "within [schedule] max_concurrent_per_deployment)")
     parser.add_argument("--no-alerts", action="store_true", help="do not send Slack messages")
 
 
