@@ -57,6 +57,15 @@ class Site:
         self.platforms.append(p)
         return p
 
+    def platform_with_references(self, device_ids=None):
+        """A platform whose reference scans were taken on calibrated cameras: offsets are measured
+        against the reference, so the hidden offsets must come after it to be found."""
+        p = self.platform()
+        with self.fleet.calibrated():
+            runs = p.collect_references(device_ids)
+        assert [r.error for r in runs if not r.succeeded] == []
+        return p
+
 
 def start_site(root: Path, broker, deployments: list[dict], s3_endpoint: str | None, monkeypatch,
                **ini) -> Site:

@@ -96,11 +96,7 @@ def site(tmp_path_factory, site_broker):
 
 @pytest.fixture(scope="module")
 def platform(site):
-    p = site.platform()
-    with site.fleet.calibrated():  # references of calibrated cameras; the hidden offsets come after
-        runs = p.collect_references(device_ids=["cam-ok", "cam-bad", "cam-f", "cam-k"])
-    assert [r.error for r in runs if not r.succeeded] == []
-    return p
+    return site.platform_with_references(device_ids=["cam-ok", "cam-bad", "cam-f", "cam-k"])
 
 
 # --------------------------------------------------------------------------- helpers

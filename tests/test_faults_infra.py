@@ -96,11 +96,7 @@ def site(tmp_path_factory, shared_broker, s3):
 
 @pytest.fixture(scope="module")
 def platform(site):
-    p = site.platform()
-    with site.fleet.calibrated():  # offsets are measured against the reference scan
-        runs = p.collect_references()
-    assert [r.error for r in runs if not r.succeeded] == []
-    return p
+    return site.platform_with_references()
 
 
 def write_devices(site, without=()) -> None:

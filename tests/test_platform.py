@@ -57,11 +57,7 @@ def site(tmp_path_factory, shared_broker, s3_endpoint):
 
 @pytest.fixture(scope="module")
 def platform(site):
-    p = site.platform()
-    with site.fleet.calibrated():  # references of calibrated cameras; the hidden offsets come after
-        runs = p.collect_references()
-    assert [r.error for r in runs if not r.succeeded] == []
-    return p
+    return site.platform_with_references()
 
 
 def s3_keys(endpoint: str, prefix: str) -> list[str]:
