@@ -18,7 +18,12 @@ import dagster as dg
 from calmon_assets.devices import sync_devices
 from calmon_assets.jobs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG
 from calmon_assets.partitions import check_partition_key
-from calmon_assets.sensors import SLACK_CURSOR_KEY, record_failed_run, send_pending_alerts
+from calmon_assets.sensors import (
+    SLACK_CURSOR_KEY,
+    record_failed_run,
+    send_pending_alerts,
+    step_failure_reason,
+)
 from calmon_core.config import SETTINGS_FILE, CalmonConfig, load_config, load_settings
 
 DEFAULT_DAGSTER_HOME = ".calmon/dagster_home"
@@ -94,16 +99,6 @@ def open_instance(config: CalmonConfig, home: str | None = None) -> dg.DagsterIn
     return instance
 
 
-def _failure_reason(event: dg.DagsterEvent) -> str:
-    """The exception's own words ("services \"cam\" not found"), not "Execution of step ... failed"."""
-    error = getattr(event.event_specific_data, "error", None)
-    if error is None:
-        return event.message or "step failed"
-    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
-        error = error.cause
-    return f"{event.step_key}: {error.message.strip()}"
-
-
 @dataclass
 class CheckRun:
     device_id: str
@@ -156,7 +151,7 @@ class Platform:
         error = None
         if not result.success:
             failures = [e for e in result.all_events if e.is_step_failure]
-            error = _failure_reason(failures[0]) if failures else "run failed"
+            error = step_failure_reason(failures[0]) if failures else "run failed"
         return CheckRun(device_id, partition_key, result.run_id, result.success, error)
 
     def collect_references(self, device_ids=None, workers: int | None = None,
@@ -238,8 +233,8 @@ class Platform:
         """What the run-failure sensor does in the daemon, done here for in-process runs."""
         dagster_run = self.instance.get_run_by_id(run.run_id) if run.run_id else None
         if dagster_run is not None:
-            record_failed_run(dagster_run, run.error or "run failed", self.config,
-                              self.resources["results_table"].get_client(), self.resources["slack"].get_client())
+            record_failed_run(self.instance, dagster_run, run.error or "run failed", self.config,
+                              self.resources["results_table"].get_client())
 
     def send_alerts(self) -> list[str]:
         """Slack messages for results not alerted yet (the same cursor as the slack_alerts sensor).

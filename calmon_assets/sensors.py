@@ -7,7 +7,13 @@ import dagster as dg
 
 from calmon_assets.devices import plan_device_sync
 from calmon_assets.jobs import REALERT_TAG, calibration_check_job
-from calmon_assets.partitions import DEVICE_DIM, TIME_DIM, check_partitions, device_partitions
+from calmon_assets.partitions import (
+    DEVICE_DIM,
+    TIME_DIM,
+    check_partition_key,
+    check_partitions,
+    device_partitions,
+)
 from calmon_assets.site import SiteConfigResource
 from calmon_core.alerts import format_slack_message
 from calmon_core.check_result import failed_check
@@ -20,6 +26,9 @@ BACKFILL_TAG = "dagster/backfill"
 # One cursor in the instance's key-value store, shared by the sensor (daemon) and `calmon monitor`,
 # so a result is alerted once whichever of them sees it first.
 SLACK_CURSOR_KEY = "calmon/slack_alerts_cursor"
+# On the materialization record_failed_run reports for a run that died: that run's id (the report
+# itself belongs to no run), so its tags still decide whether the result is alerted.
+FAILED_RUN_KEY = "failed_run_id"
 
 
 def send_pending_alerts(instance: dg.DagsterInstance, results_table, slack, files_base_url=None, log=None) -> list[str]:
@@ -87,7 +96,9 @@ def alerts_for_new_results(
         keys = check_partitions.get_partition_key_from_str(materialization.partition)
         device_id = keys.keys_by_dimension[DEVICE_DIM]
         time_key = keys.keys_by_dimension[TIME_DIM]
-        run = instance.get_run_by_id(record.run_id)
+        failed_run = materialization.metadata.get(FAILED_RUN_KEY)
+        run_id = record.run_id or (failed_run.value if failed_run is not None else None)
+        run = instance.get_run_by_id(run_id) if run_id else None
         tags = run.tags if run else {}
         realert = tags.get(REALERT_TAG) == "true"
         if tags.get(BACKFILL_TAG) and not realert:
@@ -154,10 +165,23 @@ def slack_alerts_sensor(
     return dg.SkipReason(f"{len(sent)} Slack message(s) sent")
 
 
-def record_failed_run(run: dg.DagsterRun, reason: str, site_config, results_table, slack) -> bool:
-    """Give a check whose run died unexpectedly its row (success = false) and a ❌ message.
+def step_failure_reason(event: dg.DagsterEvent) -> str:
+    """The exception's own words ("services \"cam\" not found"), not "Execution of step ... failed"."""
+    error = getattr(event.event_specific_data, "error", None)
+    if error is None:
+        return event.message or "step failed"
+    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+        error = error.cause
+    return f"{event.step_key}: {error.message.strip()}"
 
-    Returns False when the run already wrote its own row (nothing to record).
+
+def record_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str, site_config, results_table) -> bool:
+    """Give a check whose run died unexpectedly its row (success = false), and its ❌.
+
+    The row is reported as a materialization of calibration_offsets for the run's partition, so the
+    ❌ goes out through the same cursor as every other result (held back while Slack is down, never
+    sent twice) and the partition in the UI shows the failed row instead of nothing. Returns False
+    when the run already wrote its own row (nothing to record).
     """
     device_id = run.tags.get(f"dagster/partition/{DEVICE_DIM}")
     time_key = run.tags.get(f"dagster/partition/{TIME_DIM}")
@@ -181,7 +205,20 @@ def record_failed_run(run: dg.DagsterRun, reason: str, site_config, results_tabl
         run_id=run.run_id,
     )
     results_table.write([row])
-    slack.send(format_slack_message(row))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key="calibration_offsets",
+            partition=str(check_partition_key(device_id, time_key)),
+            description=f"recorded after run {run.run_id} failed",
+            metadata={
+                "status": CheckStatus.failed.value,
+                "success": False,
+                "deployment": deployment_name,
+                "failure_log": row.failure_log or "",
+                FAILED_RUN_KEY: run.run_id,
+            },
+        )
+    )
     return True
 
 
@@ -189,13 +226,19 @@ def record_failed_run(run: dg.DagsterRun, reason: str, site_config, results_tabl
     name="record_failed_checks",
     monitored_jobs=[calibration_check_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="An unexpected error still ends as a results row (success = false) and a ❌ message.",
+    description="An unexpected error still ends as a results row (success = false), reported as the "
+    "partition's calibration_offsets result, so slack_alerts posts its ❌.",
 )
 def record_failed_checks_sensor(
     context: dg.RunFailureSensorContext,
     site: SiteConfigResource,
     results_table: ResultsTableResource,
-    slack: SlackResource,
 ):
-    message = context.failure_event.message if context.failure_event else "run failed"
-    record_failed_run(context.dagster_run, message, site.load(), results_table.get_client(), slack.get_client())
+    run_id = context.dagster_run.run_id
+    failures = [e.dagster_event for e in context.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+                if e.dagster_event is not None]
+    if failures:
+        message = step_failure_reason(failures[0])
+    else:  # the run died outside any step (e.g. its worker was killed)
+        message = context.failure_event.message if context.failure_event else "run failed"
+    record_failed_run(context.instance, context.dagster_run, message, site.load(), results_table.get_client())

@@ -23,7 +23,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from calmon_assets.partitions import check_time_partitions
+from calmon_assets.partitions import check_partition_key, check_time_partitions
 from calmon_assets.schedules import current_time_key
 from calmon_assets.sensors import sync_devices_sensor
 from calmon_assets.site import SiteConfigResource
@@ -52,6 +52,7 @@ HOUR_SLACK_FLAKY = hour(27)
 HOUR_SLACK_DOWN = hour(26)
 HOUR_REF_MISSING = hour(25)
 HOUR_REF_CORRUPT = hour(24)
+HOUR_RUN_CRASH = hour(31)
 TICK_1 = (NOW - timedelta(hours=23)).replace(minute=5, second=0, microsecond=0)
 TICK_2 = TICK_1 + timedelta(hours=1)
 
@@ -343,6 +344,73 @@ def test_slack_down_keeps_rows_logs_without_url_and_delivers_later(platform, web
     later = platform.send_alerts()
     assert sorted(message_for(later, d).splitlines()[0] for d in rows) == sorted(headline(rows[d][0]) for d in rows)
     assert webhook.texts()[8:] == later and platform.send_alerts() == []
+
+
+def test_a_run_that_dies_gets_its_row_and_its_message_even_while_slack_is_down(platform, site, webhook):
+    """A check run that dies of something nobody planned for (here: the site's work folder for the
+    device is a file, so the capture has nowhere to go) ends as a failed row and a ❌ through
+    both paths: `calmon monitor` (in-process runs) and the daemon's record_failed_checks sensor.
+    Slack is down when it happens; the ❌ waits for it like every other result."""
+    from calmon_assets.sensors import record_failed_checks_sensor
+
+    work = {d: site.root / "work" / DEPLOYMENT[d] / d / "query_scan" for d in (CAM_A, CAM_C)}
+    for folder in work.values():
+        if folder.exists():
+            shutil.move(folder, folder.with_name("query_scan.saved"))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.write_text("not a folder")
+    webhook.script = [(500, {})] * 4
+    try:
+        # the CLI's path
+        (run_a,) = platform.run_check_cycle(HOUR_RUN_CRASH, device_ids=[CAM_A])
+        # the daemon's path: a launched run fails, the run-failure sensor sees it
+        job = platform.defs.resolve_job_def("calibration_check")
+        result = job.execute_in_process(
+            partition_key=str(check_partition_key(CAM_C, HOUR_RUN_CRASH)), instance=platform.instance,
+            tags={"calmon/deployment": DEPLOYMENT[CAM_C]}, raise_on_error=False,
+        )
+        assert not result.success
+        failure = result.get_run_failure_event()
+        with dg.build_run_status_sensor_context(
+            sensor_name="record_failed_checks", dagster_event=failure, dagster_instance=platform.instance,
+            dagster_run=result.dagster_run, resources=platform.resources,
+        ) as context:
+            record_failed_checks_sensor(context.for_run_failure())
+        # a second evaluation of the same failure (a sensor retried) records nothing more
+        with dg.build_run_status_sensor_context(
+            sensor_name="record_failed_checks", dagster_event=failure, dagster_instance=platform.instance,
+            dagster_run=result.dagster_run, resources=platform.resources,
+        ) as context:
+            record_failed_checks_sensor(context.for_run_failure())
+    finally:
+        for folder in work.values():
+            folder.unlink()
+            if folder.with_name("query_scan.saved").exists():
+                shutil.move(folder.with_name("query_scan.saved"), folder)
+    assert not run_a.succeeded and "query_scan" in run_a.error
+    rows = rows_of(platform, HOUR_RUN_CRASH)
+    assert sorted(rows) == [CAM_A, CAM_C] and all(len(v) == 1 for v in rows.values())
+    run_ids = {CAM_A: run_a.run_id, CAM_C: result.run_id}
+    for device_id, (row,) in rows.items():
+        assert row.success is False and row.status == CheckStatus.failed and row.run_id == run_ids[device_id]
+        assert row.failure_log.startswith(f"check run {run_ids[device_id][:8]} failed: query_capture: ")
+        assert str(work[device_id]) in row.failure_log  # names the path that broke it
+    # Slack is down: the first ❌ is held after its retries, nothing is lost
+    assert platform.send_alerts() == [] and len(webhook.requests) == 4
+    # Slack is back: one ❌ per dead run, then nothing more
+    later = platform.send_alerts()
+    for device_id, (row,) in rows.items():
+        text = message_for(later, device_id)
+        assert text.splitlines()[0] == headline(row) and row.failure_log[:60] in text
+    assert len(later) == 2 and platform.send_alerts() == []
+    # and the partition shows the failed row in the UI, not nothing
+    for device_id in rows:
+        record = platform.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("calibration_offsets"),
+                                  asset_partitions=[str(check_partition_key(device_id, HOUR_RUN_CRASH))]),
+            limit=5,
+        ).records
+        assert len(record) == 1 and record[0].asset_materialization.metadata["status"].value == "failed"
 
 
 # --------------------------------------------------------------------------- 5. broken reference scans
