@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from calmon_core.config import local_site_settings
 from calmon_sim.broker import EmbeddedBroker
 from calmon_sim.slack_receiver import SlackReceiver
 
@@ -34,29 +35,6 @@ GRID = {"yaws": [-40, -10, 20, 50], "pitches": [-6, 6], "zoom": 1.0}
 THRESHOLD_DEG = 0.5
 WEBHOOK_ENV = "CALMON_BENCH_WEBHOOK"
 
-INI = """; written by a calmon benchmark
-[storage]
-backend = local
-local_root = {root}/object-store
-
-[results]
-catalog = sqlite
-warehouse = {root}/warehouse
-sqlite_path = {root}/catalog.db
-
-[slack]
-webhook_url = ${{{webhook_env}}}
-threshold_deg = {threshold}
-
-[capture]
-stabilize_time = {stabilize}
-timeout = {timeout}
-reference_stabilize_time = 0.5
-workdir = {root}/work
-
-[schedule]
-max_concurrent_per_deployment = {per_deployment}
-"""
 
 
 def random_offset(rng: random.Random, breach: bool) -> tuple[float, float, float]:
@@ -226,9 +204,10 @@ class BenchSite:
     def write_settings(self, stabilize_time: float, timeout: float) -> None:
         """calibration_monitoring.ini; the assets read it at every run, so a rewrite applies to the
         next cycle."""
-        (self.config_dir / "calibration_monitoring.ini").write_text(INI.format(
-            root=self.root, webhook_env=WEBHOOK_ENV, threshold=THRESHOLD_DEG, stabilize=stabilize_time,
-            timeout=timeout, per_deployment=self.per_deployment))
+        (self.config_dir / "calibration_monitoring.ini").write_text(local_site_settings(
+            self.root, webhook_env=WEBHOOK_ENV, threshold_deg=THRESHOLD_DEG, stabilize_time=stabilize_time,
+            timeout=timeout, reference_stabilize_time=0.5, max_concurrent_per_deployment=self.per_deployment,
+            written_by="a calmon benchmark"))
 
     @property
     def device_ids(self) -> list[str]:

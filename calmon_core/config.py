@@ -196,6 +196,38 @@ def load_settings(path: str | Path | None) -> Settings:
     return settings
 
 
+def local_site_settings(
+    root: str | Path,
+    *,
+    webhook_env: str = "SLACK_WEBHOOK_URL",
+    stabilize_time: float = 30,
+    timeout: float = 90,
+    reference_stabilize_time: float = 1,
+    threshold_deg: float = 0.5,
+    s3_endpoint: str | None = None,
+    max_concurrent_per_deployment: int | None = None,
+    written_by: str = "calmon",
+) -> str:
+    """calibration_monitoring.ini for a self-contained site under `root`: object store (or an
+    S3-compatible endpoint), SQLite Iceberg catalog and capture work folder all inside it. What the
+    demo, the benchmarks and the tests run on; the webhook is referenced by variable name only."""
+    if s3_endpoint:
+        storage = (f"[storage]\nbackend = s3\nbucket = {DEFAULT_BUCKET}\n\n"
+                   f"[aws]\nregion = us-east-1\nendpoint_url = {s3_endpoint}\n")
+    else:
+        storage = f"[storage]\nbackend = local\nlocal_root = {root}/object-store\n"
+    text = (
+        f"; written by {written_by}\n{storage}\n"
+        f"[results]\ncatalog = sqlite\nwarehouse = {root}/warehouse\nsqlite_path = {root}/catalog.db\n\n"
+        f"[slack]\nwebhook_url = ${{{webhook_env}}}\nthreshold_deg = {threshold_deg}\n\n"
+        f"[capture]\nstabilize_time = {stabilize_time}\ntimeout = {timeout}\n"
+        f"reference_stabilize_time = {reference_stabilize_time}\nworkdir = {root}/work\n"
+    )
+    if max_concurrent_per_deployment is not None:
+        text += f"\n[schedule]\nmax_concurrent_per_deployment = {max_concurrent_per_deployment}\n"
+    return text
+
+
 # ----------------------------------------------------------------------------- devices.yaml
 
 

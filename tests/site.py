@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from calmon_core.config import local_site_settings
 from calmon_sim.fleet import SimFleet
 from calmon_sim.fleet_spec import FleetSpec
 from calmon_sim.slack_receiver import SlackReceiver
@@ -28,18 +29,9 @@ def device(id: str, seed: int, yaw: float = 0.0, offset=(0.0, 0.0, 0.0), **extra
 
 
 def site_ini(root: Path, s3_endpoint: str | None, stabilize_time: float = 1.0, timeout: float = 20) -> str:
-    storage = (
-        f"[storage]\nbackend = s3\nbucket = camera-calibration-monitoring\n\n[aws]\nregion = us-east-1\nendpoint_url = {s3_endpoint}\n"
-        if s3_endpoint
-        else f"[storage]\nbackend = local\nlocal_root = {root}/object-store\n"
-    )
-    return (
-        storage
-        + f"\n[results]\ncatalog = sqlite\nwarehouse = {root}/warehouse\nsqlite_path = {root}/catalog.db\n"
-        + "\n[slack]\nwebhook_url = ${CALMON_TEST_WEBHOOK}\nthreshold_deg = 0.5\n"
-        + f"\n[capture]\nstabilize_time = {stabilize_time}\ntimeout = {timeout}\n"
-        + f"reference_stabilize_time = 0.5\nworkdir = {root}/work\n"
-    )
+    return local_site_settings(root, webhook_env="CALMON_TEST_WEBHOOK", stabilize_time=stabilize_time,
+                               timeout=timeout, reference_stabilize_time=0.5, s3_endpoint=s3_endpoint,
+                               written_by="a calmon test")
 
 
 @dataclass

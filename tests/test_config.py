@@ -159,3 +159,23 @@ def test_validate_config_cli_exit_codes(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "3 device(s)" in proc.stdout
+
+
+def test_local_site_settings_load_and_keep_the_webhook_a_reference(tmp_path, monkeypatch):
+    from calmon_core.config import local_site_settings
+
+    monkeypatch.setenv("CALMON_SITE_HOOK", "https://hooks.slack.com/services/T0/B0/secret")
+    text = local_site_settings(tmp_path, webhook_env="CALMON_SITE_HOOK", stabilize_time=5, timeout=40,
+                               s3_endpoint="http://127.0.0.1:9000", max_concurrent_per_deployment=3)
+    assert "secret" not in text and "${CALMON_SITE_HOOK}" in text
+    (tmp_path / "calibration_monitoring.ini").write_text(text)
+    settings = load_settings(tmp_path / "calibration_monitoring.ini")
+    assert settings.storage.backend == "s3" and settings.aws.endpoint_url == "http://127.0.0.1:9000"
+    assert settings.results.sqlite_path == f"{tmp_path}/catalog.db"
+    assert settings.capture.workdir == f"{tmp_path}/work"
+    assert (settings.capture.stabilize_time, settings.capture.timeout) == (5, 40)
+    assert settings.schedule.max_concurrent_per_deployment == 3
+    assert settings.slack.webhook_url.get_secret_value().endswith("/secret")
+    local = local_site_settings(tmp_path)
+    (tmp_path / "calibration_monitoring.ini").write_text(local)
+    assert load_settings(tmp_path / "calibration_monitoring.ini").storage.local_root == f"{tmp_path}/object-store"

@@ -15,29 +15,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from calmon_core.config import local_site_settings
+
 HELP = "run the demo: simulated fleet, reference scans, two check cycles with drift, results + Slack"
 REPO = Path(__file__).resolve().parents[2]
 
-DEMO_INI = """; written by `calmon demo`
-[storage]
-backend = local
-local_root = {root}/object-store
-
-[results]
-catalog = sqlite
-warehouse = {root}/warehouse
-sqlite_path = {root}/catalog.db
-
-[slack]
-webhook_url = ${{SLACK_WEBHOOK_URL}}
-threshold_deg = 0.5
-
-[capture]
-stabilize_time = {stabilize}
-timeout = 90
-reference_stabilize_time = 1
-workdir = {root}/work
-"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         with fleet:
             fleet.write_devices_yaml(config_dir / "devices.yaml")
             (config_dir / "calibration_monitoring.ini").write_text(
-                DEMO_INI.format(root=root, stabilize=args.stabilize_time)
+                local_site_settings(root, stabilize_time=args.stabilize_time, written_by="`calmon demo`")
             )
             for device_id, cam in fleet.cameras.items():
                 truth = cam.truth()["true_offset"]
