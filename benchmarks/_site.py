@@ -36,7 +36,6 @@ THRESHOLD_DEG = 0.5
 WEBHOOK_ENV = "CALMON_BENCH_WEBHOOK"
 
 
-
 def random_offset(rng: random.Random, breach: bool) -> tuple[float, float, float]:
     """A hidden offset clearly above (one axis 0.7-1.2°) or clearly below (all within 0.3°) the
     threshold: a check near 0.5° would make the expected alert depend on estimation noise."""
@@ -54,16 +53,18 @@ def fleet_spec(devices: int, deployments: int, seed: int, breach_share: float = 
     sites: list[dict] = [{"name": f"site-{i:02d}", "devices": []} for i in range(deployments)]
     for i in range(devices):
         offset = random_offset(rng, rng.random() < breach_share)
-        sites[i % deployments]["devices"].append({
-            "id": f"cam-{i:03d}",
-            "scene": f"synthetic:{SCENE_SEEDS[i % len(SCENE_SEEDS)]}",
-            "resolution": RESOLUTION,
-            "hfov_by_zoom": {1.0: 60.0, 4.0: 15.0},
-            # inside the reference grid's coverage, each device of a scene at its own heading
-            "start_pose": {"yaw": float((i // len(SCENE_SEEDS)) * 13 % 70 - 30), "pitch": 0.0, "zoom": 1.0},
-            "true_offset": dict(zip(("yaw", "pitch", "roll"), offset, strict=True)),
-            "reference_grid": GRID,
-        })
+        sites[i % deployments]["devices"].append(
+            {
+                "id": f"cam-{i:03d}",
+                "scene": f"synthetic:{SCENE_SEEDS[i % len(SCENE_SEEDS)]}",
+                "resolution": RESOLUTION,
+                "hfov_by_zoom": {1.0: 60.0, 4.0: 15.0},
+                # inside the reference grid's coverage, each device of a scene at its own heading
+                "start_pose": {"yaw": float((i // len(SCENE_SEEDS)) * 13 % 70 - 30), "pitch": 0.0, "zoom": 1.0},
+                "true_offset": dict(zip(("yaw", "pitch", "roll"), offset, strict=True)),
+                "reference_grid": GRID,
+            }
+        )
     return {"deployments": [s for s in sites if s["devices"]]}
 
 
@@ -120,8 +121,9 @@ class FleetProcess:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with Dagster's threads
         self._conn, child = ctx.Pipe()
         self._lock = threading.Lock()
-        self._proc = ctx.Process(target=_fleet_main, args=(spec, broker.host, broker.port, child, os.getpid()),
-                                 name="sim-fleet", daemon=True)
+        self._proc = ctx.Process(
+            target=_fleet_main, args=(spec, broker.host, broker.port, child, os.getpid()), name="sim-fleet", daemon=True
+        )
         self._proc.start()
         self.devices_config = self._reply(300)
 
@@ -171,9 +173,17 @@ class FleetProcess:
 class BenchSite:
     """Broker + fleet process + Slack receiver + config folder; `.platform` runs calmon's jobs."""
 
-    def __init__(self, devices: int, deployments: int, seed: int, stabilize_time: float,
-                 timeout: float, per_deployment: int = 64, root: Path | None = None,
-                 console_log_level: str = "WARNING"):
+    def __init__(
+        self,
+        devices: int,
+        deployments: int,
+        seed: int,
+        stabilize_time: float,
+        timeout: float,
+        per_deployment: int = 64,
+        root: Path | None = None,
+        console_log_level: str = "WARNING",
+    ):
         self.keep = root is not None
         self.root = Path(root or tempfile.mkdtemp(prefix="calmon-bench-")).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -195,8 +205,9 @@ class BenchSite:
             os.environ["CALMON_CONFIG_DIR"] = str(self.config_dir)  # for processes Dagster starts
             from calmon_assets.runner import Platform
 
-            self.platform = Platform(str(self.config_dir), home=str(self.root / "dagster_home"),
-                                     console_log_level=console_log_level)
+            self.platform = Platform(
+                str(self.config_dir), home=str(self.root / "dagster_home"), console_log_level=console_log_level
+            )
         except BaseException:
             self.close()
             raise
@@ -204,10 +215,18 @@ class BenchSite:
     def write_settings(self, stabilize_time: float, timeout: float) -> None:
         """calibration_monitoring.ini; the assets read it at every run, so a rewrite applies to the
         next cycle."""
-        (self.config_dir / "calibration_monitoring.ini").write_text(local_site_settings(
-            self.root, webhook_env=WEBHOOK_ENV, threshold_deg=THRESHOLD_DEG, stabilize_time=stabilize_time,
-            timeout=timeout, reference_stabilize_time=0.5, max_concurrent_per_deployment=self.per_deployment,
-            written_by="a calmon benchmark"))
+        (self.config_dir / "calibration_monitoring.ini").write_text(
+            local_site_settings(
+                self.root,
+                webhook_env=WEBHOOK_ENV,
+                threshold_deg=THRESHOLD_DEG,
+                stabilize_time=stabilize_time,
+                timeout=timeout,
+                reference_stabilize_time=0.5,
+                max_concurrent_per_deployment=self.per_deployment,
+                written_by="a calmon benchmark",
+            )
+        )
 
     @property
     def device_ids(self) -> list[str]:

@@ -46,8 +46,12 @@ AXES = ("yaw", "pitch", "roll")
 YAWS = [-60.0, -20.0, 20.0, 60.0]
 PITCHES = [-10.0, 20.0]
 QUERY_YAWS, QUERY_PITCHES = [-55.0, 55.0], [-8.0, 18.0]  # reported poses inside the grid's cover
-DEFAULT_SCENES = ["equirec2perspec_image.jpg", "aframe_puydesancy.jpg", "pannellum_examplepano.jpg",
-                  "aframe_louvre_night.jpg"]
+DEFAULT_SCENES = [
+    "equirec2perspec_image.jpg",
+    "aframe_puydesancy.jpg",
+    "pannellum_examplepano.jpg",
+    "aframe_louvre_night.jpg",
+]
 CONFIDENT_WRONG_DEG = 0.2
 THRESHOLD = 0.5
 
@@ -74,8 +78,14 @@ class TextbookBaseline:
             gray = cv2.cvtColor(load_frame_image(reference, self.capture, i), cv2.COLOR_BGR2GRAY)
             kp, desc = self.sift.detectAndCompute(gray, None)
             t = fr.telemetry
-            self.frames.append((np.array([k.pt for k in kp]), desc, fr.intrinsics().matrix(),
-                                rotation_from_ypr(t.yaw, t.pitch, t.roll)))
+            self.frames.append(
+                (
+                    np.array([k.pt for k in kp]),
+                    desc,
+                    fr.intrinsics().matrix(),
+                    rotation_from_ypr(t.yaw, t.pitch, t.roll),
+                )
+            )
         self.matcher = cv2.BFMatcher(cv2.NORM_L2)
 
     def estimate(self, frame, image) -> tuple[bool, np.ndarray | None]:
@@ -87,8 +97,11 @@ class TextbookBaseline:
         uv_q = np.array([k.pt for k in kp])
         best = None
         for uv_r, desc_r, k_r, r_r in self.frames:
-            pairs = [m[0] for m in self.matcher.knnMatch(desc, desc_r, k=2)
-                     if len(m) == 2 and m[0].distance < 0.75 * m[1].distance]
+            pairs = [
+                m[0]
+                for m in self.matcher.knnMatch(desc, desc_r, k=2)
+                if len(m) == 2 and m[0].distance < 0.75 * m[1].distance
+            ]
             if len(pairs) < 10:
                 continue
             a = uv_q[[m.queryIdx for m in pairs]]
@@ -119,8 +132,9 @@ def _run_case(method, frame, image, view: QueryView) -> Outcome:
         ok = fe.success
         off = np.array([fe.offsets_deg[a] for a in AXES]) if ok else None
         sigma = np.array([fe.uncertainty_deg[a] for a in AXES]) if ok else None
-        note = (f"{_run_case.scene} hfov {view.hfov_deg:.0f} {frame.width}px "
-                f"inliers {fe.inliers} " + (fe.failure_log or ""))
+        note = f"{_run_case.scene} hfov {view.hfov_deg:.0f} {frame.width}px inliers {fe.inliers} " + (
+            fe.failure_log or ""
+        )
     else:
         ok, off = _run_case.baseline.estimate(frame, image)
         sigma, note = None, ""
@@ -144,9 +158,15 @@ def _summarise(outcomes: list[Outcome]) -> dict:
     for i, a in enumerate(AXES):
         col = errs[:, i] if len(errs) else np.array([np.nan])
         stats[a] = (np.median(col), np.percentile(col, 95), np.max(col))
-    return {"n": len(outcomes), "ok": len(ok), "stats": stats,
-            "inconclusive": 1 - len(ok) / max(1, len(outcomes)), "wrong": wrong,
-            "breach_err": breach_err, "sec": float(np.median([o.seconds for o in outcomes]))}
+    return {
+        "n": len(outcomes),
+        "ok": len(ok),
+        "stats": stats,
+        "inconclusive": 1 - len(ok) / max(1, len(outcomes)),
+        "wrong": wrong,
+        "breach_err": breach_err,
+        "sec": float(np.median([o.seconds for o in outcomes])),
+    }
 
 
 def main() -> None:
@@ -157,8 +177,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--worst", type=int, default=0, help="list the N worst calmon frames")
-    parser.add_argument("--no-reference-refinement", action="store_true",
-                        help="ablation: keep the reference frames at their reported rotations")
+    parser.add_argument(
+        "--no-reference-refinement",
+        action="store_true",
+        help="ablation: keep the reference frames at their reported rotations",
+    )
     args = parser.parse_args()
     if args.no_reference_refinement:
         import calmon_core.reference_map as reference_map
@@ -176,8 +199,7 @@ def main() -> None:
         for s_i, name in enumerate(args.scenes.split(",")):
             scene = load_scene(str(scenes_dir / name))
             _run_case.scene = name
-            ref = write_reference(Path(tmp) / f"ref{s_i}", scene, YAWS, PITCHES,
-                                  rng=np.random.default_rng(s_i))
+            ref = write_reference(Path(tmp) / f"ref{s_i}", scene, YAWS, PITCHES, rng=np.random.default_rng(s_i))
             build_reference_features(ref)
             _run_case.refmap = load_reference_map(ref)
             if not args.no_baseline:
@@ -185,8 +207,13 @@ def main() -> None:
             views = [random_view(rng, QUERY_YAWS, QUERY_PITCHES) for _ in range(args.cases)]
             hard = [QueryView((float(rng.uniform(-50, 50)), 82.0, 0.0), (0.4, 0.0, 0.0), 40.0)]
             for lv in levels:
-                q = write_query(Path(tmp) / f"q{s_i}-{lv}", scene, views + hard, level=lv,
-                                rng=np.random.default_rng(1000 * s_i + lv))
+                q = write_query(
+                    Path(tmp) / f"q{s_i}-{lv}",
+                    scene,
+                    views + hard,
+                    level=lv,
+                    rng=np.random.default_rng(1000 * s_i + lv),
+                )
                 cap = read_capture(q)
                 for i, view in enumerate(views + hard):
                     image = load_frame_image(q, cap, i)
@@ -198,37 +225,44 @@ def main() -> None:
                         for img in (image, blank):
                             out = _run_case("calmon", cap.frames[i], img, view)
                             special[lv][0] += 1
-                            special[lv][1] += int(out.success and np.any(
-                                np.abs(out.error) > CONFIDENT_WRONG_DEG))
+                            special[lv][1] += int(out.success and np.any(np.abs(out.error) > CONFIDENT_WRONG_DEG))
             print(f"  scene {name}: done at {time.time() - t0:.0f} s", flush=True)
-    print(f"\ncalmon {ALGORITHM_VERSION}; {len(args.scenes.split(','))} scenes x {args.cases} "
-          f"query frames per level; errors in degrees (abs), 1280x720 reference, hfov 15-60 queries")
-    head = (f"{'level':>5} {'method':<9} {'n':>4} "
-            + " ".join(f"{a + ' med/p95/max':>26}" for a in AXES)
-            + f" {'inconcl':>8} {'conf-wrong':>10} {'breach-err':>10} {'s/frame':>8}")
+    print(
+        f"\ncalmon {ALGORITHM_VERSION}; {len(args.scenes.split(','))} scenes x {args.cases} "
+        f"query frames per level; errors in degrees (abs), 1280x720 reference, hfov 15-60 queries"
+    )
+    head = (
+        f"{'level':>5} {'method':<9} {'n':>4} "
+        + " ".join(f"{a + ' med/p95/max':>26}" for a in AXES)
+        + f" {'inconcl':>8} {'conf-wrong':>10} {'breach-err':>10} {'s/frame':>8}"
+    )
     print(head)
     print("-" * len(head))
     for lv in levels:
         for m in methods:
             s = _summarise(results[(m, lv)])
-            cols = " ".join(f"{st[0]:8.4f}/{st[1]:7.4f}/{st[2]:8.4f}" for st in
-                            (s["stats"][a] for a in AXES))
-            print(f"{lv:>5} {m:<9} {s['n']:>4} {cols} {100 * s['inconclusive']:7.1f}% "
-                  f"{s['wrong']:>10} {s['breach_err']:>10} {s['sec']:8.3f}")
+            cols = " ".join(f"{st[0]:8.4f}/{st[1]:7.4f}/{st[2]:8.4f}" for st in (s["stats"][a] for a in AXES))
+            print(
+                f"{lv:>5} {m:<9} {s['n']:>4} {cols} {100 * s['inconclusive']:7.1f}% "
+                f"{s['wrong']:>10} {s['breach_err']:>10} {s['sec']:8.3f}"
+            )
         cal = _summarise(results[("calmon", lv)])
         if "baseline" in methods:
             base = _summarise(results[("baseline", lv)])
             ratio = [base["stats"][a][1] / max(cal["stats"][a][1], 1e-9) for a in AXES]
-            print(f"{'':>5} p95 baseline/calmon: " + ", ".join(
-                f"{a} {r:.1f}x" for a, r in zip(AXES, ratio, strict=True) if math.isfinite(r)))
+            print(
+                f"{'':>5} p95 baseline/calmon: "
+                + ", ".join(f"{a} {r:.1f}x" for a, r in zip(AXES, ratio, strict=True) if math.isfinite(r))
+            )
         print(f"{'':>5} sky-only/blank views: {special[lv][0]}, confidently wrong: {special[lv][1]}")
     cal = [o for lv in levels for o in results[("calmon", lv)] if o.success]
     if cal:  # is the reported uncertainty honest? |error| / sigma per axis
         z = np.abs(np.array([o.error / o.sigma for o in cal]))
-        print("calmon |error|/uncertainty, median / p95 per axis: " + ", ".join(
-            f"{a} {np.median(z[:, i]):.2f}/{np.percentile(z[:, i], 95):.2f}"
-            for i, a in enumerate(AXES)))
-    for o in sorted(cal, key=lambda o: -np.max(np.abs(o.error)))[:args.worst]:
+        print(
+            "calmon |error|/uncertainty, median / p95 per axis: "
+            + ", ".join(f"{a} {np.median(z[:, i]):.2f}/{np.percentile(z[:, i], 95):.2f}" for i, a in enumerate(AXES))
+        )
+    for o in sorted(cal, key=lambda o: -np.max(np.abs(o.error)))[: args.worst]:
         print(f"  err {np.round(o.error, 4)} sigma {o.sigma} {o.note}")
     for lv in levels:
         for o in results[("calmon", lv)]:

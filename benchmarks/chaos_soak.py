@@ -84,8 +84,9 @@ def plan_cycle(rng: random.Random, devices: list[str], fault_rate: float, change
     return faults, changes
 
 
-def apply_faults(site: BenchSite, rng: random.Random, faults: dict[str, str | None],
-                 stabilize_time: float) -> list[threading.Timer]:
+def apply_faults(
+    site: BenchSite, rng: random.Random, faults: dict[str, str | None], stabilize_time: float
+) -> list[threading.Timer]:
     """Switch this cycle's faults on; offline_midway starts a timer that cuts the camera off later."""
     timers = []
     for device_id, fault in faults.items():
@@ -93,8 +94,12 @@ def apply_faults(site: BenchSite, rng: random.Random, faults: dict[str, str | No
         if fault == "slow_seconds":
             site.fleet.camera(device_id, "set_faults", slow_seconds=round(rng.uniform(1.0, 3.0), 1))
         elif fault == "offline_midway":
-            timer = threading.Timer(rng.uniform(0.0, stabilize_time + 2.0), site.fleet.camera,
-                                    args=(device_id, "set_faults"), kwargs={"offline": True})
+            timer = threading.Timer(
+                rng.uniform(0.0, stabilize_time + 2.0),
+                site.fleet.camera,
+                args=(device_id, "set_faults"),
+                kwargs={"offline": True},
+            )
             timer.daemon = True
             timers.append(timer)
         elif fault is not None:
@@ -116,7 +121,8 @@ def reconcile(site: BenchSite, checks: list[Check]) -> tuple[list[tuple[str, int
     cursor = None
     while True:
         page = platform.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("calibration_offsets")), limit=1000, cursor=cursor)
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("calibration_offsets")), limit=1000, cursor=cursor
+        )
         for record in page.records:
             partition = record.asset_materialization.partition if record.asset_materialization else None
             if partition and "|" in partition:
@@ -157,11 +163,20 @@ def reconcile(site: BenchSite, checks: list[Check]) -> tuple[list[tuple[str, int
             counts["breach rows without a breach alert"] += 1
         if row.status.value != "breach" and breach_alerts:
             counts["breach alerts without a breach row"] += 1
-    order = ["missing rows", "duplicated rows", "rows not belonging to any check", "missing materializations",
-             "duplicated materializations", "success=true where the camera could not deliver",
-             "success=false on a camera that could deliver", "ok/breach contradicting the hidden truth",
-             "checks without a Slack message", "checks with more than one message",
-             "breach rows without a breach alert", "breach alerts without a breach row"]
+    order = [
+        "missing rows",
+        "duplicated rows",
+        "rows not belonging to any check",
+        "missing materializations",
+        "duplicated materializations",
+        "success=true where the camera could not deliver",
+        "success=false on a camera that could deliver",
+        "ok/breach contradicting the hidden truth",
+        "checks without a Slack message",
+        "checks with more than one message",
+        "breach rows without a breach alert",
+        "breach alerts without a breach row",
+    ]
     return [(name, counts[name]) for name in order], by_fault
 
 
@@ -173,11 +188,13 @@ def main() -> int:
     parser.add_argument("--stabilize-time", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, help="capture timeout (default stabilize_time x 3 + 10 s)")
     parser.add_argument("--fault-rate", type=float, default=0.3, help="chance of a fault per device and cycle")
-    parser.add_argument("--change-rate", type=float, default=0.15,
-                        help="chance of a new hidden offset per device and cycle")
+    parser.add_argument(
+        "--change-rate", type=float, default=0.15, help="chance of a new hidden offset per device and cycle"
+    )
     parser.add_argument("--deployments", type=int, default=3)
-    parser.add_argument("--per-deployment", type=int, default=64,
-                        help="[schedule] max_concurrent_per_deployment of the simulated site")
+    parser.add_argument(
+        "--per-deployment", type=int, default=64, help="[schedule] max_concurrent_per_deployment of the simulated site"
+    )
     parser.add_argument("--root", type=Path, help="keep the site's state here (default: a temp dir, removed)")
     args = parser.parse_args()
     timeout = args.timeout or args.stabilize_time * 3 + 10
@@ -186,21 +203,33 @@ def main() -> int:
     logging.getLogger("pyiceberg").setLevel(logging.ERROR)  # commit retries are expected, and counted by the table
     rng = random.Random(args.seed)
     total = args.devices * args.cycles
-    print(f"chaos soak: {args.devices} devices x {args.cycles} cycles = {total} checks, seed {args.seed}, "
-          f"stabilize_time {args.stabilize_time:g} s, capture timeout {timeout:g} s, fault rate {args.fault_rate:g}, "
-          f"hidden-offset change rate {args.change_rate:g}; {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"chaos soak: {args.devices} devices x {args.cycles} cycles = {total} checks, seed {args.seed}, "
+        f"stabilize_time {args.stabilize_time:g} s, capture timeout {timeout:g} s, fault rate {args.fault_rate:g}, "
+        f"hidden-offset change rate {args.change_rate:g}; {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     started = time.monotonic()
     checks: list[Check] = []
     stray: list[str] = []  # messages naming no check of the cycle they came in
     cycle_walls: list[float] = []
-    with BenchSite(args.devices, args.deployments, args.seed, stabilize_time=args.stabilize_time,
-                   timeout=timeout, per_deployment=args.per_deployment, root=args.root,
-                   console_log_level="ERROR") as site:  # expected capture failures are counted, not printed
+    with BenchSite(
+        args.devices,
+        args.deployments,
+        args.seed,
+        stabilize_time=args.stabilize_time,
+        timeout=timeout,
+        per_deployment=args.per_deployment,
+        root=args.root,
+        console_log_level="ERROR",
+    ) as site:  # expected capture failures are counted, not printed
         refs = site.collect_references()
         failed_refs = [r.device_id for r in refs if not r.succeeded]
-        print(f"reference scans: {len(refs)} in {time.monotonic() - started:.0f} s, failed: {failed_refs or 'none'}",
-              flush=True)
+        print(
+            f"reference scans: {len(refs)} in {time.monotonic() - started:.0f} s, failed: {failed_refs or 'none'}",
+            flush=True,
+        )
         devices = site.device_ids
         now = datetime.now(UTC)
         for number in range(args.cycles):
@@ -232,9 +261,12 @@ def main() -> int:
                     stray.append(text)
             checks.extend(cycle_checks.values())
             failed_runs = sum(1 for r in runs if not r.succeeded)
-            print(f"  cycle {number + 1}/{args.cycles} {time_key}: {cycle_walls[-1]:.0f} s, "
-                  f"faults {dict(Counter(f for f in faults.values() if f))}, {len(changes)} offset changes, "
-                  f"{failed_runs} failed runs, {len(site.slack.messages) - received_before} Slack messages", flush=True)
+            print(
+                f"  cycle {number + 1}/{args.cycles} {time_key}: {cycle_walls[-1]:.0f} s, "
+                f"faults {dict(Counter(f for f in faults.values() if f))}, {len(changes)} offset changes, "
+                f"{failed_runs} failed runs, {len(site.slack.messages) - received_before} Slack messages",
+                flush=True,
+            )
         lines, by_fault = reconcile(site, checks)
     wall = time.monotonic() - started
 
@@ -253,12 +285,15 @@ def main() -> int:
         counter = by_fault.get(fault)
         if not counter:
             continue
-        expected = ("success" if fault == "(none)" or fault in MUST_SUCCEED else "failure" if fault in MUST_FAIL
-                    else "either")
+        expected = (
+            "success" if fault == "(none)" or fault in MUST_SUCCEED else "failure" if fault in MUST_FAIL else "either"
+        )
         print(f"{fault:<18} {expected:<10} {counter['checks']:>6} " + " ".join(f"{counter[s]:>12}" for s in statuses))
-    print(f"\n{len(checks)} checks in {wall / 60:.1f} min ({sum(cycle_walls) / len(cycle_walls):.0f} s per cycle on "
-          f"average, references included in the total); load average at the end "
-          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"\n{len(checks)} checks in {wall / 60:.1f} min ({sum(cycle_walls) / len(cycle_walls):.0f} s per cycle on "
+        f"average, references included in the total); load average at the end "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
     return 0 if not stray and all(count == 0 for _, count in lines) else 1
 
 

@@ -66,7 +66,10 @@ from resources.results_table import ResultsTable  # noqa: E402
 
 # design: (workers passed to run_check_cycle, CPU slots); None = Platform's and the assets' defaults.
 DESIGNS: dict[str, tuple[int | None, int | None]] = {
-    "before": (8, 1_000_000), "after": (None, None), "all": (1_000_000, None)}
+    "before": (8, 1_000_000),
+    "after": (None, None),
+    "all": (1_000_000, None),
+}
 DEFAULT_CPU_SLOTS = assets_module.CPU_SLOTS
 
 
@@ -175,8 +178,12 @@ def step_durations(instance, run_id: str) -> tuple[dict[str, float], float | Non
     starts: dict[str, float] = {}
     steps: dict[str, float] = {}
     waited = None
-    types = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS,
-             dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ASSET_MATERIALIZATION}
+    types = {
+        dg.DagsterEventType.STEP_START,
+        dg.DagsterEventType.STEP_SUCCESS,
+        dg.DagsterEventType.STEP_FAILURE,
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+    }
     for record in instance.all_logs(run_id, of_type=types):
         event = record.dagster_event
         kind = event.event_type
@@ -190,8 +197,16 @@ def step_durations(instance, run_id: str) -> tuple[dict[str, float], float | Non
     return steps, waited
 
 
-def run_cycle(site: BenchSite, clock: RunClock, timings: Timings, retries: CommitRetries, devices: list[str],
-              time_key: str, workers: int | None, stabilize_time: float) -> dict:
+def run_cycle(
+    site: BenchSite,
+    clock: RunClock,
+    timings: Timings,
+    retries: CommitRetries,
+    devices: list[str],
+    time_key: str,
+    workers: int | None,
+    stabilize_time: float,
+) -> dict:
     platform = site.platform
     # every cycle starts from a compacted results table, as a maintenance job keeps it: otherwise
     # each cycle pays for the small files (one per check) of all the cycles before it
@@ -296,22 +311,39 @@ def executor_costs(site: BenchSite, devices: list[str], next_key, executors=("in
         walls, cpus, ok = [], [], 0
         for device_id in devices:
             time_key = next_key()
-            tags = {"dagster/partition": f"{device_id}|{time_key}", "dagster/partition/device": device_id,
-                    "dagster/partition/time": time_key, DEPLOYMENT_TAG: deployment_of[device_id],
-                    DEVICE_TAG: device_id}
+            tags = {
+                "dagster/partition": f"{device_id}|{time_key}",
+                "dagster/partition/device": device_id,
+                "dagster/partition/time": time_key,
+                DEPLOYMENT_TAG: deployment_of[device_id],
+                DEVICE_TAG: device_id,
+            }
             run_config = {"execution": {"config": {executor: {}}}, **site.platform.run_config}
             cpu0, wall0 = cpu_seconds(include_children=True), time.monotonic()
-            with dg.execute_job(job, instance=site.platform.instance, run_config=run_config, tags=tags,
-                                raise_on_error=False) as result:
+            with dg.execute_job(
+                job, instance=site.platform.instance, run_config=run_config, tags=tags, raise_on_error=False
+            ) as result:
                 ok += result.success
             walls.append(time.monotonic() - wall0)
             cpus.append(cpu_seconds(include_children=True) - cpu0)
-        out[executor] = {"checks": len(devices), "succeeded": ok, "wall_s": statistics.mean(walls),
-                         "cpu_s": statistics.mean(cpus)}
-    code = ("import resource, calmon_assets.definitions; u = resource.getrusage(resource.RUSAGE_SELF); "
-            "print(u.ru_utime + u.ru_stime)")
-    starts = [float(subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
-                                   check=True, timeout=300).stdout.split()[-1]) for _ in range(3)]
+        out[executor] = {
+            "checks": len(devices),
+            "succeeded": ok,
+            "wall_s": statistics.mean(walls),
+            "cpu_s": statistics.mean(cpus),
+        }
+    code = (
+        "import resource, calmon_assets.definitions; u = resource.getrusage(resource.RUSAGE_SELF); "
+        "print(u.ru_utime + u.ru_stime)"
+    )
+    starts = [
+        float(
+            subprocess.run(
+                [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True, timeout=300
+            ).stdout.split()[-1]
+        )
+        for _ in range(3)
+    ]
     out["process_start_cpu_s"] = statistics.median(starts)
     return out
 
@@ -321,15 +353,19 @@ def executor_costs(site: BenchSite, devices: list[str], next_key, executors=("in
 
 def print_cycles(title: str, results: list[tuple[str, dict]]) -> None:
     print(f"\n{title}")
-    head = (f"{'design':<7} {'devices':>7} {'workers':>7} {'in flight':>9} {'wall s':>7} {'checks/h':>8} "
-            f"{'CPU s/chk':>9} {'peak RSS MB':>11} {'MB/chk in flight':>16} {'rows':>5} {'failed runs':>11} {'commit retries':>14}  statuses")
+    head = (
+        f"{'design':<7} {'devices':>7} {'workers':>7} {'in flight':>9} {'wall s':>7} {'checks/h':>8} "
+        f"{'CPU s/chk':>9} {'peak RSS MB':>11} {'MB/chk in flight':>16} {'rows':>5} {'failed runs':>11} {'commit retries':>14}  statuses"
+    )
     print(head)
     print("-" * len(head))
     for design, r in results:
         statuses = " ".join(f"{k}={v}" for k, v in sorted(r["statuses"].items()))
-        print(f"{design:<7} {r['devices']:>7} {r['workers']!s:>7} {r['in_flight']:>9} {r['wall_s']:>7.1f} "
-              f"{r['checks_per_hour']:>8.0f} {r['cpu_s_per_check']:>9.2f} {r['peak_rss_mb']:>11.0f} "
-              f"{r['mb_per_check_in_flight']:>16.1f} {r['rows']:>5} {r['run_failures']:>11} {r['commit_retries']:>14}  {statuses}")
+        print(
+            f"{design:<7} {r['devices']:>7} {r['workers']!s:>7} {r['in_flight']:>9} {r['wall_s']:>7.1f} "
+            f"{r['checks_per_hour']:>8.0f} {r['cpu_s_per_check']:>9.2f} {r['peak_rss_mb']:>11.0f} "
+            f"{r['mb_per_check_in_flight']:>16.1f} {r['rows']:>5} {r['run_failures']:>11} {r['commit_retries']:>14}  {statuses}"
+        )
 
 
 PARTS = ("queue", "dagster", "capture wait", "capture other", "estimation", "table write", "offsets other")
@@ -342,8 +378,11 @@ def print_breakdown(title: str, results: list[tuple[str, dict]]) -> None:
     print("-" * len(head))
     for design, r in results:
         mean = r["mean_s"]
-        print(f"{design:<7} {r['devices']:>7} " + " ".join(f"{mean.get(p, 0.0):>13.2f}" for p in PARTS)
-              + f" {r['run_p50_s']:>8.1f} {r['run_max_s']:>8.1f}")
+        print(
+            f"{design:<7} {r['devices']:>7} "
+            + " ".join(f"{mean.get(p, 0.0):>13.2f}" for p in PARTS)
+            + f" {r['run_p50_s']:>8.1f} {r['run_max_s']:>8.1f}"
+        )
 
 
 def main() -> int:
@@ -351,16 +390,22 @@ def main() -> int:
     parser.add_argument("--sizes", default="1,50,100,200", help="devices per measured cycle (comma-separated)")
     parser.add_argument("--designs", default="before,after", help=f"which of {', '.join(DESIGNS)}")
     parser.add_argument("--stabilize-time", type=float, default=5.0)
-    parser.add_argument("--throughput-devices", type=int, default=100,
-                        help="devices of the sustained-rate cycle (0 skips it)")
+    parser.add_argument(
+        "--throughput-devices", type=int, default=100, help="devices of the sustained-rate cycle (0 skips it)"
+    )
     parser.add_argument("--throughput-stabilize", type=float, default=30.0)
     parser.add_argument("--deployments", type=int, default=4)
-    parser.add_argument("--per-deployment", type=int, default=64,
-                        help="[schedule] max_concurrent_per_deployment of the simulated site")
+    parser.add_argument(
+        "--per-deployment", type=int, default=64, help="[schedule] max_concurrent_per_deployment of the simulated site"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--estimator-samples", type=int, default=10)
-    parser.add_argument("--executor-checks", type=int, default=3,
-                        help="checks per executor through dagster.execute_job (0 skips the comparison)")
+    parser.add_argument(
+        "--executor-checks",
+        type=int,
+        default=3,
+        help="checks per executor through dagster.execute_job (0 skips the comparison)",
+    )
     parser.add_argument("--root", type=Path, help="keep the site's state here (default: a temp dir, removed)")
     args = parser.parse_args()
 
@@ -371,10 +416,13 @@ def main() -> int:
         parser.error(f"unknown design(s) {unknown}; known: {list(DESIGNS)}")
     total = max([*sizes, args.throughput_devices])
     timeout = max(60.0, 4 * args.throughput_stabilize)
-    print(f"fleet cycle benchmark: up to {total} simulated devices (640x360, synthetic scenes) in "
-          f"{args.deployments} deployments (max_concurrent_per_deployment {args.per_deployment}), "
-          f"stabilize_time {args.stabilize_time:g} s, "
-          f"{os.cpu_count()} CPUs, load average before start {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"fleet cycle benchmark: up to {total} simulated devices (640x360, synthetic scenes) in "
+        f"{args.deployments} deployments (max_concurrent_per_deployment {args.per_deployment}), "
+        f"stabilize_time {args.stabilize_time:g} s, "
+        f"{os.cpu_count()} CPUs, load average before start {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
 
     warnings.filterwarnings("ignore", message=".*is currently in beta")
     retries = CommitRetries()
@@ -390,24 +438,35 @@ def main() -> int:
     def next_key() -> str:
         return current_time_key(datetime.now(UTC) - timedelta(hours=next(hours_back)))
 
-    with BenchSite(total, args.deployments, args.seed, stabilize_time=args.stabilize_time, timeout=timeout,
-                   per_deployment=args.per_deployment, root=args.root) as site:
+    with BenchSite(
+        total,
+        args.deployments,
+        args.seed,
+        stabilize_time=args.stabilize_time,
+        timeout=timeout,
+        per_deployment=args.per_deployment,
+        root=args.root,
+    ) as site:
         clock = RunClock(site.platform)
         started = time.monotonic()
         cpu0 = cpu_seconds()
         refs = site.collect_references()
         failed_refs = [r.device_id for r in refs if not r.succeeded]
-        print(f"reference scans: {len(refs)} devices in {time.monotonic() - started:.0f} s, "
-              f"{cpu_seconds() - cpu0:.0f} CPU s, failed: {failed_refs or 'none'}", flush=True)
+        print(
+            f"reference scans: {len(refs)} devices in {time.monotonic() - started:.0f} s, "
+            f"{cpu_seconds() - cpu0:.0f} CPU s, failed: {failed_refs or 'none'}",
+            flush=True,
+        )
         ids = site.device_ids
         # first-use costs (imports, OpenCV and matplotlib set-up) must not land on the 1-device cycle
         site.platform.run_check_cycle(next_key(), device_ids=ids[:1])
 
         cycles: list[tuple[str, dict]] = []
         for size in sizes:
-            for design in (designs[:1] if size == 1 else designs):  # one device: nothing to schedule
-                result = run_cycle(site, clock, timings, retries, ids[:size], next_key(), use_design(design),
-                                   args.stabilize_time)
+            for design in designs[:1] if size == 1 else designs:  # one device: nothing to schedule
+                result = run_cycle(
+                    site, clock, timings, retries, ids[:size], next_key(), use_design(design), args.stabilize_time
+                )
                 cycles.append(("-" if size == 1 else design, result))
                 print(f"  {design} {size} devices: {result['wall_s']:.1f} s", flush=True)
 
@@ -415,14 +474,25 @@ def main() -> int:
         if args.throughput_devices:
             site.write_settings(args.throughput_stabilize, timeout)
             for design in designs:
-                result = run_cycle(site, clock, timings, retries, ids[:args.throughput_devices], next_key(),
-                                   use_design(design), args.throughput_stabilize)
+                result = run_cycle(
+                    site,
+                    clock,
+                    timings,
+                    retries,
+                    ids[: args.throughput_devices],
+                    next_key(),
+                    use_design(design),
+                    args.throughput_stabilize,
+                )
                 sustained.append((design, result))
-                print(f"  {design} {args.throughput_devices} devices at {args.throughput_stabilize:g} s: "
-                      f"{result['wall_s']:.1f} s", flush=True)
+                print(
+                    f"  {design} {args.throughput_devices} devices at {args.throughput_stabilize:g} s: "
+                    f"{result['wall_s']:.1f} s",
+                    flush=True,
+                )
         if args.executor_checks:
             site.write_settings(args.stabilize_time, timeout)
-            executors = executor_costs(site, ids[:args.executor_checks], next_key)
+            executors = executor_costs(site, ids[: args.executor_checks], next_key)
         alone = estimator_alone(site.root, args.estimator_samples)
         load = os.getloadavg()
 
@@ -433,16 +503,20 @@ def main() -> int:
         print_breakdown("where a check's time goes at that rate (mean wall seconds per check)", sustained)
 
     if executors:
-        print(f"\nexecutor of a launched run (dagster.execute_job, one check at a time, stabilize_time "
-              f"{args.stabilize_time:g} s)")
+        print(
+            f"\nexecutor of a launched run (dagster.execute_job, one check at a time, stabilize_time "
+            f"{args.stabilize_time:g} s)"
+        )
         head = f"{'executor':<13} {'checks':>6} {'succeeded':>9} {'wall s/check':>12} {'CPU s/check':>11}"
         print(head)
         print("-" * len(head))
         for name in ("in_process", "multiprocess"):
             e = executors[name]
             print(f"{name:<13} {e['checks']:>6} {e['succeeded']:>9} {e['wall_s']:>12.1f} {e['cpu_s']:>11.2f}")
-        print(f"plus, per launched run, the run worker's own start (a fresh interpreter importing "
-              f"calmon_assets.definitions): {executors['process_start_cpu_s']:.2f} CPU s")
+        print(
+            f"plus, per launched run, the run worker's own start (a fresh interpreter importing "
+            f"calmon_assets.definitions): {executors['process_start_cpu_s']:.2f} CPU s"
+        )
 
     single = next((r for d, r in cycles if r["devices"] == 1), None)
     chosen = "after" if "after" in designs else designs[-1]
@@ -451,18 +525,29 @@ def main() -> int:
     if single and largest and largest["devices"] > 1:
         ratio = largest["wall_s"] / single["wall_s"]
         floor = largest["devices"] * alone / (os.cpu_count() or 1)
-        print(f"  {largest['devices']}-device cycle / 1-device cycle ({chosen}): "
-              f"{largest['wall_s']:.1f} / {single['wall_s']:.1f} s = {ratio:.1f}x (goal <= 3x)")
-        print(f"  CPU floor of that cycle: {largest['devices']} x {alone:.2f} CPU s estimator alone / "
-              f"{os.cpu_count()} cores = {floor:.0f} s, i.e. {floor / single['wall_s']:.1f}x one device's cycle; "
-              f"with the whole check's {largest['cpu_s_per_check']:.2f} CPU s: "
-              f"{largest['devices'] * largest['cpu_s_per_check'] / (os.cpu_count() or 1):.0f} s")
+        print(
+            f"  {largest['devices']}-device cycle / 1-device cycle ({chosen}): "
+            f"{largest['wall_s']:.1f} / {single['wall_s']:.1f} s = {ratio:.1f}x (goal <= 3x)"
+        )
+        print(
+            f"  CPU floor of that cycle: {largest['devices']} x {alone:.2f} CPU s estimator alone / "
+            f"{os.cpu_count()} cores = {floor:.0f} s, i.e. {floor / single['wall_s']:.1f}x one device's cycle; "
+            f"with the whole check's {largest['cpu_s_per_check']:.2f} CPU s: "
+            f"{largest['devices'] * largest['cpu_s_per_check'] / (os.cpu_count() or 1):.0f} s"
+        )
     for design, r in sustained:
-        print(f"  {design}: {r['checks_per_hour']:.0f} device-checks/h at stabilize_time "
-              f"{args.throughput_stabilize:g} s (goal >= 1000)")
+        print(
+            f"  {design}: {r['checks_per_hour']:.0f} device-checks/h at stabilize_time "
+            f"{args.throughput_stabilize:g} s (goal >= 1000)"
+        )
     print(f"  estimator alone: {alone:.2f} CPU s per check (median of {args.estimator_samples}, serial)")
     print(f"  load average at the end (1 min): {load[0]:.2f} on {os.cpu_count()} CPUs")
-    print("\n" + json.dumps({"cycles": cycles, "sustained": sustained, "executors": executors, "estimator_cpu_s": alone}, default=str))
+    print(
+        "\n"
+        + json.dumps(
+            {"cycles": cycles, "sustained": sustained, "executors": executors, "estimator_cpu_s": alone}, default=str
+        )
+    )
     return 0
 
 

@@ -84,9 +84,18 @@ def cycle_rows(devices: int, deployments: int, hour: int, rng) -> list[Calibrati
     key = (YEAR_START + timedelta(hours=hour)).strftime("%Y-%m-%d-%H:00")
     return [
         CalibrationResult(
-            deployment_name=f"site-{i % deployments:02d}", device_id=f"cam-{i:04d}", timestamp=moment,
-            check_partition=key, yaw_offset=float(rng.normal(0, 0.2)), pitch_offset=0.0, roll_offset=0.0,
-            success=True, status=CheckStatus.ok, inliers=300, frames_used=3, algorithm_version="bench",
+            deployment_name=f"site-{i % deployments:02d}",
+            device_id=f"cam-{i:04d}",
+            timestamp=moment,
+            check_partition=key,
+            yaw_offset=float(rng.normal(0, 0.2)),
+            pitch_offset=0.0,
+            roll_offset=0.0,
+            success=True,
+            status=CheckStatus.ok,
+            inliers=300,
+            frames_used=3,
+            algorithm_version="bench",
         )
         for i in range(devices)
     ]
@@ -124,7 +133,9 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=365, help="days of hourly history (365 = full size)")
     parser.add_argument("--deployments", type=int, default=10)
     parser.add_argument("--load-hours", type=int, default=6, help="hours of fleet history per bulk commit")
-    parser.add_argument("--cycles", type=int, default=12, help="hourly write() cycles timed before and after compaction")
+    parser.add_argument(
+        "--cycles", type=int, default=12, help="hourly write() cycles timed before and after compaction"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="query repetitions (median reported)")
     parser.add_argument("--root", type=Path, help="folder for catalog + warehouse (default: a temp dir, removed)")
     args = parser.parse_args()
@@ -135,8 +146,11 @@ def main() -> int:
     table.ensure_table()
     total_hours = args.days * 24
     full = args.devices * total_hours
-    scale = "" if (args.devices, args.days) == (1000, 365) else (
-        "  (SCALED DOWN from 1,000 devices x 365 days = 8,760,000 rows)")
+    scale = (
+        ""
+        if (args.devices, args.days) == (1000, 365)
+        else ("  (SCALED DOWN from 1,000 devices x 365 days = 8,760,000 rows)")
+    )
     print(f"results table benchmark: {args.devices} devices x {args.days} days hourly = {full:,} rows{scale}")
     print(f"  {args.deployments} deployments, bulk commits of {args.load_hours} h, warehouse {root}")
 
@@ -171,8 +185,10 @@ def main() -> int:
     n = args.devices
     table_rows = [
         ("bulk load: rows/s (Arrow batches, append_arrow)", f"{full / load_seconds:,.0f} rows/s"),
-        ("bulk load: commits, seconds (+ data generation)",
-         f"{commits}, {load_seconds:.1f} s (+{generate_seconds:.1f} s)"),
+        (
+            "bulk load: commits, seconds (+ data generation)",
+            f"{commits}, {load_seconds:.1f} s (+{generate_seconds:.1f} s)",
+        ),
         ("data files after bulk load", f"{files_loaded:,}"),
         (f"hourly cycle write() of {n} rows, before compaction", ms(before_cycles)),
         ("   rows/s through write(), before", f"{n / statistics.median(before_cycles):,.0f} rows/s"),
@@ -181,8 +197,10 @@ def main() -> int:
         ("history of one device (last 168), before", f"{before['history'] * 1000:.0f} ms"),
         ("compaction: time", f"{compact_seconds:.1f} s"),
         ("compaction: data files before -> after", f"{files_before:,} -> {report['files_after']:,}"),
-        ("compaction: partitions rewritten, snapshots expired",
-         f"{report['partitions_compacted']:,}, {report['snapshots_expired']:,}"),
+        (
+            "compaction: partitions rewritten, snapshots expired",
+            f"{report['partitions_compacted']:,}, {report['snapshots_expired']:,}",
+        ),
         ("latest per device, after compaction", f"{after['latest'] * 1000:.0f} ms"),
         ("history of one device (last 168), after", f"{after['history'] * 1000:.0f} ms"),
         (f"hourly cycle write() of {n} rows, after compaction", ms(after_cycles)),

@@ -79,7 +79,9 @@ def bench_render(repeats: int) -> list[tuple[str, float, float]]:
 
 
 def bench_snapshot(repeats: int) -> tuple[str, float, float]:
-    spec = FleetSpec.model_validate({"deployments": [{"name": "bench", "devices": [{"id": "snap", "slew_speed_deg_s": 1e6}]}]})
+    spec = FleetSpec.model_validate(
+        {"deployments": [{"name": "bench", "devices": [{"id": "snap", "slew_speed_deg_s": 1e6}]}]}
+    )
     fleet = SimFleet(spec, broker_port=1)  # HTTP only: no broker needed
     cam = fleet.cameras["snap"]
     cam.start()
@@ -100,13 +102,21 @@ def bench_snapshot(repeats: int) -> tuple[str, float, float]:
 def bench_fleet(cameras: int, rate: float, seconds: float) -> dict:
     devices = [{"id": f"cam-{i:03d}", "telemetry_rate_hz": rate} for i in range(cameras)]
     half = cameras // 2
-    spec = FleetSpec.model_validate({"deployments": [
-        {"name": "bench-a", "devices": devices[:half]},
-        {"name": "bench-b", "devices": devices[half:]},
-    ]})
+    spec = FleetSpec.model_validate(
+        {
+            "deployments": [
+                {"name": "bench-a", "devices": devices[:half]},
+                {"name": "bench-b", "devices": devices[half:]},
+            ]
+        }
+    )
     with EmbeddedBroker() as broker:
-        sub = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, broker.host, str(broker.port), str(seconds)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        sub = subprocess.Popen(
+            [sys.executable, "-c", SUBSCRIBER, broker.host, str(broker.port), str(seconds)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert sub.stdout.readline().strip() == "ready"
         t0 = time.monotonic()
         fleet = SimFleet(spec, broker_host=broker.host, broker_port=broker.port)
@@ -125,7 +135,10 @@ def bench_fleet(cameras: int, rate: float, seconds: float) -> dict:
         sub.wait(10)
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     return {
-        "cameras": cameras, "rate_hz": rate, "wall_s": wall, "startup_s": startup_s,
+        "cameras": cameras,
+        "rate_hz": rate,
+        "wall_s": wall,
+        "startup_s": startup_s,
         "cpu_percent": 100.0 * cpu / wall,
         "user_percent": 100.0 * (usage1.ru_utime - usage0.ru_utime) / wall,
         "published_per_s": published / wall,

@@ -3,7 +3,6 @@
 Thin by design: each asset wires calmon_core and the resources; the rules live in calmon_core.
 """
 
-
 import base64
 import json
 import shutil
@@ -187,11 +186,16 @@ def query_capture(
             metadata={"ok": False, "failure_log": outcome["failure_log"], "waited_seconds": outcome["waited_seconds"]},
         )
 
-    moved = {k: capture.telemetry_summary[k] for k in ("camera_reresolved", "telemetry_reresolved")
-             if capture.telemetry_summary.get(k)}
+    moved = {
+        k: capture.telemetry_summary[k]
+        for k in ("camera_reresolved", "telemetry_reresolved")
+        if capture.telemetry_summary.get(k)
+    }
     if moved:
-        context.log.warning(f"{device_id} {time_key}: connection lost mid-check and restored at a "
-                            f"re-resolved address (port-forward restarted): {moved}")
+        context.log.warning(
+            f"{device_id} {time_key}: connection lost mid-check and restored at a "
+            f"re-resolved address (port-forward restarted): {moved}"
+        )
 
     folder = work / stamp
     if folder.exists():
@@ -298,12 +302,21 @@ def _trend(results_table, row: CalibrationResult, limit: int = 48) -> bytes | No
         )
     ],
     check_specs=[
-        dg.AssetCheckSpec(CHECK_WITHIN_THRESHOLD, asset="calibration_offsets",
-                          description="every |offset| within the threshold (ERROR on breach)"),
-        dg.AssetCheckSpec(CHECK_CONCLUSIVE, asset="calibration_offsets",
-                          description="the estimator could tell (WARN when inconclusive or failed)"),
-        dg.AssetCheckSpec(CHECK_REFERENCE_FRESH, asset="calibration_offsets",
-                          description="the reference scan is younger than reference_max_age_days (WARN)"),
+        dg.AssetCheckSpec(
+            CHECK_WITHIN_THRESHOLD,
+            asset="calibration_offsets",
+            description="every |offset| within the threshold (ERROR on breach)",
+        ),
+        dg.AssetCheckSpec(
+            CHECK_CONCLUSIVE,
+            asset="calibration_offsets",
+            description="the estimator could tell (WARN when inconclusive or failed)",
+        ),
+        dg.AssetCheckSpec(
+            CHECK_REFERENCE_FRESH,
+            asset="calibration_offsets",
+            description="the reference scan is younger than reference_max_age_days (WARN)",
+        ),
     ],
     description="The check's result: pitch/yaw/roll offsets (true − reported) estimated from the "
     "query capture against the reference scan, written as one row of the results table "
@@ -343,8 +356,9 @@ def calibration_offsets(
         return "; ".join([reason, *notes])
 
     if not outcome["ok"]:
-        row = failed_check(**common, reason=outcome["failure_log"], timestamp=window_start,
-                           algorithm_version=ALGORITHM_VERSION)
+        row = failed_check(
+            **common, reason=outcome["failure_log"], timestamp=window_start, algorithm_version=ALGORITHM_VERSION
+        )
     else:
         from resources.object_store import ObjectNotFoundError, ObjectStoreError
 
@@ -360,10 +374,14 @@ def calibration_offsets(
         except Exception as exc:  # unreadable reference: the check still gets its row
             reference, reason = None, _no_reference(device_id, exc)
         if reference is None:
-            row = failed_check(**common, reason=with_notes(reason), timestamp=captured_at or window_start,
-                               files_location=outcome["files_location"],
-                               capture_positions=outcome["capture_positions"],
-                               algorithm_version=ALGORITHM_VERSION)
+            row = failed_check(
+                **common,
+                reason=with_notes(reason),
+                timestamp=captured_at or window_start,
+                files_location=outcome["files_location"],
+                capture_positions=outcome["capture_positions"],
+                algorithm_version=ALGORITHM_VERSION,
+            )
         else:
             try:
                 query = _query_folder(store, outcome, cache_root)
@@ -393,17 +411,23 @@ def calibration_offsets(
                 )
             except ReferenceScanError as exc:
                 shutil.rmtree(reference, ignore_errors=True)  # a corrupt copy must not outlive its repair
-                row = failed_check(**common, reason=with_notes(_no_reference(device_id, exc)),
-                                   timestamp=captured_at or window_start,
-                                   files_location=outcome["files_location"],
-                                   capture_positions=outcome["capture_positions"],
-                                   algorithm_version=ALGORITHM_VERSION)
+                row = failed_check(
+                    **common,
+                    reason=with_notes(_no_reference(device_id, exc)),
+                    timestamp=captured_at or window_start,
+                    files_location=outcome["files_location"],
+                    capture_positions=outcome["capture_positions"],
+                    algorithm_version=ALGORITHM_VERSION,
+                )
             except CaptureFormatError as exc:
-                row = failed_check(**common, reason=with_notes(f"query capture unreadable: {exc}"),
-                                   timestamp=captured_at or window_start,
-                                   files_location=outcome["files_location"],
-                                   capture_positions=outcome["capture_positions"],
-                                   algorithm_version=ALGORITHM_VERSION)
+                row = failed_check(
+                    **common,
+                    reason=with_notes(f"query capture unreadable: {exc}"),
+                    timestamp=captured_at or window_start,
+                    files_location=outcome["files_location"],
+                    capture_positions=outcome["capture_positions"],
+                    algorithm_version=ALGORITHM_VERSION,
+                )
 
     table.write([row])
     status = CheckStatus(row.status)

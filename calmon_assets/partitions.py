@@ -29,13 +29,9 @@ if _schedule.cadence == "daily":
         start_date=_schedule.start_date, end_offset=1
     )
 else:
-    check_time_partitions = dg.HourlyPartitionsDefinition(
-        start_date=f"{_schedule.start_date}-00:00", end_offset=1
-    )
+    check_time_partitions = dg.HourlyPartitionsDefinition(start_date=f"{_schedule.start_date}-00:00", end_offset=1)
 
-check_partitions = dg.MultiPartitionsDefinition(
-    {DEVICE_DIM: device_partitions, TIME_DIM: check_time_partitions}
-)
+check_partitions = dg.MultiPartitionsDefinition({DEVICE_DIM: device_partitions, TIME_DIM: check_time_partitions})
 
 
 def check_partition_key(device_id: str, time_key: str) -> dg.MultiPartitionKey:

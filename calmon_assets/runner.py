@@ -51,7 +51,7 @@ def dagster_yaml(max_concurrent_per_deployment: int) -> str:
         "  config:\n"
         "    max_concurrent_runs: 32\n"
         "    tag_concurrency_limits:\n"
-        f"      - key: \"{DEPLOYMENT_TAG}\"\n"
+        f'      - key: "{DEPLOYMENT_TAG}"\n'
         "        value:\n"
         "          applyLimitPerUniqueValue: true\n"
         f"        limit: {max_concurrent_per_deployment}\n"
@@ -75,8 +75,7 @@ def prepare_dagster_home(config: CalmonConfig, home: str | None = None) -> Path:
 # compute-log capture swaps those file descriptors per step and would send the CLI's own output
 # (and other runs' output) into whichever step's log file was last opened.
 _NO_COMPUTE_LOG_CAPTURE = {
-    "compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager",
-                     "class": "NoOpComputeLogManager"}
+    "compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}
 }
 
 
@@ -91,9 +90,7 @@ def open_instance(config: CalmonConfig, home: str | None = None) -> dg.DagsterIn
     from dagster._core.instance.ref import InstanceRef
 
     path = prepare_dagster_home(config, home)
-    instance = dg.DagsterInstance.from_ref(
-        InstanceRef.from_dir(str(path), overrides=_NO_COMPUTE_LOG_CAPTURE)
-    )
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(path), overrides=_NO_COMPUTE_LOG_CAPTURE))
     handlers = instance.get_yaml_python_handlers()
     instance.get_yaml_python_handlers = lambda: handlers  # type: ignore[method-assign]
     return instance
@@ -111,8 +108,13 @@ class CheckRun:
 class Platform:
     """The code location for one config folder plus its instance."""
 
-    def __init__(self, config_dir: str, instance: dg.DagsterInstance | None = None, home: str | None = None,
-                 console_log_level: str = "WARNING"):
+    def __init__(
+        self,
+        config_dir: str,
+        instance: dg.DagsterInstance | None = None,
+        home: str | None = None,
+        console_log_level: str = "WARNING",
+    ):
         from calmon_assets.definitions import build_definitions
 
         self.config_dir = config_dir
@@ -143,7 +145,10 @@ class Platform:
         device_id = tags.get(DEVICE_TAG, "")
         try:
             result = job.execute_in_process(
-                partition_key=partition_key, instance=self.instance, tags=tags, raise_on_error=False,
+                partition_key=partition_key,
+                instance=self.instance,
+                tags=tags,
+                raise_on_error=False,
                 run_config=self.run_config,
             )
         except Exception as exc:  # a run that could not even start
@@ -154,8 +159,9 @@ class Platform:
             error = step_failure_reason(failures[0]) if failures else "run failed"
         return CheckRun(device_id, partition_key, result.run_id, result.success, error)
 
-    def collect_references(self, device_ids=None, workers: int | None = None,
-                           progress: Callable[[int, int, CheckRun], None] | None = None) -> list[CheckRun]:
+    def collect_references(
+        self, device_ids=None, workers: int | None = None, progress: Callable[[int, int, CheckRun], None] | None = None
+    ) -> list[CheckRun]:
         self.sync_devices()
         jobs = [
             ("reference_scan_job", dev.id, {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id})
@@ -219,8 +225,11 @@ class Platform:
         self.sync_devices()
         tags_extra = {REALERT_TAG: "true"} if realert else {}
         jobs = [
-            (job_name, str(check_partition_key(dev.id, time_key)),
-             {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id, **tags_extra})
+            (
+                job_name,
+                str(check_partition_key(dev.id, time_key)),
+                {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id, **tags_extra},
+            )
             for dep, dev in self.select_devices(device_ids)
         ]
         runs = self._execute_many(jobs, workers, progress)
@@ -233,8 +242,13 @@ class Platform:
         """What the run-failure sensor does in the daemon, done here for in-process runs."""
         dagster_run = self.instance.get_run_by_id(run.run_id) if run.run_id else None
         if dagster_run is not None:
-            record_failed_run(self.instance, dagster_run, run.error or "run failed", self.config,
-                              self.resources["results_table"].get_client())
+            record_failed_run(
+                self.instance,
+                dagster_run,
+                run.error or "run failed",
+                self.config,
+                self.resources["results_table"].get_client(),
+            )
 
     def send_alerts(self) -> list[str]:
         """Slack messages for results not alerted yet (the same cursor as the slack_alerts sensor).
@@ -247,8 +261,10 @@ class Platform:
         while True:
             before = self._alerts_cursor()
             sent += send_pending_alerts(
-                self.instance, self.resources["results_table"].get_client(),
-                self.resources["slack"].get_client(), files_base_url=self.config.settings.slack.files_base_url,
+                self.instance,
+                self.resources["results_table"].get_client(),
+                self.resources["slack"].get_client(),
+                files_base_url=self.config.settings.slack.files_base_url,
             )
             if self._alerts_cursor() == before:
                 return sent
@@ -283,9 +299,20 @@ def format_results_table(rows) -> str:
     for r in rows:
         sig = [s for s in (r.yaw_uncertainty, r.pitch_uncertainty, r.roll_uncertainty) if s is not None]
         note = (r.failure_log or "")[:70]
-        lines.append([r.deployment_name, r.device_id, r.check_partition, str(r.status.value if hasattr(r.status, "value") else r.status),
-                      num(r.yaw_offset), num(r.pitch_offset), num(r.roll_offset),
-                      f"{max(sig):.3f}" if sig else "", "" if r.inliers is None else str(r.inliers), note])
+        lines.append(
+            [
+                r.deployment_name,
+                r.device_id,
+                r.check_partition,
+                str(r.status.value if hasattr(r.status, "value") else r.status),
+                num(r.yaw_offset),
+                num(r.pitch_offset),
+                num(r.roll_offset),
+                f"{max(sig):.3f}" if sig else "",
+                "" if r.inliers is None else str(r.inliers),
+                note,
+            ]
+        )
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(headers)]
     out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     out.append("  ".join("-" * w for w in widths))

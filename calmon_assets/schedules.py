@@ -1,6 +1,5 @@
 """The check schedule: every tick, one run per enabled device for the current time partition."""
 
-
 import dagster as dg
 
 from calmon_assets.jobs import DEPLOYMENT_TAG, DEVICE_TAG, calibration_check_job

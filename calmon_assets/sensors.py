@@ -1,6 +1,5 @@
 """Sensors: device sync from devices.yaml, Slack alerts for new results, and failed-run rows."""
 
-
 import logging
 
 import dagster as dg
@@ -135,8 +134,9 @@ def alerts_for_new_results(
         text = format_slack_message(row, files_url=files_url or row.files_location, recovered=recovered)
         outcome = slack.send(text)
         if outcome.worth_retrying_later:
-            log.warning(f"{device_id} {time_key}: Slack message not delivered, kept for the next "
-                        f"attempt: {outcome.error}")
+            log.warning(
+                f"{device_id} {time_key}: Slack message not delivered, kept for the next attempt: {outcome.error}"
+            )
             return before_record, sent
         if not outcome.delivered:
             log.warning(f"{device_id} {time_key}: Slack message not delivered: {outcome.error}")
@@ -159,8 +159,11 @@ def slack_alerts_sensor(
 ):
     settings = site.load().settings
     sent = send_pending_alerts(
-        context.instance, results_table.get_client(), slack.get_client(),
-        files_base_url=settings.slack.files_base_url, log=context.log,
+        context.instance,
+        results_table.get_client(),
+        slack.get_client(),
+        files_base_url=settings.slack.files_base_url,
+        log=context.log,
     )
     return dg.SkipReason(f"{len(sent)} Slack message(s) sent")
 
@@ -175,7 +178,9 @@ def step_failure_reason(event: dg.DagsterEvent) -> str:
     return f"{event.step_key}: {error.message.strip()}"
 
 
-def record_failed_run(instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str, site_config, results_table) -> bool:
+def record_failed_run(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, reason: str, site_config, results_table
+) -> bool:
     """Give a check whose run died unexpectedly its row (success = false), and its ❌.
 
     The row is reported as a materialization of calibration_offsets for the run's partition, so the
@@ -235,8 +240,11 @@ def record_failed_checks_sensor(
     results_table: ResultsTableResource,
 ):
     run_id = context.dagster_run.run_id
-    failures = [e.dagster_event for e in context.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-                if e.dagster_event is not None]
+    failures = [
+        e.dagster_event
+        for e in context.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        if e.dagster_event is not None
+    ]
     if failures:
         message = step_failure_reason(failures[0])
     else:  # the run died outside any step (e.g. its worker was killed)

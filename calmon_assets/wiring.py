@@ -39,7 +39,9 @@ def device_extractor(
                 reresolve=endpoints.mqtt_address if endpoints.mqtt_forward else None,
             ),
             camera_factory=lambda dep, dev: camera.client(
-                dev.id, dev.camera, base_url=lambda: endpoints.camera_base_url,
+                dev.id,
+                dev.camera,
+                base_url=lambda: endpoints.camera_base_url,
                 reresolve=endpoints.ensure_alive if endpoints.camera_forward else None,
             ),
             workdir=workdir,

@@ -19,10 +19,7 @@ _MAX_REASON_CHARS = 500  # a traceback in failure_log must not flood the channel
 
 def is_breach(offsets: dict[str, float | None], threshold_deg: float) -> bool:
     """True when any known offset exceeds the threshold in magnitude (unknown axes are ignored)."""
-    return any(
-        value is not None and math.isfinite(value) and abs(value) > threshold_deg
-        for value in offsets.values()
-    )
+    return any(value is not None and math.isfinite(value) and abs(value) > threshold_deg for value in offsets.values())
 
 
 def classify(
@@ -70,9 +67,7 @@ def _short(reason: str | None) -> str:
     return first if len(first) <= _MAX_REASON_CHARS else first[: _MAX_REASON_CHARS - 1] + "…"
 
 
-def format_slack_message(
-    result: CalibrationResult, files_url: str | None = None, recovered: bool = False
-) -> str:
+def format_slack_message(result: CalibrationResult, files_url: str | None = None, recovered: bool = False) -> str:
     """The Slack text of one check: headline with emoji, offsets with uncertainty, files link."""
     status = _status(result)
     where = f"*{result.deployment_name}* / *{result.device_id}*"
@@ -90,10 +85,7 @@ def format_slack_message(
     lines = [headline, f"check time: {_check_time(result.timestamp)} (partition {result.check_partition})"]
     if status is not CheckStatus.failed:
         offsets, uncertainties = result.offsets(), result.uncertainties()
-        lines.append(
-            "offsets: "
-            + ", ".join(format_offset(a, offsets[a], uncertainties[a]) for a in AXES)
-        )
+        lines.append("offsets: " + ", ".join(format_offset(a, offsets[a], uncertainties[a]) for a in AXES))
     if status in (CheckStatus.failed, CheckStatus.inconclusive) and (
         result.failure_log or status is CheckStatus.failed
     ):

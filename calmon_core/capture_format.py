@@ -67,9 +67,7 @@ def parse_manifest(data: bytes | str | dict, source: str = MANIFEST) -> Capture:
 
 
 def manifest_bytes(capture: Capture) -> bytes:
-    return json.dumps(
-        capture.model_dump(mode="json"), indent=2, default=json_default, allow_nan=False
-    ).encode()
+    return json.dumps(capture.model_dump(mode="json"), indent=2, default=json_default, allow_nan=False).encode()
 
 
 def resolve_image(folder: Path, relative: str) -> Path:
@@ -121,9 +119,7 @@ def encode_jpeg(image: np.ndarray, quality: int = 92) -> bytes:
     return buffer.tobytes()
 
 
-def write_capture(
-    folder: str | Path, capture: Capture, images: dict[str, bytes | np.ndarray] | None = None
-) -> Path:
+def write_capture(folder: str | Path, capture: Capture, images: dict[str, bytes | np.ndarray] | None = None) -> Path:
     """Write the manifest and any given images (name -> JPEG bytes or BGR array) to a folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,7 @@ from calmon_core.models import CalibrationResult, CheckStatus, utc_now
 
 
 def _positions(frames: list[dict[str, Any]]) -> str:
-    return json.dumps(
-        [{k: f.get(k) for k in ("yaw", "pitch", "roll", "zoom")} for f in frames], separators=(",", ":")
-    )
+    return json.dumps([{k: f.get(k) for k in ("yaw", "pitch", "roll", "zoom")} for f in frames], separators=(",", ":"))
 
 
 def failed_check(

@@ -23,8 +23,7 @@ DESCRIPTOR_UNDEFINED = -1
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS rigs (rig_id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, "
     "ref_sensor_id INTEGER NOT NULL, ref_sensor_type INTEGER NOT NULL)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS rig_ref_sensor_assignment ON rigs(ref_sensor_id, "
-    "ref_sensor_type)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS rig_ref_sensor_assignment ON rigs(ref_sensor_id, ref_sensor_type)",
     "CREATE TABLE IF NOT EXISTS rig_sensors (rig_id INTEGER NOT NULL, sensor_id INTEGER NOT NULL, "
     "sensor_type INTEGER NOT NULL, sensor_from_rig BLOB, "
     "FOREIGN KEY(rig_id) REFERENCES rigs(rig_id) ON DELETE CASCADE)",
@@ -109,22 +108,23 @@ def _write_rows(con: sqlite3.Connection, refmap) -> None:
         k = frame.k
         params = np.array([k[0, 0], k[1, 1], k[0, 2] + 0.5, k[1, 2] + 0.5], np.float64)
         cam = con.execute(
-            "INSERT INTO cameras (model, width, height, params, prior_focal_length) "
-            "VALUES (?, ?, ?, ?, 1)", (PINHOLE, frame.width, frame.height, params.tobytes()),
+            "INSERT INTO cameras (model, width, height, params, prior_focal_length) VALUES (?, ?, ?, ?, 1)",
+            (PINHOLE, frame.width, frame.height, params.tobytes()),
         ).lastrowid
-        rig = con.execute("INSERT INTO rigs (ref_sensor_id, ref_sensor_type) VALUES (?, ?)",
-                          (cam, SENSOR_CAMERA)).lastrowid
-        image = con.execute("INSERT INTO images (name, camera_id) VALUES (?, ?)",
-                            (frame.image, cam)).lastrowid
+        rig = con.execute(
+            "INSERT INTO rigs (ref_sensor_id, ref_sensor_type) VALUES (?, ?)", (cam, SENSOR_CAMERA)
+        ).lastrowid
+        image = con.execute("INSERT INTO images (name, camera_id) VALUES (?, ?)", (frame.image, cam)).lastrowid
         frame_id = con.execute("INSERT INTO frames (rig_id) VALUES (?)", (rig,)).lastrowid
-        con.execute("INSERT INTO frame_data (frame_id, data_id, sensor_id, sensor_type) "
-                    "VALUES (?, ?, ?, ?)", (frame_id, image, cam, SENSOR_CAMERA))
-        kp = np.column_stack([feats.uv + 0.5, feats.scale,
-                              np.radians(feats.angle)]).astype(np.float32).reshape(-1, 4)
-        con.execute("INSERT INTO keypoints VALUES (?, ?, ?, ?)",
-                    (image, kp.shape[0], 4, kp.tobytes()))
+        con.execute(
+            "INSERT INTO frame_data (frame_id, data_id, sensor_id, sensor_type) VALUES (?, ?, ?, ?)",
+            (frame_id, image, cam, SENSOR_CAMERA),
+        )
+        kp = np.column_stack([feats.uv + 0.5, feats.scale, np.radians(feats.angle)]).astype(np.float32).reshape(-1, 4)
+        con.execute("INSERT INTO keypoints VALUES (?, ?, ?, ?)", (image, kp.shape[0], 4, kp.tobytes()))
         desc = np.ascontiguousarray(colmap_descriptors(feats.descriptors, refmap.detector))
         dtype = DESCRIPTOR_SIFT if refmap.detector == "sift" else DESCRIPTOR_UNDEFINED
-        con.execute("INSERT INTO descriptors VALUES (?, ?, ?, ?, ?)",
-                    (image, dtype, desc.shape[0], desc.shape[1] if desc.ndim == 2 else 0,
-                     desc.tobytes()))
+        con.execute(
+            "INSERT INTO descriptors VALUES (?, ?, ?, ?, ?)",
+            (image, dtype, desc.shape[0], desc.shape[1] if desc.ndim == 2 else 0, desc.tobytes()),
+        )

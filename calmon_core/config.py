@@ -212,8 +212,10 @@ def local_site_settings(
     S3-compatible endpoint), SQLite Iceberg catalog and capture work folder all inside it. What the
     demo, the benchmarks and the tests run on; the webhook is referenced by variable name only."""
     if s3_endpoint:
-        storage = (f"[storage]\nbackend = s3\nbucket = {DEFAULT_BUCKET}\n\n"
-                   f"[aws]\nregion = us-east-1\nendpoint_url = {s3_endpoint}\n")
+        storage = (
+            f"[storage]\nbackend = s3\nbucket = {DEFAULT_BUCKET}\n\n"
+            f"[aws]\nregion = us-east-1\nendpoint_url = {s3_endpoint}\n"
+        )
     else:
         storage = f"[storage]\nbackend = local\nlocal_root = {root}/object-store\n"
     text = (
@@ -409,12 +411,7 @@ class Fleet(_Strict):
         return self
 
     def devices(self, enabled_only: bool = False) -> list[tuple[Deployment, Device]]:
-        return [
-            (dep, dev)
-            for dep in self.deployments
-            for dev in dep.devices
-            if dev.enabled or not enabled_only
-        ]
+        return [(dep, dev) for dep in self.deployments for dev in dep.devices if dev.enabled or not enabled_only]
 
     def find(self, device_id: str) -> tuple[Deployment, Device]:
         for dep, dev in self.devices():

@@ -30,9 +30,7 @@ def _rz(a: float) -> np.ndarray:
 
 def rotation_from_ypr(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """Camera-to-world rotation R_wc for angles in degrees."""
-    return (
-        _rz(-math.radians(yaw)) @ _rx(math.radians(pitch)) @ _ry(math.radians(roll)) @ R0
-    )
+    return _rz(-math.radians(yaw)) @ _rx(math.radians(pitch)) @ _ry(math.radians(roll)) @ R0
 
 
 def ypr_from_rotation(r_wc: np.ndarray) -> tuple[float, float, float]:
@@ -112,8 +110,6 @@ def project_rays(k: np.ndarray, rays_cam: np.ndarray) -> np.ndarray:
     return uv
 
 
-def world_bearings(
-    k: np.ndarray, uv: np.ndarray, yaw: float, pitch: float, roll: float
-) -> np.ndarray:
+def world_bearings(k: np.ndarray, uv: np.ndarray, yaw: float, pitch: float, roll: float) -> np.ndarray:
     """World unit bearings of pixels seen by a camera at (yaw, pitch, roll)."""
     return pixel_rays(k, uv) @ rotation_from_ypr(yaw, pitch, roll).T

@@ -16,16 +16,17 @@ RED, GREEN, YELLOW = (0, 0, 255), (0, 200, 0), (0, 220, 255)
 HEIGHT = 480
 
 
-def _outline(k_q: np.ndarray, w: int, h: int, r_q: np.ndarray, k_r: np.ndarray,
-             r_r: np.ndarray) -> np.ndarray:
+def _outline(k_q: np.ndarray, w: int, h: int, r_q: np.ndarray, k_r: np.ndarray, r_r: np.ndarray) -> np.ndarray:
     """The query frame's border, sampled densely, projected into the reference frame's pixels."""
     s = np.linspace(0, 1, 40)
-    border = np.concatenate([
-        np.column_stack([s * (w - 1), np.zeros_like(s)]),
-        np.column_stack([np.full_like(s, w - 1), s * (h - 1)]),
-        np.column_stack([(1 - s) * (w - 1), np.full_like(s, h - 1)]),
-        np.column_stack([np.zeros_like(s), (1 - s) * (h - 1)]),
-    ])
+    border = np.concatenate(
+        [
+            np.column_stack([s * (w - 1), np.zeros_like(s)]),
+            np.column_stack([np.full_like(s, w - 1), s * (h - 1)]),
+            np.column_stack([(1 - s) * (w - 1), np.full_like(s, h - 1)]),
+            np.column_stack([np.zeros_like(s), (1 - s) * (h - 1)]),
+        ]
+    )
     world = pixel_rays(k_q, border) @ r_q.T
     return project_rays(k_r, world @ r_r)
 
@@ -39,8 +40,9 @@ def _polyline(img: np.ndarray, pts: np.ndarray, scale: float, dx: int, color) ->
     cv2.polylines(img, [p.reshape(-1, 1, 2)], True, color, 2, cv2.LINE_AA)
 
 
-def write_diagnostic(path: str | Path, refmap, reference_folder: Path, ref_capture, frame,
-                     query_image: np.ndarray, solution) -> Path:
+def write_diagnostic(
+    path: str | Path, refmap, reference_folder: Path, ref_capture, frame, query_image: np.ndarray, solution
+) -> Path:
     est = solution.estimate
     matches, mask = solution.matches, solution.inlier_mask
     t = frame.telemetry
@@ -60,8 +62,11 @@ def write_diagnostic(path: str | Path, refmap, reference_folder: Path, ref_captu
     dx = q.shape[1]
     if matches is not None and mask is not None:
         sel = mask & (matches.ref_frame == ref_i)
-        for a, b in zip(matches.uv_query[sel][::max(1, sel.sum() // 80)],
-                        matches.uv_ref[sel][::max(1, sel.sum() // 80)], strict=True):
+        for a, b in zip(
+            matches.uv_query[sel][:: max(1, sel.sum() // 80)],
+            matches.uv_ref[sel][:: max(1, sel.sum() // 80)],
+            strict=True,
+        ):
             pa = (int(a[0] * sq), int(a[1] * sq))
             pb = (int(b[0] * sr) + dx, int(b[1] * sr))
             cv2.line(canvas, pa, pb, YELLOW, 1, cv2.LINE_AA)
@@ -75,13 +80,14 @@ def write_diagnostic(path: str | Path, refmap, reference_folder: Path, ref_captu
         _polyline(canvas, _outline(k_q, w, h, solution.rotation, rf.k, rf.rotation), sr, dx, GREEN)
     if est.success:
         o = est.offsets_deg
-        text = (f"{est.image}: yaw {o['yaw']:+.3f} pitch {o['pitch']:+.3f} roll {o['roll']:+.3f} "
-                f"deg, {est.inliers} inliers (red reported, green estimated)")
+        text = (
+            f"{est.image}: yaw {o['yaw']:+.3f} pitch {o['pitch']:+.3f} roll {o['roll']:+.3f} "
+            f"deg, {est.inliers} inliers (red reported, green estimated)"
+        )
     else:
         text = f"{est.image}: inconclusive - {est.failure_log}"[:150]
     cv2.rectangle(canvas, (0, 0), (canvas.shape[1], 26), (0, 0, 0), -1)
-    cv2.putText(canvas, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                cv2.LINE_AA)
+    cv2.putText(canvas, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     path = Path(path)
     if not cv2.imwrite(str(path), canvas):
         raise OSError(f"cannot write diagnostic picture {path}")

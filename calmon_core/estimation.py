@@ -123,8 +123,14 @@ def _half_diag_deg(k: np.ndarray, width: int, height: int) -> float:
     return math.degrees(math.atan(math.hypot(width / 2, height / 2) / k[0, 0]))
 
 
-def overlapping_reference_frames(refmap: ReferenceMap, r_wc: np.ndarray, k: np.ndarray, width: int,
-                                 height: int, margin_deg: float = OVERLAP_MARGIN_DEG) -> list[int]:
+def overlapping_reference_frames(
+    refmap: ReferenceMap,
+    r_wc: np.ndarray,
+    k: np.ndarray,
+    width: int,
+    height: int,
+    margin_deg: float = OVERLAP_MARGIN_DEG,
+) -> list[int]:
     """Reference frames whose view can overlap the query's (by optical-axis angle), nearest first."""
     reach_q = _half_diag_deg(k, width, height)
     found = []
@@ -136,8 +142,9 @@ def overlapping_reference_frames(refmap: ReferenceMap, r_wc: np.ndarray, k: np.n
     return [i for _, i in sorted(found)][:MAX_REFERENCE_FRAMES]
 
 
-def gather_matches(refmap: ReferenceMap, query_uv: np.ndarray, matcher: QueryMatcher,
-                   frames: list[int]) -> FrameMatches:
+def gather_matches(
+    refmap: ReferenceMap, query_uv: np.ndarray, matcher: QueryMatcher, frames: list[int]
+) -> FrameMatches:
     """Match against each reference frame, gate each pair with a MAGSAC homography, pool."""
     uq, bw, rf, ur = [], [], [], []
     for i in frames:
@@ -146,8 +153,7 @@ def gather_matches(refmap: ReferenceMap, query_uv: np.ndarray, matcher: QueryMat
             continue
         a = query_uv[pairs[:, 0]]
         b = refmap.features[i].uv[pairs[:, 1]]
-        _, mask = cv2.findHomography(b, a, cv2.USAC_MAGSAC, HOMOGRAPHY_GATE_PX, confidence=0.999,
-                                     maxIters=5000)
+        _, mask = cv2.findHomography(b, a, cv2.USAC_MAGSAC, HOMOGRAPHY_GATE_PX, confidence=0.999, maxIters=5000)
         if mask is None:
             continue
         keep = mask.ravel().astype(bool)
@@ -158,10 +164,8 @@ def gather_matches(refmap: ReferenceMap, query_uv: np.ndarray, matcher: QueryMat
         bw.append(refmap.bearings(i, b[keep]))
         rf.append(np.full(int(keep.sum()), i))
     if not uq:
-        return FrameMatches(np.zeros((0, 2)), np.zeros((0, 3)), np.zeros(0, int), np.zeros((0, 2)),
-                            list(frames))
-    return FrameMatches(np.concatenate(uq), np.concatenate(bw), np.concatenate(rf),
-                        np.concatenate(ur), list(frames))
+        return FrameMatches(np.zeros((0, 2)), np.zeros((0, 3)), np.zeros(0, int), np.zeros((0, 2)), list(frames))
+    return FrameMatches(np.concatenate(uq), np.concatenate(bw), np.concatenate(rf), np.concatenate(ur), list(frames))
 
 
 def _hull_fraction(uv: np.ndarray, width: int, height: int) -> float:
@@ -171,8 +175,9 @@ def _hull_fraction(uv: np.ndarray, width: int, height: int) -> float:
     return float(cv2.contourArea(hull)) / float(width * height)
 
 
-def warp_reference(refmap: ReferenceMap, i: int, k_q: np.ndarray, r_wc: np.ndarray, width: int,
-                   height: int) -> tuple[np.ndarray, np.ndarray] | None:
+def warp_reference(
+    refmap: ReferenceMap, i: int, k_q: np.ndarray, r_wc: np.ndarray, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Reference frame i resampled into the query's geometry (pose r_wc, intrinsics k_q), and the
     mask of query pixels it covers. Pixel (u, v) of the result shows world bearing
     r_wc @ K_q^-1 [u, v, 1] under the reference map."""
@@ -205,9 +210,9 @@ def _match_histogram(source: np.ndarray, target: np.ndarray, valid: np.ndarray) 
     return lut[source]
 
 
-def photometric_correspondences(refmap: ReferenceMap, gray: np.ndarray, k_q: np.ndarray,
-                                r_wc: np.ndarray, frames: list[int]
-                                ) -> tuple[np.ndarray, np.ndarray]:
+def photometric_correspondences(
+    refmap: ReferenceMap, gray: np.ndarray, k_q: np.ndarray, r_wc: np.ndarray, frames: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel (query uv, world bearing) pairs: each reference frame is warped into the query's
     view under the feature estimate, and query corners are tracked into it (matching.py)."""
     h, w = gray.shape[:2]
@@ -244,8 +249,9 @@ class FrameSolution:
     inlier_mask: np.ndarray | None = None
 
 
-def estimate_frame(refmap: ReferenceMap, frame: Frame, image: np.ndarray, *,
-                   refine_focal: bool = True) -> FrameSolution:
+def estimate_frame(
+    refmap: ReferenceMap, frame: Frame, image: np.ndarray, *, refine_focal: bool = True
+) -> FrameSolution:
     """Estimate one query frame's true orientation against a reference map."""
     t = frame.telemetry
     reported = {"yaw": t.yaw, "pitch": t.pitch, "roll": t.roll, "zoom": t.zoom}
@@ -259,13 +265,22 @@ def estimate_frame(refmap: ReferenceMap, frame: Frame, image: np.ndarray, *,
     mean, std = float(gray.mean()), float(gray.std())
     if mean < DARK_MEAN or std < BLANK_STD:
         why = "too dark" if mean < DARK_MEAN else "blank (no contrast)"
-        return FrameSolution(_failed(frame, reported, 0, f"{frame.image}: the view is {why}; "
-                                     "nothing to match against the reference scan"))
+        return FrameSolution(
+            _failed(
+                frame, reported, 0, f"{frame.image}: the view is {why}; nothing to match against the reference scan"
+            )
+        )
     r_rep = rotation_from_ypr(t.yaw, t.pitch, t.roll)
     feats = detect(gray, refmap.detector, QUERY_NFEATURES)
     if len(feats) < MIN_INLIERS:
-        return FrameSolution(_failed(frame, reported, 0, f"{frame.image}: only {len(feats)} "
-                                     "keypoints in the view (sky, fog, blank or out of focus?)"))
+        return FrameSolution(
+            _failed(
+                frame,
+                reported,
+                0,
+                f"{frame.image}: only {len(feats)} keypoints in the view (sky, fog, blank or out of focus?)",
+            )
+        )
     matcher = QueryMatcher(matching_descriptors(feats, refmap.detector))
     candidates = overlapping_reference_frames(refmap, r_rep, k, w, h)
     matches = gather_matches(refmap, feats.uv, matcher, candidates)
@@ -274,52 +289,98 @@ def estimate_frame(refmap: ReferenceMap, frame: Frame, image: np.ndarray, *,
         matches = gather_matches(refmap, feats.uv, matcher, list(range(len(refmap.frames))))
     n = len(matches.uv_query)
     if n < MIN_INLIERS:
-        return FrameSolution(_failed(frame, reported, n, f"{frame.image}: only {n} geometrically "
-                                     f"consistent matches with the reference scan (need "
-                                     f"{MIN_INLIERS}); scene changed, occluded, or low texture"))
+        return FrameSolution(
+            _failed(
+                frame,
+                reported,
+                n,
+                f"{frame.image}: only {n} geometrically "
+                f"consistent matches with the reference scan (need "
+                f"{MIN_INLIERS}); scene changed, occluded, or low texture",
+            )
+        )
     rays = pixel_rays(k, matches.uv_query)
     f = float(k[0, 0])
     ransac = ransac_rotation(rays, matches.bearings, RANSAC_PX / f)
     if ransac is None or ransac.inliers.sum() < MIN_INLIERS:
         got = 0 if ransac is None else int(ransac.inliers.sum())
-        return FrameSolution(_failed(frame, reported, got, f"{frame.image}: no rotation explains "
-                                     f"enough matches ({got} of {n}); scene changed or repetitive"))
+        return FrameSolution(
+            _failed(
+                frame,
+                reported,
+                got,
+                f"{frame.image}: no rotation explains enough matches ({got} of {n}); scene changed or repetitive",
+            )
+        )
     inl = ransac.inliers
-    ref = refine_rotation(ransac.rotation, k, matches.uv_query, matches.bearings,
-                          inlier_px=RANSAC_PX, refine_focal=refine_focal, initial_inliers=inl)
+    ref = refine_rotation(
+        ransac.rotation,
+        k,
+        matches.uv_query,
+        matches.bearings,
+        inlier_px=RANSAC_PX,
+        refine_focal=refine_focal,
+        initial_inliers=inl,
+    )
     mask = ref.inliers
     count = int(mask.sum())
     if count < MIN_INLIERS or count < MIN_INLIER_RATIO * n:
-        return FrameSolution(_failed(frame, reported, count, f"{frame.image}: {count} of {n} "
-                                     "matches agree on one rotation: too few to trust"))
+        return FrameSolution(
+            _failed(
+                frame, reported, count, f"{frame.image}: {count} of {n} matches agree on one rotation: too few to trust"
+            )
+        )
     cover = _hull_fraction(matches.uv_query[mask], w, h)
     if cover < MIN_COVER:
-        return FrameSolution(_failed(frame, reported, count, f"{frame.image}: the {count} inliers "
-                                     f"cover {100 * cover:.1f}% of the image: degenerate geometry"))
+        return FrameSolution(
+            _failed(
+                frame,
+                reported,
+                count,
+                f"{frame.image}: the {count} inliers cover {100 * cover:.1f}% of the image: degenerate geometry",
+            )
+        )
     r_est = ref.rotation
     est = ypr_from_rotation(r_est)
     offsets = angle_offsets(est, (t.yaw, t.pitch, t.roll))
     cos = float(np.clip((np.trace(r_rep.T @ r_est) - 1) / 2, -1, 1))
     if math.degrees(math.acos(cos)) > MAX_OFFSET_DEG:
-        return FrameSolution(_failed(frame, reported, count, f"{frame.image}: the best fit is "
-                                     f"{math.degrees(math.acos(cos)):.1f} deg from the reported "
-                                     "pose: a different place matched, not an offset"))
+        return FrameSolution(
+            _failed(
+                frame,
+                reported,
+                count,
+                f"{frame.image}: the best fit is "
+                f"{math.degrees(math.acos(cos)):.1f} deg from the reported "
+                "pose: a different place matched, not an offset",
+            )
+        )
     cov = ypr_covariance(r_est, ref.covariance)
     sig = np.sqrt(np.maximum(np.diag(cov), 0.0)) * UNCERTAINTY_INFLATION
     sig = np.sqrt(sig**2 + UNCERTAINTY_FLOOR_DEG**2)
     if not np.all(np.isfinite(sig)) or sig.max() > MAX_SIGMA_DEG:
-        return FrameSolution(_failed(frame, reported, count, f"{frame.image}: uncertainty "
-                                     f"{float(np.nanmax(sig)):.3f} deg is too large to tell (weak "
-                                     "geometry, near-vertical view or blur)"))
+        return FrameSolution(
+            _failed(
+                frame,
+                reported,
+                count,
+                f"{frame.image}: uncertainty "
+                f"{float(np.nanmax(sig)):.3f} deg is too large to tell (weak "
+                "geometry, near-vertical view or blur)",
+            )
+        )
     r_feat, k_fit = r_est, k.copy()
     k_fit[:2, :2] *= ref.focal_scale
-    top = [int(x) for x in np.argsort(-np.bincount(matches.ref_frame[mask],
-                                                   minlength=len(refmap.frames)))[:2]
-           if np.sum(matches.ref_frame[mask] == x) >= MIN_INLIERS]
+    top = [
+        int(x)
+        for x in np.argsort(-np.bincount(matches.ref_frame[mask], minlength=len(refmap.frames)))[:2]
+        if np.sum(matches.ref_frame[mask] == x) >= MIN_INLIERS
+    ]
     uv_f, bearing_f = photometric_correspondences(refmap, gray, k_fit, r_feat, top)
     if len(uv_f) >= 2 * MIN_INLIERS and _hull_fraction(uv_f, w, h) >= MIN_COVER:
-        fine = refine_rotation(r_feat, k_fit, uv_f, bearing_f, inlier_px=PHOTOMETRIC_GATE_PX,
-                               loss_scale_px=0.2, refine_focal=refine_focal)
+        fine = refine_rotation(
+            r_feat, k_fit, uv_f, bearing_f, inlier_px=PHOTOMETRIC_GATE_PX, loss_scale_px=0.2, refine_focal=refine_focal
+        )
         cov_f = ypr_covariance(fine.rotation, fine.covariance)
         sig_f = np.sqrt(np.maximum(np.diag(cov_f), 0.0)) * UNCERTAINTY_INFLATION
         sig_f = np.sqrt(sig_f**2 + UNCERTAINTY_FLOOR_DEG**2)
@@ -327,12 +388,12 @@ def estimate_frame(refmap: ReferenceMap, frame: Frame, image: np.ndarray, *,
         moved = np.abs(angle_offsets(est_f, est))
         # the photometric fit refines, it may not overrule: it must land within the feature fit's
         # own uncertainty (else lighting or occluders pulled it and the features stand)
-        if (fine.inliers.sum() >= 2 * MIN_INLIERS and np.all(moved <= 4 * sig + 0.002)
-                and np.all(sig_f <= sig)):
+        if fine.inliers.sum() >= 2 * MIN_INLIERS and np.all(moved <= 4 * sig + 0.002) and np.all(sig_f <= sig):
             r_est, est, sig = fine.rotation, est_f, sig_f
             offsets = angle_offsets(est, (t.yaw, t.pitch, t.roll))
-            ref = Refinement(fine.rotation, fine.covariance, ref.focal_scale * fine.focal_scale,
-                             ref.inliers, fine.rms_px)
+            ref = Refinement(
+                fine.rotation, fine.covariance, ref.focal_scale * fine.focal_scale, ref.inliers, fine.rms_px
+            )
     fe = FrameEstimate(
         image=frame.image,
         success=True,
@@ -372,8 +433,7 @@ def combine_frames(frames: list[FrameEstimate]) -> tuple[dict, dict, list[FrameE
     if len(o) > 1:  # the frames' scatter, when larger than their claims, is the honest figure
         scatter = np.sqrt(((o - mean) ** 2 * wts).sum(axis=0) / wts.sum(axis=0) / (len(o) - 1))
         sigma = np.maximum(sigma, scatter)
-    return (_rounded(dict(zip(AXES, mean, strict=True))),
-            _rounded(dict(zip(AXES, sigma, strict=True))), used, note)
+    return (_rounded(dict(zip(AXES, mean, strict=True))), _rounded(dict(zip(AXES, sigma, strict=True))), used, note)
 
 
 class ReferenceScanError(CaptureFormatError):
@@ -393,9 +453,14 @@ def _load_reference(folder: Path) -> tuple[Capture, ReferenceMap]:
         raise ReferenceScanError(f"reference scan {folder}: {type(exc).__name__}: {exc}") from exc
 
 
-def estimate_offsets(reference_folder: str | Path, query_folder: str | Path, *,
-                     threshold_deg: float = 0.5, diagnostics_dir: str | Path | None = None,
-                     refine_focal: bool = True) -> Estimate:
+def estimate_offsets(
+    reference_folder: str | Path,
+    query_folder: str | Path,
+    *,
+    threshold_deg: float = 0.5,
+    diagnostics_dir: str | Path | None = None,
+    refine_focal: bool = True,
+) -> Estimate:
     """Offsets (true - reported) of a query capture against a reference scan (both calmon.capture/1).
 
     Raises CaptureFormatError for bad input (ReferenceScanError when the reference is at fault);
@@ -408,8 +473,9 @@ def estimate_offsets(reference_folder: str | Path, query_folder: str | Path, *,
     if not query.frames:
         raise CaptureFormatError(f"{query_folder / 'manifest.json'}: query has no frames")
     images = [load_frame_image(query_folder, query, i) for i in range(len(query.frames))]
-    solutions = [estimate_frame(refmap, fr, img, refine_focal=refine_focal)
-                 for fr, img in zip(query.frames, images, strict=True)]
+    solutions = [
+        estimate_frame(refmap, fr, img, refine_focal=refine_focal) for fr, img in zip(query.frames, images, strict=True)
+    ]
     if diagnostics_dir is not None:
         from calmon_core.diagnostics import write_diagnostic
 
@@ -418,8 +484,7 @@ def estimate_offsets(reference_folder: str | Path, query_folder: str | Path, *,
         for i, (sol, img) in enumerate(zip(solutions, images, strict=True)):
             path = out / f"{i:03d}_{Path(sol.estimate.image).stem}.png"
             try:
-                write_diagnostic(path, refmap, reference_folder, ref_capture, query.frames[i], img,
-                                 sol)
+                write_diagnostic(path, refmap, reference_folder, ref_capture, query.frames[i], img, sol)
                 sol.estimate.diagnostic_png = str(path)
             except (OSError, CaptureFormatError, cv2.error):
                 pass  # a picture that cannot be drawn never costs the estimate
@@ -427,8 +492,6 @@ def estimate_offsets(reference_folder: str | Path, query_folder: str | Path, *,
     offsets, sigma, used, note = combine_frames(frames)
     if not used:
         logs = "; ".join(f.failure_log or f.image for f in frames)
-        return Estimate(False, None, None, None, frames, f"no query frame could be estimated: {logs}",
-                        0, 0)
+        return Estimate(False, None, None, None, frames, f"no query frame could be estimated: {logs}", 0, 0)
     breach = any(abs(v) > threshold_deg for v in offsets.values())
-    return Estimate(True, offsets, sigma, breach, frames, note,
-                    int(sum(f.inliers for f in used)), len(used))
+    return Estimate(True, offsets, sigma, breach, frames, note, int(sum(f.inliers for f in used)), len(used))

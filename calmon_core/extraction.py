@@ -172,8 +172,11 @@ class TelemetryWatch:
                     return status
             if now >= deadline:
                 need = self.detector.stabilize_time
-                what = (f"telemetry was still but {last_refusal}" if status.stable and last_refusal
-                        else f"telemetry did not hold still for {need:g} s")
+                what = (
+                    f"telemetry was still but {last_refusal}"
+                    if status.stable and last_refusal
+                    else f"telemetry did not hold still for {need:g} s"
+                )
                 raise CaptureFailed(
                     f"{self.label}: {what} within the {round(deadline - started, 1):g} s timeout "
                     f"(waited {now - started:.1f} s; {status.reason}); {self.describe(now)}"
@@ -260,8 +263,13 @@ class QueryExtractor:
 
     # ------------------------------------------------------------------ public entry points
 
-    def extract_query(self, device_id: str, stabilize_time: int = 30, timeout: Optional[int] = None,  # noqa: UP045
-                      active_ptz_stops: List[Tuple[float, float, float]] = []) -> QueryCapture:  # noqa: B006, UP006
+    def extract_query(
+        self,
+        device_id: str,
+        stabilize_time: int = 30,
+        timeout: Optional[int] = None,  # noqa: UP045
+        active_ptz_stops: List[Tuple[float, float, float]] = [],  # noqa: B006, UP006
+    ) -> QueryCapture:
         """One query capture: passive without stops, active with them (see the module doc)."""
         deployment, device = self._find(device_id)
         stops = [tuple(float(v) for v in stop) for stop in (active_ptz_stops or [])]
@@ -270,24 +278,43 @@ class QueryExtractor:
                 raise ValueError(f"device {device_id}: active stop {stop!r} is not a finite (pan, tilt, zoom)")
         limit = default_timeout(stabilize_time) if timeout is None else float(timeout)
         if stops:
-            return self._tour(deployment, device, stops, float(stabilize_time), limit,  # type: ignore[arg-type]
-                              CaptureKind.query, CaptureMode.active, None)
+            return self._tour(
+                deployment,
+                device,
+                stops,
+                float(stabilize_time),
+                limit,  # type: ignore[arg-type]
+                CaptureKind.query,
+                CaptureMode.active,
+                None,
+            )
         return self._passive(deployment, device, float(stabilize_time), limit)
 
-    def capture_reference(self, device_id: str, stabilize_time: float = 2.0,
-                          timeout: float | None = None,
-                          progress: Callable[[int, int], None] | None = None) -> QueryCapture:
+    def capture_reference(
+        self,
+        device_id: str,
+        stabilize_time: float = 2.0,
+        timeout: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> QueryCapture:
         """Drive the camera over its reference grid, a still frame at each pose; then back home."""
         deployment, device = self._find(device_id)
         stops = [(p.yaw, p.pitch, p.zoom) for p in device.reference_grid.poses()]
         limit = default_timeout(stabilize_time) if timeout is None else float(timeout)
-        return self._tour(deployment, device, stops, float(stabilize_time), limit,
-                          CaptureKind.reference, CaptureMode.reference, progress)
+        return self._tour(
+            deployment,
+            device,
+            stops,
+            float(stabilize_time),
+            limit,
+            CaptureKind.reference,
+            CaptureMode.reference,
+            progress,
+        )
 
     # ------------------------------------------------------------------ passive
 
-    def _passive(self, deployment: Deployment, device: Device, stabilize_time: float,
-                 timeout: float) -> QueryCapture:
+    def _passive(self, deployment: Deployment, device: Device, stabilize_time: float, timeout: float) -> QueryCapture:
         label = f"device {device.id}"
         camera = self.camera_factory(deployment, device)
         _probe(camera)
@@ -301,18 +328,27 @@ class QueryExtractor:
             summary = self._summary(watch, source, camera, discarded)
         finally:
             source.stop()
-        return self._write(deployment, device, CaptureKind.query, CaptureMode.passive, started,
-                           [shot], [], summary)
+        return self._write(deployment, device, CaptureKind.query, CaptureMode.passive, started, [shot], [], summary)
 
     # ------------------------------------------------------------------ active and reference
 
-    def _tour(self, deployment: Deployment, device: Device, stops: list[tuple[float, float, float]],
-              stabilize_time: float, timeout: float, kind: CaptureKind, mode: CaptureMode,
-              progress: Callable[[int, int], None] | None) -> QueryCapture:
+    def _tour(
+        self,
+        deployment: Deployment,
+        device: Device,
+        stops: list[tuple[float, float, float]],
+        stabilize_time: float,
+        timeout: float,
+        kind: CaptureKind,
+        mode: CaptureMode,
+        progress: Callable[[int, int], None] | None,
+    ) -> QueryCapture:
         label = f"device {device.id}"
         if device.camera.ptz == "none":
-            raise CaptureFailed(f"{label}: camera.ptz is 'none' in devices.yaml, so calmon cannot "
-                                f"drive it to {len(stops)} poses for a {mode.value} capture")
+            raise CaptureFailed(
+                f"{label}: camera.ptz is 'none' in devices.yaml, so calmon cannot "
+                f"drive it to {len(stops)} poses for a {mode.value} capture"
+            )
         camera = self.camera_factory(deployment, device)
         _probe(camera)
         started = self.clock()
@@ -355,8 +391,14 @@ class QueryExtractor:
         watch.wait_sample_after(-math.inf, deadline)
         return watch.newest.pose() if watch.newest is not None else None
 
-    def _move(self, deployment: Deployment, device: Device, source: TelemetrySource,
-              camera: CameraControl, stop: tuple[float, float, float]) -> None:
+    def _move(
+        self,
+        deployment: Deployment,
+        device: Device,
+        source: TelemetrySource,
+        camera: CameraControl,
+        stop: tuple[float, float, float],
+    ) -> None:
         yaw, pitch, zoom = stop
         publish = getattr(source, "publish_command", None)
         if device.camera.ptz == "mqtt" and callable(publish):
@@ -375,14 +417,23 @@ class QueryExtractor:
             errors = (abs(wrap_deg(pose.yaw - stop[0])), abs(pose.pitch - stop[1]))
             zoom_off = abs(pose.zoom - stop[2]) > ARRIVAL_TOLERANCE_ZOOM * max(1.0, stop[2])
             if max(errors) > tol or zoom_off:
-                return (f"it did not reach the commanded pose yaw {stop[0]:.2f} pitch {stop[1]:.2f} "
-                        f"zoom {stop[2]:.2f} (telemetry reports {_pose_text(pose)})")
+                return (
+                    f"it did not reach the commanded pose yaw {stop[0]:.2f} pitch {stop[1]:.2f} "
+                    f"zoom {stop[2]:.2f} (telemetry reports {_pose_text(pose)})"
+                )
             return None
 
         return check
 
-    def _return_home(self, deployment: Deployment, device: Device, source: TelemetrySource,
-                     camera: CameraControl, home: Pose | None, timeout: float) -> dict[str, Any]:
+    def _return_home(
+        self,
+        deployment: Deployment,
+        device: Device,
+        source: TelemetrySource,
+        camera: CameraControl,
+        home: Pose | None,
+        timeout: float,
+    ) -> dict[str, Any]:
         if home is None:
             return {"returned": False, "reason": "the starting pose was unknown (no telemetry before the tour)"}
         report: dict[str, Any] = {"pose": {"yaw": home.yaw, "pitch": home.pitch, "zoom": home.zoom}}
@@ -398,15 +449,24 @@ class QueryExtractor:
             if status.mean_pose is not None and check(status) is None and status.stable:
                 return {**report, "returned": True}
             if self.clock() >= deadline:
-                return {**report, "returned": False,
-                        "reason": f"commanded home, not confirmed by telemetry ({status.reason})"}
+                return {
+                    **report,
+                    "returned": False,
+                    "reason": f"commanded home, not confirmed by telemetry ({status.reason})",
+                }
             self.sleep(POLL_SECONDS)
 
     # ------------------------------------------------------------------ grabbing
 
-    def _grab_when_still(self, watch: TelemetryWatch, camera: CameraControl, deadline: float,
-                         started: float, stop: tuple[float, float, float] | None,
-                         discarded: list[str]) -> _Shot:
+    def _grab_when_still(
+        self,
+        watch: TelemetryWatch,
+        camera: CameraControl,
+        deadline: float,
+        started: float,
+        stop: tuple[float, float, float] | None,
+        discarded: list[str],
+    ) -> _Shot:
         """Wait for stillness, grab, and keep the frame only if telemetry stayed still across it
         and a second grab after the confirmation shows the same picture."""
         accept = self._arrived(stop) if stop is not None else None
@@ -420,8 +480,13 @@ class QueryExtractor:
             got_sample = watch.wait_sample_after(confirm_until, confirm_until + self.max_silence)
             status = watch.status()
             refusal = accept(status) if accept and status.stable else None
-            if got_sample and status.stable and status.since is not None and status.since <= grab_start \
-                    and refusal is None:
+            if (
+                got_sample
+                and status.stable
+                and status.since is not None
+                and status.since <= grab_start
+                and refusal is None
+            ):
                 moved = self._image_moved(camera, image, grab_start)
                 if moved is None:
                     return _Shot(image, jpeg, status, (grab_start + grab_end) / 2.0)
@@ -433,8 +498,11 @@ class QueryExtractor:
                         f"frames discarded; {watch.describe(self.clock())}"
                     )
                 continue
-            why = ("no telemetry after the grab" if not got_sample
-                   else refusal or f"telemetry moved during or right after the grab ({status.reason})")
+            why = (
+                "no telemetry after the grab"
+                if not got_sample
+                else refusal or f"telemetry moved during or right after the grab ({status.reason})"
+            )
             discarded.append(f"frame at {_utc(grab_start).isoformat()} discarded: {why}")
             if self.clock() >= deadline:
                 raise CaptureFailed(
@@ -450,9 +518,11 @@ class QueryExtractor:
         if shift <= self.image_motion_px:
             return None
         amount = "changed completely" if math.isinf(shift) else f"shifted {shift:.1f} px"
-        return (f"the image moved while telemetry stayed still (frozen telemetry?): it {amount} "
-                f"between two grabs {self.clock() - first_at:.1f} s apart (more than "
-                f"{self.image_motion_px:g} px allowed)")
+        return (
+            f"the image moved while telemetry stayed still (frozen telemetry?): it {amount} "
+            f"between two grabs {self.clock() - first_at:.1f} s apart (more than "
+            f"{self.image_motion_px:g} px allowed)"
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -463,16 +533,22 @@ class QueryExtractor:
             raise CaptureFailed(str(exc.args[0])) from None
 
     def _watch(self, source: TelemetrySource, stabilize_time: float, label: str) -> TelemetryWatch:
-        return TelemetryWatch(source, stabilize_time, self.deadband_deg, self.max_silence,
-                              self.clock, self.sleep, label)
+        return TelemetryWatch(
+            source, stabilize_time, self.deadband_deg, self.max_silence, self.clock, self.sleep, label
+        )
 
-    def _summary(self, watch: TelemetryWatch, source: TelemetrySource, camera: CameraControl,
-                 discarded: list[str]) -> dict:
+    def _summary(
+        self, watch: TelemetryWatch, source: TelemetrySource, camera: CameraControl, discarded: list[str]
+    ) -> dict:
         summary = watch.detector.summary(self.clock())
         # what the clients saw of the connection (garbage, broker reconnects, restarted forwards)
-        counters = [(source, "received_count", "received_count"), (source, "garbage_count", "garbage_count"),
-                    (source, "connections", "telemetry_connections"),
-                    (source, "reresolved", "telemetry_reresolved"), (camera, "reresolved", "camera_reresolved")]
+        counters = [
+            (source, "received_count", "received_count"),
+            (source, "garbage_count", "garbage_count"),
+            (source, "connections", "telemetry_connections"),
+            (source, "reresolved", "telemetry_reresolved"),
+            (camera, "reresolved", "camera_reresolved"),
+        ]
         for client, name, key in counters:
             value = getattr(client, name, None)
             if isinstance(value, int):
@@ -480,8 +556,17 @@ class QueryExtractor:
         summary["discarded_frames"] = discarded
         return summary
 
-    def _write(self, deployment: Deployment, device: Device, kind: CaptureKind, mode: CaptureMode,
-               started: float, shots: list[_Shot], failed: list[dict], summary: dict) -> QueryCapture:
+    def _write(
+        self,
+        deployment: Deployment,
+        device: Device,
+        kind: CaptureKind,
+        mode: CaptureMode,
+        started: float,
+        shots: list[_Shot],
+        failed: list[dict],
+        summary: dict,
+    ) -> QueryCapture:
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f"{kind.value}-{device.id}-", dir=self.workdir))
@@ -499,16 +584,35 @@ class QueryExtractor:
             }
             if shot.stop is not None:
                 extra["commanded"] = {"yaw": shot.stop[0], "pitch": shot.stop[1], "zoom": shot.stop[2]}
-            frames.append(Frame(image=name, captured_at=_utc(shot.taken_at), width=width,
-                                height=height, telemetry=pose,
-                                **_intrinsics(device, pose.zoom, width, height), **extra))
+            frames.append(
+                Frame(
+                    image=name,
+                    captured_at=_utc(shot.taken_at),
+                    width=width,
+                    height=height,
+                    telemetry=pose,
+                    **_intrinsics(device, pose.zoom, width, height),
+                    **extra,
+                )
+            )
             images[name] = shot.jpeg
-        capture = Capture(kind=kind, deployment_name=deployment.name, device_id=device.id,
-                          mode=mode, started_at=_utc(started), frames=frames)
+        capture = Capture(
+            kind=kind,
+            deployment_name=deployment.name,
+            device_id=device.id,
+            mode=mode,
+            started_at=_utc(started),
+            frames=frames,
+        )
         write_capture(folder, capture, images)
         summary["frames"] = len(frames)
-        return QueryCapture(folder=folder, capture=capture, waited_seconds=self.clock() - started,
-                            failed_stops=failed, telemetry_summary=summary)
+        return QueryCapture(
+            folder=folder,
+            capture=capture,
+            waited_seconds=self.clock() - started,
+            failed_stops=failed,
+            telemetry_summary=summary,
+        )
 
 
 def _intrinsics(device: Device, zoom: float, width: int, height: int) -> dict[str, float]:
@@ -541,7 +645,10 @@ def _default_telemetry(deployment: Deployment, device: Device) -> TelemetrySourc
     if not mqtt.host:
         raise CaptureFailed(f"deployment {deployment.name}: mqtt.host is not set in devices.yaml")
     return MqttTelemetryLatch(
-        mqtt.host, mqtt.port, deployment.topic(device.id), deployment.telemetry_fields,
+        mqtt.host,
+        mqtt.port,
+        deployment.topic(device.id),
+        deployment.telemetry_fields,
         username=mqtt.username,
         password=mqtt.password.get_secret_value() if mqtt.password else None,
     )

@@ -62,8 +62,9 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
 
 
-def detect(image: np.ndarray, detector: str = "sift", nfeatures: int = QUERY_NFEATURES,
-           mask: np.ndarray | None = None) -> FeatureSet:
+def detect(
+    image: np.ndarray, detector: str = "sift", nfeatures: int = QUERY_NFEATURES, mask: np.ndarray | None = None
+) -> FeatureSet:
     """Detect and describe keypoints on a BGR or gray image."""
     gray = to_gray(image)
     kps, desc = _detector(detector, nfeatures).detectAndCompute(gray, mask)
@@ -155,8 +156,7 @@ def has_reference_features(reference_folder: str | Path) -> bool:
         return False
     try:
         meta = json.loads(meta_path.read_text())
-        return (meta.get("version") == FEATURES_VERSION
-                and meta.get("manifest_sha256") == _manifest_digest(folder))
+        return meta.get("version") == FEATURES_VERSION and meta.get("manifest_sha256") == _manifest_digest(folder)
     except (OSError, ValueError):
         return False
 
@@ -165,8 +165,16 @@ def _reference_frames(capture: Capture) -> list[ReferenceFrame]:
     frames = []
     for fr in capture.frames:
         t = fr.telemetry
-        frames.append(ReferenceFrame(fr.image, fr.width, fr.height, fr.intrinsics().matrix(),
-                                     (t.yaw, t.pitch, t.roll), rotation_from_ypr(t.yaw, t.pitch, t.roll)))
+        frames.append(
+            ReferenceFrame(
+                fr.image,
+                fr.width,
+                fr.height,
+                fr.intrinsics().matrix(),
+                (t.yaw, t.pitch, t.roll),
+                rotation_from_ypr(t.yaw, t.pitch, t.roll),
+            )
+        )
     return frames
 
 
@@ -189,12 +197,12 @@ def build_reference_features(reference_folder: str | Path, detector: str = "sift
     out.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {
         "frame": np.concatenate([np.full(len(f), i, np.int32) for i, f in enumerate(features)])
-        if features else np.zeros(0, np.int32),
+        if features
+        else np.zeros(0, np.int32),
         "uv": np.concatenate([f.uv for f in features]) if features else np.zeros((0, 2)),
         "scale": np.concatenate([f.scale for f in features]) if features else np.zeros(0),
         "angle": np.concatenate([f.angle for f in features]) if features else np.zeros(0),
-        "descriptors": np.concatenate([f.descriptors for f in features]) if features
-        else np.zeros((0, 128), np.uint8),
+        "descriptors": np.concatenate([f.descriptors for f in features]) if features else np.zeros((0, 128), np.uint8),
         "k": np.stack([f.k for f in frames]),
         "rotation": np.stack([f.rotation for f in frames]),
     }
@@ -213,9 +221,16 @@ def build_reference_features(reference_folder: str | Path, detector: str = "sift
         "version": FEATURES_VERSION,
         "manifest_sha256": _manifest_digest(folder),
         "detector": detector,
-        "frames": [{"image": f.image, "width": f.width, "height": f.height,
-                    "reported": list(f.reported),
-                    "refined_ypr": list(ypr_from_rotation(f.rotation))} for f in frames],
+        "frames": [
+            {
+                "image": f.image,
+                "width": f.width,
+                "height": f.height,
+                "reported": list(f.reported),
+                "refined_ypr": list(ypr_from_rotation(f.rotation)),
+            }
+            for f in frames
+        ],
         "summary": summary,
     }
     tmp_meta = out / f"{INDEX_META}.{os.getpid()}.tmp"
@@ -231,10 +246,11 @@ def load_reference_map(reference_folder: str | Path) -> ReferenceMap:
     frames = []
     features = []
     for i, fm in enumerate(meta["frames"]):
-        frames.append(ReferenceFrame(fm["image"], fm["width"], fm["height"], data["k"][i],
-                                     tuple(fm["reported"]), data["rotation"][i]))
+        frames.append(
+            ReferenceFrame(
+                fm["image"], fm["width"], fm["height"], data["k"][i], tuple(fm["reported"]), data["rotation"][i]
+            )
+        )
         sel = data["frame"] == i
-        features.append(FeatureSet(data["uv"][sel], data["scale"][sel], data["angle"][sel],
-                                   data["descriptors"][sel]))
-    return ReferenceMap(frames, features, meta["detector"], meta.get("summary", {}),
-                        Path(reference_folder))
+        features.append(FeatureSet(data["uv"][sel], data["scale"][sel], data["angle"][sel], data["descriptors"][sel]))
+    return ReferenceMap(frames, features, meta["detector"], meta.get("summary", {}), Path(reference_folder))

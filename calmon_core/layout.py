@@ -19,8 +19,7 @@ def check_segment(value: str, what: str = "name") -> str:
         raise UnsafeNameError(f"{what} must be a non-empty string, got {value!r}")
     if value in (".", "..") or ".." in value or not _SAFE_SEGMENT.match(value):
         raise UnsafeNameError(
-            f"{what} {value!r} is not a safe path segment "
-            "(letters, digits, '-', '_' and '.' only, never '..')"
+            f"{what} {value!r} is not a safe path segment (letters, digits, '-', '_' and '.' only, never '..')"
         )
     return value
 

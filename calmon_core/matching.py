@@ -20,13 +20,14 @@ class DescriptorIndex:
 
     def __init__(self, descriptors: np.ndarray, checks: int = FLANN_CHECKS):
         self.binary = descriptors.dtype == np.uint8
-        self.descriptors = (descriptors if self.binary
-                            else np.ascontiguousarray(descriptors, np.float32))
+        self.descriptors = descriptors if self.binary else np.ascontiguousarray(descriptors, np.float32)
         if self.binary:
             self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         else:
-            self.matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4},  # KD-tree
-                                                 {"checks": checks})
+            self.matcher = cv2.FlannBasedMatcher(
+                {"algorithm": 1, "trees": 4},  # KD-tree
+                {"checks": checks},
+            )
         if len(self.descriptors) >= 2:
             self.matcher.add([self.descriptors])
             self.matcher.train()
@@ -53,8 +54,9 @@ class QueryMatcher:
         if len(self.index) < 2 or len(reference) < 2:
             return np.zeros((0, 2), np.int64)
         fwd = reference.knn(self.index.descriptors, 2)
-        pairs = [(m[0].queryIdx, m[0].trainIdx) for m in fwd
-                 if len(m) == 2 and m[0].distance < self.ratio * m[1].distance]
+        pairs = [
+            (m[0].queryIdx, m[0].trainIdx) for m in fwd if len(m) == 2 and m[0].distance < self.ratio * m[1].distance
+        ]
         if not pairs:
             return np.zeros((0, 2), np.int64)
         pairs_arr = np.array(pairs, np.int64)
@@ -64,9 +66,9 @@ class QueryMatcher:
         return pairs_arr[nearest == pairs_arr[:, 0]]
 
 
-def flow_correspondences(query_gray: np.ndarray, warped_ref: np.ndarray, valid: np.ndarray, *,
-                         max_points: int = 1000, fb_max_px: float = 0.1
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def flow_correspondences(
+    query_gray: np.ndarray, warped_ref: np.ndarray, valid: np.ndarray, *, max_points: int = 1000, fb_max_px: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel correspondences between a query image and a reference image already warped into
     the query's geometry (so displacements are small): corners of the query tracked with pyramidal
     Lucas-Kanade, kept when tracking back lands within fb_max_px. Returns (query uv, warped uv)."""
@@ -75,8 +77,11 @@ def flow_correspondences(query_gray: np.ndarray, warped_ref: np.ndarray, valid: 
     if corners is None or len(corners) < 10:
         return np.zeros((0, 2)), np.zeros((0, 2))
     p0 = corners.astype(np.float32)
-    params = {"winSize": (21, 21), "maxLevel": 2,
-              "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 0.001)}
+    params = {
+        "winSize": (21, 21),
+        "maxLevel": 2,
+        "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 0.001),
+    }
     p1, st1, _ = cv2.calcOpticalFlowPyrLK(query_gray, warped_ref, p0, None, **params)
     p2, st2, _ = cv2.calcOpticalFlowPyrLK(warped_ref, query_gray, p1, None, **params)
     fb = np.linalg.norm((p2 - p0).reshape(-1, 2), axis=1)

@@ -81,9 +81,7 @@ class Intrinsics(BaseModel):
         return self
 
     def matrix(self) -> np.ndarray:
-        return camera_matrix(
-            self.width, self.height, self.hfov_deg, self.fx, self.fy, self.cx, self.cy
-        )
+        return camera_matrix(self.width, self.height, self.hfov_deg, self.fx, self.fy, self.cx, self.cy)
 
 
 class CaptureKind(StrEnum):

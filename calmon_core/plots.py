@@ -24,13 +24,22 @@ def contact_sheet(folder: str | Path, thumb_width: int = 240) -> bytes:
     for index, frame in enumerate(capture.frames):
         row = pitches.index(round(frame.telemetry.pitch, 3))
         col = yaws.index(round(frame.telemetry.yaw, 3))
-        thumb = cv2.resize(load_frame_image(folder, capture, index), (thumb_width, thumb_h),
-                           interpolation=cv2.INTER_AREA)
+        thumb = cv2.resize(
+            load_frame_image(folder, capture, index), (thumb_width, thumb_h), interpolation=cv2.INTER_AREA
+        )
         y0 = row * (thumb_h + 24)
-        sheet[y0 + 24:y0 + 24 + thumb_h, col * thumb_width:(col + 1) * thumb_width] = thumb
+        sheet[y0 + 24 : y0 + 24 + thumb_h, col * thumb_width : (col + 1) * thumb_width] = thumb
         label = f"yaw {frame.telemetry.yaw:+.1f} pitch {frame.telemetry.pitch:+.1f}"
-        cv2.putText(sheet, label, (col * thumb_width + 4, y0 + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
-                    (230, 230, 230), 1, cv2.LINE_AA)
+        cv2.putText(
+            sheet,
+            label,
+            (col * thumb_width + 4, y0 + 17),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.42,
+            (230, 230, 230),
+            1,
+            cv2.LINE_AA,
+        )
     ok, buf = cv2.imencode(".png", sheet)
     return buf.tobytes()
 

@@ -34,8 +34,9 @@ def overlapping_pairs(refmap) -> list[tuple[int, int]]:
         for j in range(i + 1, len(fr)):
             a, b = fr[i].rotation[:, 2], fr[j].rotation[:, 2]
             angle = math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b)))))
-            reach = (_half_diag_deg(fr[i].k, fr[i].width, fr[i].height)
-                     + _half_diag_deg(fr[j].k, fr[j].width, fr[j].height))
+            reach = _half_diag_deg(fr[i].k, fr[i].width, fr[i].height) + _half_diag_deg(
+                fr[j].k, fr[j].width, fr[j].height
+            )
             if angle < 0.8 * reach:
                 pairs.append((i, j))
     return pairs
@@ -65,8 +66,7 @@ def _pair_matches(refmap, i: int, j: int) -> tuple[np.ndarray, np.ndarray] | Non
     if good.sum() < 12:
         return None
     if good.sum() > MAX_MATCHES_PER_PAIR:
-        idx = np.random.default_rng(i * 1000 + j).choice(np.flatnonzero(good), MAX_MATCHES_PER_PAIR,
-                                                         replace=False)
+        idx = np.random.default_rng(i * 1000 + j).choice(np.flatnonzero(good), MAX_MATCHES_PER_PAIR, replace=False)
         good = np.zeros_like(good)
         good[idx] = True
     return ui[good], uj[good]
@@ -86,12 +86,11 @@ def refine_reference_rotations(refmap, prior_sigma_deg: float = PRIOR_SIGMA_DEG)
     if not links:
         return zero
     r0 = [f.rotation.copy() for f in refmap.frames]
-    rays = [(pixel_rays(refmap.frames[i].k, ui), pixel_rays(refmap.frames[j].k, uj))
-            for i, j, ui, uj in links]
+    rays = [(pixel_rays(refmap.frames[i].k, ui), pixel_rays(refmap.frames[j].k, uj)) for i, j, ui, uj in links]
     prior_w = 1.0 / math.radians(prior_sigma_deg)  # 1 px of cost per prior sigma
 
     def rotations(x):
-        return [r0[f] @ Rotation.from_rotvec(x[3 * f:3 * f + 3]).as_matrix() for f in range(n)]
+        return [r0[f] @ Rotation.from_rotvec(x[3 * f : 3 * f + 3]).as_matrix() for f in range(n)]
 
     def project(r, k, bearings):
         p = (bearings @ r) @ k.T
@@ -114,19 +113,21 @@ def refine_reference_rotations(refmap, prior_sigma_deg: float = PRIOR_SIGMA_DEG)
     for i, j, ui, _ in links:
         m = 4 * len(ui)
         for f in (i, j):
-            sparsity[r:r + m, 3 * f:3 * f + 3] = 1
+            sparsity[r : r + m, 3 * f : 3 * f + 3] = 1
         r += m
     for c in range(3 * n):
         sparsity[r + c, c] = 1
-    sol = least_squares(residuals, np.zeros(3 * n), jac_sparsity=sparsity, loss="soft_l1",
-                        f_scale=1.0, x_scale=1.0, max_nfev=50)
+    sol = least_squares(
+        residuals, np.zeros(3 * n), jac_sparsity=sparsity, loss="soft_l1", f_scale=1.0, x_scale=1.0, max_nfev=50
+    )
     # frames whose telemetry disagrees with the overlaps by more than 3 sigma lose their say in
     # the gauge (the map's overall orientation then comes from the frames that agree)
     bad = np.repeat(np.linalg.norm(sol.x.reshape(n, 3), axis=1) > 3 * math.radians(prior_sigma_deg), 3)
     if bad.any() and not bad.all():
         prior_on[bad] = 0.0
-        sol = least_squares(residuals, sol.x, jac_sparsity=sparsity, loss="soft_l1",
-                            f_scale=1.0, x_scale=1.0, max_nfev=50)
+        sol = least_squares(
+            residuals, sol.x, jac_sparsity=sparsity, loss="soft_l1", f_scale=1.0, x_scale=1.0, max_nfev=50
+        )
     rs = rotations(sol.x)
     change = {"yaw": 0.0, "pitch": 0.0, "roll": 0.0}
     for f in range(n):

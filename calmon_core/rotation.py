@@ -158,8 +158,7 @@ def refine_rotation(
     for _ in range(6):
         if inl.sum() < len(params) + 2:
             break
-        sol = least_squares(residuals, params, args=(inl,), loss="soft_l1", f_scale=loss_scale_px,
-                            x_scale="jac")
+        sol = least_squares(residuals, params, args=(inl,), loss="soft_l1", f_scale=loss_scale_px, x_scale="jac")
         params = sol.x
         r, kk = model(params)
         err = np.linalg.norm(_project(r, kk, bearings) - uv, axis=1)

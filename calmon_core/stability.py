@@ -244,22 +244,27 @@ class StabilityDetector:
                 False,
                 f"no telemetry for {silence:.1f} s (more than max_silence {self.max_silence:g} s): "
                 "the camera may be moving unseen",
-                0.0, mean_pose, spread, len(window), self._since, zoom_spread,
+                0.0,
+                mean_pose,
+                spread,
+                len(window),
+                self._since,
+                zoom_spread,
             )
         if still_for + 1e-9 >= need:
             reason = f"still for {still_for:.1f} s (needed {need:g} s)"
-            return StabilityStatus(True, reason, still_for, mean_pose, spread, len(window),
-                                   self._since, zoom_spread)
+            return StabilityStatus(True, reason, still_for, mean_pose, spread, len(window), self._since, zoom_spread)
         if self.counters.last_move_at is not None and self.counters.last_move_at >= self._since:
             moved = ", ".join(f"{k} by {v:.2f}" for k, v in self.counters.last_move_deg.items())
-            reason = (f"moving: changed {moved} {now - self.counters.last_move_at:.1f} s ago; "
-                      f"still for {still_for:.1f} s of {need:g} s needed")
+            reason = (
+                f"moving: changed {moved} {now - self.counters.last_move_at:.1f} s ago; "
+                f"still for {still_for:.1f} s of {need:g} s needed"
+            )
         elif self._gap_restart_at is not None and self._since == self._gap_restart_at:
             reason = f"telemetry resumed after a gap; still for {still_for:.1f} s of {need:g} s needed"
         else:
             reason = f"still for {still_for:.1f} s of {need:g} s needed"
-        return StabilityStatus(False, reason, still_for, mean_pose, spread, len(window),
-                               self._since, zoom_spread)
+        return StabilityStatus(False, reason, still_for, mean_pose, spread, len(window), self._since, zoom_spread)
 
     def summary(self, now: float | None = None) -> dict:
         """What the telemetry did, for failure messages and run metadata."""
@@ -302,8 +307,11 @@ class StabilityDetector:
             parts.append(f"{c.gaps} gaps longer than {self.max_silence:g} s")
         if self._last_t is not None and now - self._last_t > self.max_silence:
             parts.append(f"silent for the last {now - self._last_t:.1f} s")
-        for label, n in (("duplicate", c.duplicates), ("out-of-order", c.out_of_order),
-                         ("non-finite", c.rejected_non_finite)):
+        for label, n in (
+            ("duplicate", c.duplicates),
+            ("out-of-order", c.out_of_order),
+            ("non-finite", c.rejected_non_finite),
+        ):
             if n:
                 parts.append(f"{n} {label} samples ignored")
         s = self._last_sample
@@ -315,10 +323,13 @@ class StabilityDetector:
 def _summarise(window: list[_Entry]) -> tuple[Pose, dict[str, float], float]:
     n = len(window)
     means = [sum(e.values[a] for e in window) / n for a in range(len(AXES))]
-    spreads = [max(e.values[a] for e in window) - min(e.values[a] for e in window)
-               for a in range(len(AXES))]
+    spreads = [max(e.values[a] for e in window) - min(e.values[a] for e in window) for a in range(len(AXES))]
     # rounded: the mean of n equal values should read as that value (telemetry resolution is 0.01)
-    pose = Pose(yaw=round(wrap_deg(means[0]), 6), pitch=round(means[1], 6),
-                roll=round(wrap_deg(means[2]), 6), zoom=round(means[3], 6))
+    pose = Pose(
+        yaw=round(wrap_deg(means[0]), 6),
+        pitch=round(means[1], 6),
+        roll=round(wrap_deg(means[2]), 6),
+        zoom=round(means[3], 6),
+    )
     spread = {"yaw": round(spreads[0], 6), "pitch": round(spreads[1], 6), "roll": round(spreads[2], 6)}
     return pose, spread, round(spreads[3], 6)

@@ -67,8 +67,9 @@ class _Segment:
     def at(self, t: float) -> tuple[float, float, float]:
         elapsed = max(0.0, t - self.t0)
         out = []
-        for s, d, speed in zip(self.start, self._deltas(),
-                               (self.slew_speed, self.slew_speed, self.zoom_speed), strict=True):
+        for s, d, speed in zip(
+            self.start, self._deltas(), (self.slew_speed, self.slew_speed, self.zoom_speed), strict=True
+        ):
             step = min(abs(d), speed * elapsed)
             out.append(s + math.copysign(step, d))
         return wrap_deg(out[0]), out[1], out[2]
@@ -78,22 +79,33 @@ class SimCamera:
     """A simulated PTZ camera. The HTTP API is served by calmon_sim.http_api once start() runs;
     telemetry is published by the fleet's single publisher (calmon_sim.fleet)."""
 
-    def __init__(self, spec: SimDeviceSpec, deployment: str, host: str = "127.0.0.1", port: int = 0,
-                 scene: Scene | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        spec: SimDeviceSpec,
+        deployment: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        scene: Scene | None = None,
+        seed: int | None = None,
+    ):
         self.spec = spec
         self.device_id = spec.id
         self.deployment = deployment
         self.host = host
         self.width, self.height = spec.resolution
-        self.intrinsics = DeviceIntrinsics(width=self.width, height=self.height,
-                                           hfov_by_zoom=dict(spec.hfov_by_zoom))
+        self.intrinsics = DeviceIntrinsics(width=self.width, height=self.height, hfov_by_zoom=dict(spec.hfov_by_zoom))
         self.scene = scene or _load_device_scene(spec)
         narrowest = min(spec.hfov_by_zoom.values())
         magnification = self.scene.magnification(narrowest, self.width)
         if magnification > 4:
-            log.info("device %s: at %.1f deg HFOV one pixel of scene %s spans %.1f view pixels; "
-                     "narrow-zoom frames will look soft (see calmon_sim.scene)",
-                     spec.id, narrowest, self.scene.label, magnification)
+            log.info(
+                "device %s: at %.1f deg HFOV one pixel of scene %s spans %.1f view pixels; "
+                "narrow-zoom frames will look soft (see calmon_sim.scene)",
+                spec.id,
+                narrowest,
+                self.scene.label,
+                magnification,
+            )
         self._lock = threading.RLock()
         self._rng = random.Random(seed if seed is not None else zlib.crc32(spec.id.encode()))
         self._np_rng = np.random.default_rng(self._rng.getrandbits(32))
@@ -105,8 +117,7 @@ class SimCamera:
         self._patrol = spec.patrol
         self._patrol_idle_until = time.time() + self._patrol_pause()
         self._offset = (spec.true_offset.yaw, spec.true_offset.pitch, spec.true_offset.roll)
-        self._drift = (spec.drift.yaw_deg_per_day, spec.drift.pitch_deg_per_day,
-                       spec.drift.roll_deg_per_day)
+        self._drift = (spec.drift.yaw_deg_per_day, spec.drift.pitch_deg_per_day, spec.drift.roll_deg_per_day)
         self._drift_since = time.time()
         self._faults: dict[str, Any] = {}
         self._frozen: tuple[float, float, float, float] | None = None
@@ -178,10 +189,8 @@ class SimCamera:
         now = time.time()
         with self._lock:
             here = self._mechanical(now)
-            target = (wrap_deg(yaw), self._clamp_pitch(pitch),
-                      here[2] if zoom is None else self._clamp_zoom(zoom))
-            self._segment = _Segment(here, target, now, self.spec.slew_speed_deg_s,
-                                     self.spec.zoom_speed_per_s)
+            target = (wrap_deg(yaw), self._clamp_pitch(pitch), here[2] if zoom is None else self._clamp_zoom(zoom))
+            self._segment = _Segment(here, target, now, self.spec.slew_speed_deg_s, self.spec.zoom_speed_per_s)
             self._commanded_at = now + self._segment.duration()
             self._patrol_idle_until = self._commanded_at + self._patrol_pause()
 
@@ -216,8 +225,9 @@ class SimCamera:
             self._offset = (float(yaw), float(pitch), float(roll))
             self._drift_since = time.time()
 
-    def set_drift(self, yaw_deg_per_day: float = 0.0, pitch_deg_per_day: float = 0.0,
-                  roll_deg_per_day: float = 0.0) -> None:
+    def set_drift(
+        self, yaw_deg_per_day: float = 0.0, pitch_deg_per_day: float = 0.0, roll_deg_per_day: float = 0.0
+    ) -> None:
         """A slow ramp of the hidden offset from now on (what drifted so far is kept)."""
         with self._lock:
             now = time.time()
@@ -302,8 +312,13 @@ class SimCamera:
             if self._frozen:
                 self._mechanical(now)  # the head keeps patrolling on time: only its telemetry froze
             values = self._frozen or self._telemetry_values(now)
-            sample = {"yaw": values[0], "pitch": values[1], "roll": values[2], "zoom": values[3],
-                      "timestamp": round(now, 3)}
+            sample = {
+                "yaw": values[0],
+                "pitch": values[1],
+                "roll": values[2],
+                "zoom": values[3],
+                "timestamp": round(now, 3),
+            }
             out = [json.dumps(sample).encode()]
             if self._faults.get("garbage_mqtt"):
                 self._garbage_count += 1
@@ -316,8 +331,9 @@ class SimCamera:
             return
         try:
             body = json.loads(payload)
-            self.move_to(float(body["yaw"]), float(body["pitch"]),
-                         None if body.get("zoom") is None else float(body["zoom"]))
+            self.move_to(
+                float(body["yaw"]), float(body["pitch"]), None if body.get("zoom") is None else float(body["zoom"])
+            )
         except (ValueError, KeyError, TypeError):
             return
 
@@ -333,8 +349,7 @@ class SimCamera:
         with self._render_lock:
             if key == self._render_key and self._render is not None:
                 return self._render
-        image = self.scene.render(pose.yaw, pose.pitch, pose.roll, self.hfov_deg(pose.zoom),
-                                  self.width, self.height)
+        image = self.scene.render(pose.yaw, pose.pitch, pose.roll, self.hfov_deg(pose.zoom), self.width, self.height)
         with self._render_lock:
             self._render_key, self._render = key, image
         return image
@@ -359,8 +374,7 @@ class SimCamera:
         now = time.time()
         with self._lock:
             oy, op, orl = self._current_offset(now)
-            drift = dict(zip(("yaw_deg_per_day", "pitch_deg_per_day", "roll_deg_per_day"),
-                             self._drift, strict=True))
+            drift = dict(zip(("yaw_deg_per_day", "pitch_deg_per_day", "roll_deg_per_day"), self._drift, strict=True))
         reported, true = self.reported_pose(), self.true_pose()
         return {
             "device_id": self.device_id,
@@ -416,7 +430,7 @@ def _garbage(n: int, sample: dict) -> bytes:
 
 def _corrupt(data: bytes) -> bytes:
     """A JPEG no decoder accepts: the start marker, then the header garbled and the data cut short."""
-    body = bytearray(data[2: max(64, len(data) // 3)])
+    body = bytearray(data[2 : max(64, len(data) // 3)])
     for i in range(0, min(len(body), 600)):
         body[i] ^= 0x5A
     return data[:2] + bytes(body)

@@ -30,8 +30,10 @@ class QueryView:
 
     @property
     def true(self) -> tuple[float, float, float]:
-        return tuple(wrap_deg(r + o) if i != 1 else r + o  # type: ignore[return-value]
-                     for i, (r, o) in enumerate(zip(self.reported, self.offset, strict=True)))
+        return tuple(
+            wrap_deg(r + o) if i != 1 else r + o  # type: ignore[return-value]
+            for i, (r, o) in enumerate(zip(self.reported, self.offset, strict=True))
+        )
 
 
 def view_size(scene: Scene, hfov_deg: float, width: int, height: int) -> tuple[int, int]:
@@ -44,16 +46,30 @@ def view_size(scene: Scene, hfov_deg: float, width: int, height: int) -> tuple[i
     return w, int(round(w * height / width))
 
 
-def _frame(name: str, when: datetime, w: int, h: int, hfov: float, pose: tuple[float, ...],
-           zoom: float) -> Frame:
-    return Frame(image=name, captured_at=when, width=w, height=h, hfov_deg=hfov,
-                 telemetry=Pose(yaw=pose[0], pitch=pose[1], roll=pose[2], zoom=zoom))
+def _frame(name: str, when: datetime, w: int, h: int, hfov: float, pose: tuple[float, ...], zoom: float) -> Frame:
+    return Frame(
+        image=name,
+        captured_at=when,
+        width=w,
+        height=h,
+        hfov_deg=hfov,
+        telemetry=Pose(yaw=pose[0], pitch=pose[1], roll=pose[2], zoom=zoom),
+    )
 
 
-def write_reference(folder: str | Path, scene: Scene, yaws: list[float], pitches: list[float], *,
-                    hfov_deg: float = 60.0, width: int = 1280, height: int = 720,
-                    level: int = 0, rng: np.random.Generator | None = None,
-                    device_id: str = "cam-01") -> Path:
+def write_reference(
+    folder: str | Path,
+    scene: Scene,
+    yaws: list[float],
+    pitches: list[float],
+    *,
+    hfov_deg: float = 60.0,
+    width: int = 1280,
+    height: int = 720,
+    level: int = 0,
+    rng: np.random.Generator | None = None,
+    device_id: str = "cam-01",
+) -> Path:
     """A reference scan: every yaw x every pitch, rendered at the reported pose."""
     rng = rng or np.random.default_rng(0)
     frames, images = [], {}
@@ -61,17 +77,31 @@ def write_reference(folder: str | Path, scene: Scene, yaws: list[float], pitches
         img = degrade_level(scene.render(y, p, 0.0, hfov_deg, width, height), level, rng)
         name = f"images/{n:03d}.jpg"
         images[name] = encode_jpeg(img, 95)
-        frames.append(_frame(name, T0 + timedelta(seconds=4 * n), width, height, hfov_deg,
-                             (y, p, 0.0), 1.0))
-    capture = Capture(kind=CaptureKind.reference, deployment_name="bench", device_id=device_id,
-                      mode=CaptureMode.reference, started_at=T0, frames=frames)
+        frames.append(_frame(name, T0 + timedelta(seconds=4 * n), width, height, hfov_deg, (y, p, 0.0), 1.0))
+    capture = Capture(
+        kind=CaptureKind.reference,
+        deployment_name="bench",
+        device_id=device_id,
+        mode=CaptureMode.reference,
+        started_at=T0,
+        frames=frames,
+    )
     return write_capture(folder, capture, images)
 
 
-def write_query(folder: str | Path, scene: Scene, views: list[QueryView], *, width: int = 1280,
-                height: int = 720, level: int = 0, rng: np.random.Generator | None = None,
-                mode: str | None = None, device_id: str = "cam-01",
-                reference_hfov_deg: float = 60.0) -> Path:
+def write_query(
+    folder: str | Path,
+    scene: Scene,
+    views: list[QueryView],
+    *,
+    width: int = 1280,
+    height: int = 720,
+    level: int = 0,
+    rng: np.random.Generator | None = None,
+    mode: str | None = None,
+    device_id: str = "cam-01",
+    reference_hfov_deg: float = 60.0,
+) -> Path:
     """A query capture: each view rendered at its true pose, telemetry = its reported pose."""
     rng = rng or np.random.default_rng(0)
     frames, images = [], {}
@@ -82,16 +112,31 @@ def write_query(folder: str | Path, scene: Scene, views: list[QueryView], *, wid
         img = degrade_level(scene.render(ty, tp, tr, v.hfov_deg, w, h), level, rng)
         name = f"images/{n:03d}.jpg"
         images[name] = img if level else encode_jpeg(img, 95)
-        frames.append(_frame(name, start + timedelta(seconds=4 * n), w, h, v.hfov_deg, v.reported,
-                             reference_hfov_deg / v.hfov_deg))
+        frames.append(
+            _frame(
+                name, start + timedelta(seconds=4 * n), w, h, v.hfov_deg, v.reported, reference_hfov_deg / v.hfov_deg
+            )
+        )
     mode = mode or ("active" if len(views) > 1 else "passive")
-    capture = Capture(kind=CaptureKind.query, deployment_name="bench", device_id=device_id,
-                      mode=CaptureMode(mode), started_at=start, frames=frames)
+    capture = Capture(
+        kind=CaptureKind.query,
+        deployment_name="bench",
+        device_id=device_id,
+        mode=CaptureMode(mode),
+        started_at=start,
+        frames=frames,
+    )
     return write_capture(folder, capture, images)
 
 
-def random_view(rng: np.random.Generator, yaws: list[float], pitches: list[float], *,
-                hfov_range: tuple[float, float] = (15.0, 60.0), max_offset: float = 3.0) -> QueryView:
+def random_view(
+    rng: np.random.Generator,
+    yaws: list[float],
+    pitches: list[float],
+    *,
+    hfov_range: tuple[float, float] = (15.0, 60.0),
+    max_offset: float = 3.0,
+) -> QueryView:
     """A reported pose inside the grid's cover, a true offset per angle in [-max, max] (with exact
     zeros and values near +-0.5 mixed in), and a zoom."""
     yaw = float(rng.uniform(min(yaws), max(yaws)))

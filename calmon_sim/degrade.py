@@ -9,14 +9,21 @@ import numpy as np
 LEVELS = {
     0: {},
     1: {"noise_sigma": 3.0, "gamma": 1.15, "exposure": 0.9, "jpeg_quality": 85},
-    2: {"noise_sigma": 4.0, "gamma": 1.5, "exposure": 0.7, "blur_sigma": 1.0, "occluders": 3,
-        "jpeg_quality": 60},
+    2: {"noise_sigma": 4.0, "gamma": 1.5, "exposure": 0.7, "blur_sigma": 1.0, "occluders": 3, "jpeg_quality": 60},
 }
 
 
-def degrade(image: np.ndarray, rng: np.random.Generator | None = None, *, noise_sigma: float = 0.0,
-            gamma: float = 1.0, exposure: float = 1.0, blur_sigma: float = 0.0, occluders: int = 0,
-            jpeg_quality: int | None = None) -> np.ndarray:
+def degrade(
+    image: np.ndarray,
+    rng: np.random.Generator | None = None,
+    *,
+    noise_sigma: float = 0.0,
+    gamma: float = 1.0,
+    exposure: float = 1.0,
+    blur_sigma: float = 0.0,
+    occluders: int = 0,
+    jpeg_quality: int | None = None,
+) -> np.ndarray:
     """Apply lighting change, blur, moving occluders, sensor noise and JPEG loss, in that order."""
     rng = rng or np.random.default_rng()
     out = image.astype(np.float32) / 255.0

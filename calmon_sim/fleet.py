@@ -29,8 +29,14 @@ PUBLISH_TICK_S = 0.01  # scheduler resolution of the publisher thread
 
 
 class SimFleet:
-    def __init__(self, spec: FleetSpec, broker_host: str = "127.0.0.1", broker_port: int = 1883,
-                 host: str = "127.0.0.1", base_port: int | None = None):
+    def __init__(
+        self,
+        spec: FleetSpec,
+        broker_host: str = "127.0.0.1",
+        broker_port: int = 1883,
+        host: str = "127.0.0.1",
+        base_port: int | None = None,
+    ):
         self.spec = spec
         self.broker_host = broker_host
         self.broker_port = broker_port
@@ -67,8 +73,7 @@ class SimFleet:
         seconds for the broker (then keeps trying in the background)."""
         for cam in self.cameras.values():
             cam.start()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"calmon-sim-{id(self):x}",
-                             clean_session=True)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"calmon-sim-{id(self):x}", clean_session=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -81,8 +86,11 @@ class SimFleet:
         self._publisher = threading.Thread(target=self._publish_loop, name="sim-telemetry", daemon=True)
         self._publisher.start()
         if wait_connected and not self._connected.wait(wait_connected):
-            log.warning("simulated fleet: MQTT broker %s:%s not reachable yet; retrying in the background",
-                        self.broker_host, self.broker_port)
+            log.warning(
+                "simulated fleet: MQTT broker %s:%s not reachable yet; retrying in the background",
+                self.broker_host,
+                self.broker_port,
+            )
         return self
 
     def stop(self) -> None:
@@ -137,18 +145,20 @@ class SimFleet:
 
     # ------------------------------------------------------------------ MQTT
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                    properties: Any = None) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
+    ) -> None:
         if reason_code.is_failure:
             log.warning("simulated fleet: broker refused the connection: %s", reason_code)
             return
         topics = [(topic, 0) for topic in self._command_topic]
         for i in range(0, len(topics), 100):  # (re)subscribe after every (re)connect
-            client.subscribe(topics[i:i + 100])
+            client.subscribe(topics[i : i + 100])
         self._connected.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any = None) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
+    ) -> None:
         self._connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -197,22 +207,27 @@ class SimFleet:
                 device: dict[str, Any] = {
                     "id": dev.id,
                     "camera": {"base_url": cam.base_url, "ptz": "http"},
-                    "intrinsics": {"width": cam.width, "height": cam.height,
-                                   "hfov_by_zoom": {float(z): float(h) for z, h in dev.hfov_by_zoom.items()}},
+                    "intrinsics": {
+                        "width": cam.width,
+                        "height": cam.height,
+                        "hfov_by_zoom": {float(z): float(h) for z, h in dev.hfov_by_zoom.items()},
+                    },
                     "mode": dev.mode,
                     "reference_grid": dev.reference_grid.model_dump(),
                 }
                 if dev.active_ptz_stops:
                     device["active_ptz_stops"] = [list(s) for s in dev.active_ptz_stops]
                 devices.append(device)
-            deployments.append({
-                "name": dep.name,
-                "access": "direct",
-                "mqtt": {"host": self.broker_host, "port": self.broker_port},
-                "topic_template": dep.topic_template,
-                "command_topic_template": dep.command_topic_template,
-                "devices": devices,
-            })
+            deployments.append(
+                {
+                    "name": dep.name,
+                    "access": "direct",
+                    "mqtt": {"host": self.broker_host, "port": self.broker_port},
+                    "topic_template": dep.topic_template,
+                    "command_topic_template": dep.command_topic_template,
+                    "devices": devices,
+                }
+            )
         document = {"deployments": deployments}
         Fleet.model_validate(document)  # never hand out a file calmon would refuse
         return document
@@ -220,14 +235,18 @@ class SimFleet:
     def write_devices_yaml(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = ("# Written by `calmon sim` for the simulated fleet; the ports change on every run.\n")
+        header = "# Written by `calmon sim` for the simulated fleet; the ports change on every run.\n"
         path.write_text(header + yaml.safe_dump(self.devices_config(), sort_keys=False), encoding="utf-8")
         return path
 
     def endpoints(self) -> list[dict]:
         """One line of facts per camera, for printing."""
         return [
-            {"deployment": cam.deployment, "device": cam.device_id, "base_url": cam.base_url,
-             "telemetry_topic": self._telemetry_topic[cam.device_id]}
+            {
+                "deployment": cam.deployment,
+                "device": cam.device_id,
+                "base_url": cam.base_url,
+                "telemetry_topic": self._telemetry_topic[cam.device_id],
+            }
             for cam in self.cameras.values()
         ]

@@ -21,9 +21,7 @@ from calmon_sim.degrade import degrade
 # Fault switches a camera understands (start options in the fleet file, POST /faults at runtime).
 FAULT_FLAGS = ("offline", "frozen_telemetry", "never_settle", "garbage_mqtt", "corrupt_jpeg")
 FAULT_KEYS = (*FAULT_FLAGS, "slow_seconds")
-DEGRADATION_KEYS = tuple(
-    name for name, p in inspect.signature(degrade).parameters.items() if p.kind is p.KEYWORD_ONLY
-)
+DEGRADATION_KEYS = tuple(name for name, p in inspect.signature(degrade).parameters.items() if p.kind is p.KEYWORD_ONLY)
 DEFAULT_TOPIC_TEMPLATE = "calmon/{deployment}/{device}/telemetry"
 DEFAULT_COMMAND_TOPIC_TEMPLATE = "calmon/{deployment}/{device}/ptz"
 

@@ -93,9 +93,21 @@ class _Handler(BaseHTTPRequestHandler):
             elif url.path == "/truth":
                 self._json(200, cam.truth())
             elif url.path == "/":
-                self._json(200, {"device_id": cam.device_id, "endpoints": [
-                    "GET /snapshot.jpg", "GET /stream.mjpg", "POST /ptz/absolute", "GET /status",
-                    "POST /faults", "GET /truth", "POST /truth"]})
+                self._json(
+                    200,
+                    {
+                        "device_id": cam.device_id,
+                        "endpoints": [
+                            "GET /snapshot.jpg",
+                            "GET /stream.mjpg",
+                            "POST /ptz/absolute",
+                            "GET /status",
+                            "POST /faults",
+                            "GET /truth",
+                            "POST /truth",
+                        ],
+                    },
+                )
             else:
                 self._json(404, {"error": f"no such endpoint {url.path}"})
         except (BrokenPipeError, ConnectionResetError):
@@ -116,8 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if missing:
                     raise ValueError(f"missing {missing}")
                 zoom = body.get("zoom")
-                cam.move_to(float(body["yaw"]), float(body["pitch"]),
-                            None if zoom is None else float(zoom))
+                cam.move_to(float(body["yaw"]), float(body["pitch"]), None if zoom is None else float(zoom))
                 target = cam.target()  # clamped to the head's limits
                 self._json(200, {"ok": True, "target": dict(zip(("yaw", "pitch", "zoom"), target, strict=True))})
             elif url.path == "/faults":
@@ -156,8 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
         while not self.server.closing.is_set() and not cam.offline:
             data = cam.snapshot_jpeg()
             self.wfile.write(
-                f"--{STREAM_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                f"Content-Length: {len(data)}\r\n\r\n".encode() + data + b"\r\n"
+                f"--{STREAM_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                + data
+                + b"\r\n"
             )
             self.wfile.flush()
             next_frame += period
@@ -199,8 +211,10 @@ class CameraHttpServer:
             self._closing.clear()
             server = self._server
             self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL_S},
-                name=f"sim-http-{self.camera.device_id}", daemon=True,
+                target=server.serve_forever,
+                kwargs={"poll_interval": POLL_INTERVAL_S},
+                name=f"sim-http-{self.camera.device_id}",
+                daemon=True,
             )
             self._thread.start()
 

@@ -38,8 +38,7 @@ def default_scenes_dir() -> Path:
 class Scene:
     """A source image and how rays map onto it."""
 
-    def __init__(self, image: np.ndarray, kind: str = "equirect", plane_hfov_deg: float = 90.0,
-                 label: str = ""):
+    def __init__(self, image: np.ndarray, kind: str = "equirect", plane_hfov_deg: float = 90.0, label: str = ""):
         if kind not in ("equirect", "plane"):
             raise ValueError(f"unknown scene kind {kind!r}")
         self.image = image
@@ -77,8 +76,16 @@ class Scene:
         map_y[behind] = -1e6
         return map_x.astype(np.float32), map_y.astype(np.float32)
 
-    def render(self, yaw: float, pitch: float, roll: float, hfov_deg: float,
-               width: int = 1280, height: int = 720, k: np.ndarray | None = None) -> np.ndarray:
+    def render(
+        self,
+        yaw: float,
+        pitch: float,
+        roll: float,
+        hfov_deg: float,
+        width: int = 1280,
+        height: int = 720,
+        k: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The BGR view of a pinhole camera at the given true orientation."""
         k = camera_matrix(width, height, hfov_deg) if k is None else k
         m = rotation_from_ypr(yaw, pitch, roll) @ np.linalg.inv(k)
@@ -94,8 +101,10 @@ class Scene:
         map_x, map_y = self.remap_coords(rays)
         border = cv2.BORDER_WRAP if self.kind == "equirect" else cv2.BORDER_CONSTANT
         # bicubic keeps magnified edges crisper than bilinear for ~2 ms more at 1280x720
-        magnified = self.magnification(hfov_deg if k is None else
-                                       math.degrees(2 * math.atan(width / (2 * k[0, 0]))), width) > 1.5
+        magnified = (
+            self.magnification(hfov_deg if k is None else math.degrees(2 * math.atan(width / (2 * k[0, 0]))), width)
+            > 1.5
+        )
         interpolation = cv2.INTER_CUBIC if magnified else cv2.INTER_LINEAR
         return cv2.remap(self.image, map_x, map_y, interpolation, borderMode=border)
 
@@ -104,8 +113,7 @@ SYNTHETIC_SIZE = (8192, 4096)  # 0.044 deg per source pixel: a 1280-wide 60 deg 
 SYNTHETIC_VERSION = 2  # bump when the generator changes: names the on-disk cache files
 
 
-def synthetic_panorama(seed: int = 0, width: int = SYNTHETIC_SIZE[0],
-                       height: int = SYNTHETIC_SIZE[1]) -> np.ndarray:
+def synthetic_panorama(seed: int = 0, width: int = SYNTHETIC_SIZE[0], height: int = SYNTHETIC_SIZE[1]) -> np.ndarray:
     """A seeded, procedurally generated panorama: sky, mountains, skyline, harbour, labelled SYNTHETIC.
 
     Large structures scale with the panorama; the finest texture (blocky noise of 2, 4 and 8
@@ -180,8 +188,16 @@ def synthetic_panorama(seed: int = 0, width: int = SYNTHETIC_SIZE[0],
     (text_w, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
     copies = max(1, min(12, width // (text_w + int(60 * scale))))
     for i in range(copies):  # the label, at several headings so every view shows it is synthetic
-        cv2.putText(img, label, (i * width // copies + int(40 * scale), horizon + int(160 * scale)),
-                    cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            label,
+            (i * width // copies + int(40 * scale), horizon + int(160 * scale)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            (255, 255, 255),
+            thickness,
+            cv2.LINE_AA,
+        )
     return img
 
 

@@ -47,10 +47,15 @@ class CameraClient:
     a refused connection calls `reresolve` once and retries at the address it then gives.
     """
 
-    def __init__(self, device_id: str, endpoint: CameraEndpoint,
-                 base_url: str | Callable[[], str | None] | None = None,
-                 timeout: float = 10.0, mqtt_command: MqttCommand | None = None,
-                 reresolve: Callable[[], object] | None = None):
+    def __init__(
+        self,
+        device_id: str,
+        endpoint: CameraEndpoint,
+        base_url: str | Callable[[], str | None] | None = None,
+        timeout: float = 10.0,
+        mqtt_command: MqttCommand | None = None,
+        reresolve: Callable[[], object] | None = None,
+    ):
         self.device_id = device_id
         self.endpoint = endpoint
         self.timeout = timeout
@@ -59,8 +64,10 @@ class CameraClient:
         self.reresolved = 0  # refused connections answered by a new address (restarted forwards)
         self._base_url = base_url
         if self._override() is None and endpoint.base_url is None and endpoint.service:
-            raise CameraError(f"device {device_id}: camera is a Kubernetes service "
-                              f"({endpoint.service}:{endpoint.port}); it needs a port-forwarded base_url")
+            raise CameraError(
+                f"device {device_id}: camera is a Kubernetes service "
+                f"({endpoint.service}:{endpoint.port}); it needs a port-forwarded base_url"
+            )
         self._session = requests.Session()
         self._lock = threading.Lock()
 
@@ -141,15 +148,17 @@ class CameraClient:
         except ConnectionRefusedError:
             raise self._fail("camera offline: connection refused", url, CameraRefused) from None
         except TimeoutError:
-            raise self._fail(f"camera offline: no answer to a connection within {min(self.timeout, 5.0):g} s",
-                             url) from None
+            raise self._fail(
+                f"camera offline: no answer to a connection within {min(self.timeout, 5.0):g} s", url
+            ) from None
         except OSError as exc:
             raise self._fail(f"camera unreachable: {exc}", url) from None
 
     # ------------------------------------------------------------------ HTTP
 
-    def _request(self, method: str, url_of: Callable[[], str | None], what: str,
-                 **kwargs) -> tuple[requests.Response, str]:
+    def _request(
+        self, method: str, url_of: Callable[[], str | None], what: str, **kwargs
+    ) -> tuple[requests.Response, str]:
         """The response and the URL that gave it; `url_of` is read again for the retry."""
         return self._retrying(lambda: self._send(method, url_of(), what, **kwargs))
 
@@ -199,8 +208,9 @@ class CameraClient:
         if not url:
             raise CameraError(f"device {self.device_id}: grab: stream but no stream URL configured")
         ms = int(self.timeout * 1000)
-        capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG,
-                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        capture = cv2.VideoCapture(
+            url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        )
         try:
             if not capture.isOpened():
                 self._probe()  # says "offline" (CameraRefused) when nothing listens
@@ -217,14 +227,19 @@ class CameraClient:
         ptz = self.endpoint.ptz
         if ptz == "mqtt":
             if self.mqtt_command is None:
-                raise CameraError(f"device {self.device_id}: camera.ptz is mqtt but no MQTT command "
-                                  "publisher was given")
+                raise CameraError(
+                    f"device {self.device_id}: camera.ptz is mqtt but no MQTT command publisher was given"
+                )
             self.mqtt_command(yaw, pitch, zoom)
             return
         if ptz == "none":
             raise CameraError(f"device {self.device_id}: camera.ptz is 'none'; it cannot be moved")
-        self._request("POST", lambda: self.ptz_url, "PTZ move",
-                      json={"yaw": float(yaw), "pitch": float(pitch), "zoom": float(zoom)})
+        self._request(
+            "POST",
+            lambda: self.ptz_url,
+            "PTZ move",
+            json={"yaw": float(yaw), "pitch": float(pitch), "zoom": float(zoom)},
+        )
 
     def status(self) -> dict:
         response, url = self._request("GET", lambda: self.status_url, "status")
@@ -245,8 +260,11 @@ class CameraResource(dg.ConfigurableResource):
 
     timeout_seconds: float = 10.0
 
-    def client(self, device_id: str, endpoint: CameraEndpoint,
-               base_url: str | Callable[[], str | None] | None = None,
-               reresolve: Callable[[], object] | None = None) -> CameraClient:
-        return CameraClient(device_id, endpoint, base_url=base_url, timeout=self.timeout_seconds,
-                            reresolve=reresolve)
+    def client(
+        self,
+        device_id: str,
+        endpoint: CameraEndpoint,
+        base_url: str | Callable[[], str | None] | None = None,
+        reresolve: Callable[[], object] | None = None,
+    ) -> CameraClient:
+        return CameraClient(device_id, endpoint, base_url=base_url, timeout=self.timeout_seconds, reresolve=reresolve)

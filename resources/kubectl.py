@@ -85,7 +85,9 @@ class Kubectl:
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            raise KubectlError(f"kubectl {' '.join(args)} timed out after {timeout:g} s (context {self.context!r})") from exc
+            raise KubectlError(
+                f"kubectl {' '.join(args)} timed out after {timeout:g} s (context {self.context!r})"
+            ) from exc
         if check and result.returncode != 0:
             raise self.explain(result.stderr, f"kubectl {' '.join(args)}")
         return result
@@ -129,14 +131,24 @@ class PortForward:
 
     def start(self) -> int:
         command = self.kubectl.command(
-            "port-forward", "-n", self.namespace, f"svc/{self.service}", f":{self.remote_port}",
-            "--address", "127.0.0.1",
+            "port-forward",
+            "-n",
+            self.namespace,
+            f"svc/{self.service}",
+            f":{self.remote_port}",
+            "--address",
+            "127.0.0.1",
         )
         self._stderr.clear()
         # own process group: teardown reaches kubectl's children too, and Ctrl-C goes to us first
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1, start_new_session=True,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
         )
         self._process = process
         _LIVE_FORWARDS.add(self)
@@ -270,22 +282,16 @@ def device_endpoints(
     if deployment.access != "kubectl":
         yield DeviceEndpoints(camera.base_url, mqtt.host or "127.0.0.1", mqtt.port)
         return
-    kubectl = Kubectl(
-        deployment.kube_context or "", deployment.kubeconfig or default_kubeconfig, kubectl_executable
-    )
+    kubectl = Kubectl(deployment.kube_context or "", deployment.kubeconfig or default_kubeconfig, kubectl_executable)
     with ExitStack() as stack:
         endpoints = DeviceEndpoints(camera.base_url, mqtt.host or "127.0.0.1", mqtt.port)
         if camera.service and camera.port:
-            forward = stack.enter_context(
-                kubectl.port_forward(deployment.namespace, camera.service, camera.port)
-            )
+            forward = stack.enter_context(kubectl.port_forward(deployment.namespace, camera.service, camera.port))
             endpoints.forwards.append(forward)
             endpoints.camera_forward = forward
             endpoints.camera_base_url = f"http://127.0.0.1:{forward.local_port}"
         if mqtt.service:
-            forward = stack.enter_context(
-                kubectl.port_forward(deployment.namespace, mqtt.service, mqtt.port)
-            )
+            forward = stack.enter_context(kubectl.port_forward(deployment.namespace, mqtt.service, mqtt.port))
             endpoints.forwards.append(forward)
             endpoints.mqtt_forward = forward
             endpoints.mqtt_host, endpoints.mqtt_port = "127.0.0.1", forward.local_port

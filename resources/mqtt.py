@@ -78,7 +78,9 @@ def _timestamp(value: Any) -> float | None:
     return None
 
 
-def parse_telemetry(payload: bytes, fields: TelemetryFields, received_at: float) -> tuple[TelemetrySample, float | None] | None:
+def parse_telemetry(
+    payload: bytes, fields: TelemetryFields, received_at: float
+) -> tuple[TelemetrySample, float | None] | None:
     """(sample stamped received_at, device timestamp) or None when the payload is not a sample."""
     try:
         data = json.loads(payload)
@@ -116,11 +118,19 @@ class MqttTelemetryLatch:
     otherwise knock on the dead one until the check times out.
     """
 
-    def __init__(self, host: str, port: int, topic: str, fields: TelemetryFields = TelemetryFields(),
-                 client_id: str | None = None, username: str | None = None,
-                 password: str | None = None, connect_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.time,
-                 reresolve: Callable[[], tuple[str, int]] | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topic: str,
+        fields: TelemetryFields = TelemetryFields(),
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        connect_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        reresolve: Callable[[], tuple[str, int]] | None = None,
+    ):
         self.host = host
         self.port = int(port)
         self.topic = topic
@@ -195,8 +205,9 @@ class MqttTelemetryLatch:
 
     # ------------------------------------------------------------------ paho callbacks
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                    properties: Any = None) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
+    ) -> None:
         if reason_code.is_failure:
             self.last_error = f"broker refused the connection ({reason_code})"
             return
@@ -204,8 +215,9 @@ class MqttTelemetryLatch:
         self.connections += 1
         self._connected.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any = None) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None
+    ) -> None:
         self._connected.clear()
         self.last_error = f"disconnected ({reason_code})"
 
@@ -282,8 +294,10 @@ class MqttTelemetryLatch:
 
     def describe(self) -> str:
         state = "connected" if self.connected else f"NOT connected ({self.last_error or 'connecting'})"
-        text = (f"MQTT {self.host}:{self.port} topic {self.topic} {state}: {self.received_count} samples, "
-                f"{self.garbage_count} garbage payloads rejected")
+        text = (
+            f"MQTT {self.host}:{self.port} topic {self.topic} {state}: {self.received_count} samples, "
+            f"{self.garbage_count} garbage payloads rejected"
+        )
         if self.duplicate_count or self.out_of_order_count:
             text += f", {self.duplicate_count} repeated and {self.out_of_order_count} out-of-order dropped"
         if self.connections > 1:
@@ -294,20 +308,23 @@ class MqttTelemetryLatch:
             text += f"; the address could not be re-resolved: {self.endpoint_error}"
         return text
 
-    def wait_until_stable(self, stabilize_time: float, timeout: float | None,
-                          deadband_deg: float = 0.0) -> StabilityStatus:
+    def wait_until_stable(
+        self, stabilize_time: float, timeout: float | None, deadband_deg: float = 0.0
+    ) -> StabilityStatus:
         """Block until the topic's telemetry is stable; CaptureFailed on timeout, saying why."""
         if self._client is None:
             self.start()
-        return wait_until_stable(self, stabilize_time, timeout, deadband_deg, clock=self.clock,
-                                 label=f"topic {self.topic}")
+        return wait_until_stable(
+            self, stabilize_time, timeout, deadband_deg, clock=self.clock, label=f"topic {self.topic}"
+        )
 
     def publish_command(self, topic: str, yaw: float, pitch: float, zoom: float) -> None:
         """A PTZ command over this latch's connection (devices with camera.ptz: mqtt)."""
         client = self._client
         if client is None or not self.connected:
-            raise TelemetryUnavailable(f"MQTT broker {self.host}:{self.port}: not connected, "
-                                       f"cannot send the PTZ command to {topic}")
+            raise TelemetryUnavailable(
+                f"MQTT broker {self.host}:{self.port}: not connected, cannot send the PTZ command to {topic}"
+            )
         info = client.publish(topic, _command_payload(yaw, pitch, zoom), qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise TelemetryUnavailable(f"MQTT PTZ command to {topic} failed: {mqtt.error_string(info.rc)}")
@@ -317,9 +334,17 @@ def _command_payload(yaw: float, pitch: float, zoom: float) -> bytes:
     return json.dumps({"yaw": float(yaw), "pitch": float(pitch), "zoom": float(zoom)}).encode()
 
 
-def publish_ptz_command(host: str, port: int, topic: str, yaw: float, pitch: float, zoom: float,
-                        timeout: float = 10.0, username: str | None = None,
-                        password: str | None = None) -> None:
+def publish_ptz_command(
+    host: str,
+    port: int,
+    topic: str,
+    yaw: float,
+    pitch: float,
+    zoom: float,
+    timeout: float = 10.0,
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
     """Send one absolute PTZ command {"yaw", "pitch", "zoom"} on a short-lived connection."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"calmon-ptz-{uuid.uuid4().hex[:12]}")
     if username:
@@ -327,15 +352,15 @@ def publish_ptz_command(host: str, port: int, topic: str, yaw: float, pitch: flo
     try:
         client.connect(host, int(port), keepalive=15)
     except OSError as exc:
-        raise TelemetryUnavailable(f"MQTT broker {host}:{port}: cannot send the PTZ command to "
-                                   f"{topic}: {exc}") from exc
+        raise TelemetryUnavailable(f"MQTT broker {host}:{port}: cannot send the PTZ command to {topic}: {exc}") from exc
     client.loop_start()
     try:
         info = client.publish(topic, _command_payload(yaw, pitch, zoom), qos=1)
         info.wait_for_publish(timeout)
         if not info.is_published():
-            raise TelemetryUnavailable(f"MQTT PTZ command to {topic} on {host}:{port} not "
-                                       f"acknowledged within {timeout:g} s")
+            raise TelemetryUnavailable(
+                f"MQTT PTZ command to {topic} on {host}:{port} not acknowledged within {timeout:g} s"
+            )
     finally:
         client.disconnect()
         client.loop_stop()
@@ -346,10 +371,23 @@ class MqttResource(dg.ConfigurableResource):
 
     connect_timeout: float = 10.0
 
-    def latch(self, host: str, port: int, topic: str,
-              fields: TelemetryFields | None = None, username: str | None = None,
-              password: str | None = None,
-              reresolve: Callable[[], tuple[str, int]] | None = None) -> MqttTelemetryLatch:
-        return MqttTelemetryLatch(host, port, topic, fields or TelemetryFields(),
-                                  username=username, password=password,
-                                  connect_timeout=self.connect_timeout, reresolve=reresolve)
+    def latch(
+        self,
+        host: str,
+        port: int,
+        topic: str,
+        fields: TelemetryFields | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        reresolve: Callable[[], tuple[str, int]] | None = None,
+    ) -> MqttTelemetryLatch:
+        return MqttTelemetryLatch(
+            host,
+            port,
+            topic,
+            fields or TelemetryFields(),
+            username=username,
+            password=password,
+            connect_timeout=self.connect_timeout,
+            reresolve=reresolve,
+        )

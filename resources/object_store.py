@@ -184,9 +184,19 @@ def _is_transient(exc: Exception) -> bool:
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return status >= 500 or status == 429 or code in (
-            "Throttling", "ThrottlingException", "SlowDown", "RequestTimeout", "InternalError",
-            "ServiceUnavailable", "RequestTimeTooSkewed",
+        return (
+            status >= 500
+            or status == 429
+            or code
+            in (
+                "Throttling",
+                "ThrottlingException",
+                "SlowDown",
+                "RequestTimeout",
+                "InternalError",
+                "ServiceUnavailable",
+                "RequestTimeTooSkewed",
+            )
         )
     return False
 
@@ -339,7 +349,9 @@ class ObjectStoreResource(dg.ConfigurableResource):
     def get_client(self) -> ObjectStore:
         if self.backend == "s3":
             return S3ObjectStore(
-                self.bucket, region=self.region, endpoint_url=self.endpoint_url,
+                self.bucket,
+                region=self.region,
+                endpoint_url=self.endpoint_url,
                 max_attempts=self.max_attempts,
             )
         if self.backend == "local":

@@ -162,7 +162,9 @@ def _from_row(row: dict[str, Any]) -> CalibrationResult:
         offsets = {a: row.get(f"{a}_offset") for a in ("yaw", "pitch", "roll")}
         success = bool(row.get("success"))
         known["status"] = classify(
-            success, offsets, row.get("threshold_deg") or 0.5,
+            success,
+            offsets,
+            row.get("threshold_deg") or 0.5,
             capture_failed=not success and all(v is None for v in offsets.values()),
         )
     return CalibrationResult.model_validate(known)
@@ -179,9 +181,7 @@ def _check_key_filter(results: list[CalibrationResult]) -> BooleanExpression:
         by_partition[result.check_partition].add(result.device_id)
     expression: BooleanExpression = AlwaysFalse()
     for partition, devices in sorted(by_partition.items()):
-        device_filter = (
-            EqualTo("device_id", next(iter(devices))) if len(devices) == 1 else In("device_id", devices)
-        )
+        device_filter = EqualTo("device_id", next(iter(devices))) if len(devices) == 1 else In("device_id", devices)
         term = And(EqualTo("check_partition", partition), device_filter)
         expression = term if isinstance(expression, AlwaysFalse) else Or(expression, term)
     return expression
@@ -402,8 +402,11 @@ class ResultsTable:
             # stop as soon as there are enough, so a year of history is not read for the last 50
             now = datetime.now(UTC)
             for window in (*HISTORY_WINDOWS, None):
-                row_filter = device_filter if window is None else And(
-                    device_filter, GreaterThanOrEqual("timestamp", (now - window).isoformat()))
+                row_filter = (
+                    device_filter
+                    if window is None
+                    else And(device_filter, GreaterThanOrEqual("timestamp", (now - window).isoformat()))
+                )
                 data = _latest_first(self._scan(row_filter))
                 if data.num_rows >= limit:
                     break
@@ -457,8 +460,9 @@ class ResultsTable:
 
             def rewrite(t: Table, days_filter=days_filter) -> None:
                 data = t.scan(row_filter=days_filter).to_arrow()
-                data = data.sort_by([("deployment_name", "ascending"), ("device_id", "ascending"),
-                                     ("timestamp", "ascending")])
+                data = data.sort_by(
+                    [("deployment_name", "ascending"), ("device_id", "ascending"), ("timestamp", "ascending")]
+                )
                 t.overwrite(data, overwrite_filter=days_filter)
 
             self._commit_with_retries(f"compact {start.date()}..{group[-1]}", rewrite)
@@ -468,7 +472,8 @@ class ResultsTable:
         if current is not None:
             cutoff = datetime.now(UTC) - expire_older_than
             old = [
-                s.snapshot_id for s in table.snapshots()
+                s.snapshot_id
+                for s in table.snapshots()
                 if s.snapshot_id != current.snapshot_id and s.timestamp_ms < cutoff.timestamp() * 1000
             ]
             if old:

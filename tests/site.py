@@ -29,9 +29,15 @@ def device(id: str, seed: int, yaw: float = 0.0, offset=(0.0, 0.0, 0.0), **extra
 
 
 def site_ini(root: Path, s3_endpoint: str | None, stabilize_time: float = 1.0, timeout: float = 20) -> str:
-    return local_site_settings(root, webhook_env="CALMON_TEST_WEBHOOK", stabilize_time=stabilize_time,
-                               timeout=timeout, reference_stabilize_time=0.5, s3_endpoint=s3_endpoint,
-                               written_by="a calmon test")
+    return local_site_settings(
+        root,
+        webhook_env="CALMON_TEST_WEBHOOK",
+        stabilize_time=stabilize_time,
+        timeout=timeout,
+        reference_stabilize_time=0.5,
+        s3_endpoint=s3_endpoint,
+        written_by="a calmon test",
+    )
 
 
 @dataclass
@@ -59,8 +65,7 @@ class Site:
         return p
 
 
-def start_site(root: Path, broker, deployments: list[dict], s3_endpoint: str | None, monkeypatch,
-               **ini) -> Site:
+def start_site(root: Path, broker, deployments: list[dict], s3_endpoint: str | None, monkeypatch, **ini) -> Site:
     root.mkdir(parents=True, exist_ok=True)
     slack = SlackReceiver().start()
     monkeypatch.setenv("CALMON_TEST_WEBHOOK", slack.url)

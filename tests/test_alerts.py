@@ -15,10 +15,21 @@ MOMENT = datetime(2026, 11, 24, 13, 2, tzinfo=UTC)
 
 def result(**overrides) -> CalibrationResult:
     fields = dict(
-        deployment_name="harbor-east", device_id="cam-07", timestamp=MOMENT,
-        check_partition="2026-11-24-13:00", yaw_offset=0.712, pitch_offset=-0.05, roll_offset=0.02,
-        yaw_uncertainty=0.004, pitch_uncertainty=0.006, roll_uncertainty=0.011, success=True,
-        status=CheckStatus.breach, inliers=412, frames_used=3, threshold_deg=0.5,
+        deployment_name="harbor-east",
+        device_id="cam-07",
+        timestamp=MOMENT,
+        check_partition="2026-11-24-13:00",
+        yaw_offset=0.712,
+        pitch_offset=-0.05,
+        roll_offset=0.02,
+        yaw_uncertainty=0.004,
+        pitch_uncertainty=0.006,
+        roll_uncertainty=0.011,
+        success=True,
+        status=CheckStatus.breach,
+        inliers=412,
+        frames_used=3,
+        threshold_deg=0.5,
         files_location="s3://camera-calibration-monitoring/harbor-east/cam-07/query_scan/20261124T130200Z",
     )
     fields.update(overrides)
@@ -33,9 +44,10 @@ def test_breach_is_any_axis_strictly_above_threshold():
     assert not is_breach({"yaw": float("nan")}, 0.5)
 
 
-@given(st.dictionaries(st.sampled_from(["yaw", "pitch", "roll"]),
-                       st.floats(-5, 5, allow_nan=False), min_size=1),
-       st.floats(0.01, 3))
+@given(
+    st.dictionaries(st.sampled_from(["yaw", "pitch", "roll"]), st.floats(-5, 5, allow_nan=False), min_size=1),
+    st.floats(0.01, 3),
+)
 def test_breach_matches_largest_magnitude(offsets, threshold):
     assert is_breach(offsets, threshold) == (max(abs(v) for v in offsets.values()) > threshold)
 
@@ -76,18 +88,31 @@ def test_emoji_follows_offsets_even_if_status_disagrees():
 
 
 def test_inconclusive_message_keeps_reason_and_unknown_axes():
-    text = format_slack_message(result(
-        success=False, status=CheckStatus.inconclusive, yaw_offset=None, pitch_offset=None,
-        roll_offset=None, failure_log="only 4 inliers (need 30)"))
+    text = format_slack_message(
+        result(
+            success=False,
+            status=CheckStatus.inconclusive,
+            yaw_offset=None,
+            pitch_offset=None,
+            roll_offset=None,
+            failure_log="only 4 inliers (need 30)",
+        )
+    )
     assert text.startswith("⚠️")
     assert "yaw n/a" in text and "only 4 inliers (need 30)" in text
 
 
 def test_failed_message_gives_reason_and_http_files_link():
     text = format_slack_message(
-        result(success=False, status=CheckStatus.failed, yaw_offset=None, pitch_offset=None,
-               roll_offset=None, failure_log="camera offline: connection refused\n  at grab()",
-               files_location=None),
+        result(
+            success=False,
+            status=CheckStatus.failed,
+            yaw_offset=None,
+            pitch_offset=None,
+            roll_offset=None,
+            failure_log="camera offline: connection refused\n  at grab()",
+            files_location=None,
+        ),
         files_url="https://s3.console.aws.amazon.com/s3/buckets/x?prefix=harbor-east/cam-07/",
     )
     assert text.startswith("❌")
@@ -97,6 +122,14 @@ def test_failed_message_gives_reason_and_http_files_link():
 
 
 def test_failed_message_without_reason_says_so():
-    text = format_slack_message(result(success=False, status=CheckStatus.failed, failure_log=None,
-                                       yaw_offset=None, pitch_offset=None, roll_offset=None))
+    text = format_slack_message(
+        result(
+            success=False,
+            status=CheckStatus.failed,
+            failure_log=None,
+            yaw_offset=None,
+            pitch_offset=None,
+            roll_offset=None,
+        )
+    )
     assert "reason: no reason recorded" in text

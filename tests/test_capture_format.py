@@ -32,7 +32,9 @@ def sample_manifest() -> dict:
             {
                 "image": "images/000.jpg",
                 "captured_at": "2026-11-24T13:00:04.120Z",
-                "width": 64, "height": 48, "hfov_deg": 60.0,
+                "width": 64,
+                "height": 48,
+                "hfov_deg": 60.0,
                 "telemetry": {"yaw": 120.0, "pitch": -5.0, "roll": 0.0, "zoom": 1.0},
                 "exposure_ms": 8,
             }
@@ -56,10 +58,24 @@ def test_round_trip(tmp_path):
 
 def test_models_build_a_manifest_in_code(tmp_path):
     capture = Capture(
-        kind=CaptureKind.reference, deployment_name="d", device_id="c", mode=CaptureMode.reference,
+        kind=CaptureKind.reference,
+        deployment_name="d",
+        device_id="c",
+        mode=CaptureMode.reference,
         started_at=datetime(2026, 1, 1, tzinfo=UTC),
-        frames=[Frame(image="images/a.jpg", captured_at=datetime(2026, 1, 1, tzinfo=UTC), width=8,
-                      height=8, fx=10, fy=10, cx=3.5, cy=3.5, telemetry=Pose(yaw=1, pitch=2))],
+        frames=[
+            Frame(
+                image="images/a.jpg",
+                captured_at=datetime(2026, 1, 1, tzinfo=UTC),
+                width=8,
+                height=8,
+                fx=10,
+                fy=10,
+                cx=3.5,
+                cy=3.5,
+                telemetry=Pose(yaw=1, pitch=2),
+            )
+        ],
     )
     write_capture(tmp_path, capture, {"images/a.jpg": np.zeros((8, 8, 3), np.uint8)})
     on_disk = json.loads((tmp_path / "manifest.json").read_text())

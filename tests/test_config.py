@@ -97,8 +97,10 @@ def test_unsafe_device_ids_refused(tmp_path, bad_id):
 
 def test_duplicate_device_ids_across_deployments_refused(tmp_path):
     body = (
-        "deployments:\n  - name: a\n    devices:" + GOOD_DEVICE.format(id="cam")
-        + "  - name: b\n    devices:" + GOOD_DEVICE.format(id="cam")
+        "deployments:\n  - name: a\n    devices:"
+        + GOOD_DEVICE.format(id="cam")
+        + "  - name: b\n    devices:"
+        + GOOD_DEVICE.format(id="cam")
     )
     with pytest.raises(ConfigError, match="must be unique across the fleet"):
         load_fleet(write_devices(tmp_path, body))
@@ -144,7 +146,9 @@ def test_validate_config_cli_exit_codes(tmp_path):
     (tmp_path / "calibration_monitoring.ini").write_text("[slack]\nthreshold_deg = zero\n")
     proc = subprocess.run(
         [sys.executable, "-m", "calmon_assets.cli", "validate-config", str(tmp_path)],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert proc.returncode == 2
     assert "threshold_deg" in proc.stderr and "devices[0].id" in proc.stderr
@@ -155,7 +159,9 @@ def test_validate_config_cli_exit_codes(tmp_path):
     shutil.copy(REPO / "configs" / "devices.example.yaml", good / "devices.yaml")
     proc = subprocess.run(
         [sys.executable, "-m", "calmon_assets.cli", "validate-config", str(good)],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     assert "3 device(s)" in proc.stdout
@@ -165,8 +171,14 @@ def test_local_site_settings_load_and_keep_the_webhook_a_reference(tmp_path, mon
     from calmon_core.config import local_site_settings
 
     monkeypatch.setenv("CALMON_SITE_HOOK", "https://hooks.slack.com/services/T0/B0/secret")
-    text = local_site_settings(tmp_path, webhook_env="CALMON_SITE_HOOK", stabilize_time=5, timeout=40,
-                               s3_endpoint="http://127.0.0.1:9000", max_concurrent_per_deployment=3)
+    text = local_site_settings(
+        tmp_path,
+        webhook_env="CALMON_SITE_HOOK",
+        stabilize_time=5,
+        timeout=40,
+        s3_endpoint="http://127.0.0.1:9000",
+        max_concurrent_per_deployment=3,
+    )
     assert "secret" not in text and "${CALMON_SITE_HOOK}" in text
     (tmp_path / "calibration_monitoring.ini").write_text(text)
     settings = load_settings(tmp_path / "calibration_monitoring.ini")

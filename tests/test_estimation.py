@@ -36,8 +36,7 @@ def city(scenes_dir):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, city):
     folder = tmp_path_factory.mktemp("estimation") / "reference"
-    write_reference(folder, city, YAWS, PITCHES, width=W, height=H,
-                    rng=np.random.default_rng(7))
+    write_reference(folder, city, YAWS, PITCHES, width=W, height=H, rng=np.random.default_rng(7))
     return folder
 
 
@@ -47,10 +46,12 @@ def _errors(estimate, offset):
 
 def test_active_capture_recovers_the_offset_and_builds_features(reference, city, tmp_path):
     offset = (0.62, -0.31, 0.12)
-    views = [QueryView((5.0, 0.0, 0.0), offset, 45.0), QueryView((30.0, 5.0, 0.0), offset, 25.0),
-             QueryView((-15.0, 8.0, 0.0), offset, 60.0)]
-    query = write_query(tmp_path / "query", city, views, width=W, height=H, level=1,
-                        rng=np.random.default_rng(11))
+    views = [
+        QueryView((5.0, 0.0, 0.0), offset, 45.0),
+        QueryView((30.0, 5.0, 0.0), offset, 25.0),
+        QueryView((-15.0, 8.0, 0.0), offset, 60.0),
+    ]
+    query = write_query(tmp_path / "query", city, views, width=W, height=H, level=1, rng=np.random.default_rng(11))
     estimate = estimate_offsets(reference, query, diagnostics_dir=tmp_path / "diag")
     assert has_reference_features(reference)  # built on the fly
     assert estimate.success, estimate.failure_log
@@ -64,16 +65,14 @@ def test_active_capture_recovers_the_offset_and_builds_features(reference, city,
         assert Path(frame.diagnostic_png).is_file()
         assert Path(frame.diagnostic_png).read_bytes()[:4] == b"\x89PNG"
     doc = estimate.to_json_dict()
-    assert set(doc) >= {"success", "offsets_deg", "uncertainty_deg", "breach", "frames",
-                        "failure_log"}
+    assert set(doc) >= {"success", "offsets_deg", "uncertainty_deg", "breach", "frames", "failure_log"}
     assert doc["algorithm_version"] == ALGORITHM_VERSION
     assert doc["frames"][0]["image"] == "images/000.jpg"
     json.dumps(doc)  # plain JSON types only
 
 
 def test_small_offset_is_not_a_breach_and_clean_zero_is_zero(reference, city, tmp_path):
-    views = [QueryView((-10.0, -4.0, 0.0), (0.0, 0.0, 0.0), 50.0),
-             QueryView((20.0, 2.0, 0.0), (0.0, 0.0, 0.0), 30.0)]
+    views = [QueryView((-10.0, -4.0, 0.0), (0.0, 0.0, 0.0), 50.0), QueryView((20.0, 2.0, 0.0), (0.0, 0.0, 0.0), 30.0)]
     query = write_query(tmp_path / "query", city, views, width=W, height=H, level=0)
     estimate = estimate_offsets(reference, query, threshold_deg=0.5)
     assert estimate.success and estimate.breach is False
@@ -82,8 +81,9 @@ def test_small_offset_is_not_a_breach_and_clean_zero_is_zero(reference, city, tm
 
 def test_blank_and_sky_views_are_inconclusive(reference, tmp_path, scenes_dir):
     nature = load_scene(str(scenes_dir / "pannellum_examplepano.jpg"))
-    sky = write_query(tmp_path / "sky", nature, [QueryView((10.0, 75.0, 0.0), (0.3, 0.0, 0.0), 30.0)],
-                      width=W, height=H)
+    sky = write_query(
+        tmp_path / "sky", nature, [QueryView((10.0, 75.0, 0.0), (0.3, 0.0, 0.0), 30.0)], width=W, height=H
+    )
     estimate = estimate_offsets(reference, sky)
     assert not estimate.success and estimate.breach is None and estimate.offsets_deg is None
     assert estimate.failure_log
@@ -97,8 +97,7 @@ def test_blank_and_sky_views_are_inconclusive(reference, tmp_path, scenes_dir):
 
 
 def test_corrupt_jpeg_names_the_file(reference, city, tmp_path):
-    query = write_query(tmp_path / "query", city, [QueryView((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 60)],
-                        width=W, height=H)
+    query = write_query(tmp_path / "query", city, [QueryView((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 60)], width=W, height=H)
     image = query / "images" / "000.jpg"
     image.write_bytes(image.read_bytes()[:2000])
     with pytest.raises(CaptureFormatError, match="000.jpg"):
@@ -106,13 +105,13 @@ def test_corrupt_jpeg_names_the_file(reference, city, tmp_path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "calmon_assets.cli", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "calmon_assets.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_exit_codes(reference, city, tmp_path):
-    good = write_query(tmp_path / "good", city, [QueryView((12.0, 3.0, 0.0), (0.2, 0.1, 0.0), 40)],
-                       width=W, height=H)
+    good = write_query(tmp_path / "good", city, [QueryView((12.0, 3.0, 0.0), (0.2, 0.1, 0.0), 40)], width=W, height=H)
     done = _cli("estimate", str(reference), str(good))
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
@@ -120,8 +119,7 @@ def test_cli_exit_codes(reference, city, tmp_path):
     assert abs(doc["offsets_deg"]["yaw"] - 0.2) < TOL_DEG
 
     capture = read_capture(good)
-    write_capture(tmp_path / "blank", capture,
-                  {capture.frames[0].image: np.zeros((H, W, 3), np.uint8)})
+    write_capture(tmp_path / "blank", capture, {capture.frames[0].image: np.zeros((H, W, 3), np.uint8)})
     blank = _cli("estimate", str(reference), str(tmp_path / "blank"))
     assert blank.returncode == 1
     assert json.loads(blank.stdout)["success"] is False
@@ -151,23 +149,23 @@ def test_reference_map_absorbs_one_frames_telemetry_error(city, tmp_path):
     manifest["frames"][1]["telemetry"]["pitch"] -= 0.2
     (reference / "manifest.json").write_text(json.dumps(manifest))
     offset = (0.2, 0.1, 0.0)
-    query = write_query(tmp_path / "query", city, [QueryView((10.0, -6.0, 0.0), offset, 30.0)],
-                        width=W, height=H)
+    query = write_query(tmp_path / "query", city, [QueryView((10.0, -6.0, 0.0), offset, 30.0)], width=W, height=H)
     estimate = estimate_offsets(reference, query)
     assert estimate.success
     assert np.all(np.abs(_errors(estimate, offset)[:2]) < TOL_DEG)  # yaw, pitch
     assert abs(_errors(estimate, offset)[2]) < 3 * estimate.uncertainty_deg["roll"] + 0.005
 
 
-def test_changed_scene_and_tiny_textured_patch_are_inconclusive(reference, city, tmp_path,
-                                                                 scenes_dir):
+def test_changed_scene_and_tiny_textured_patch_are_inconclusive(reference, city, tmp_path, scenes_dir):
     elsewhere = load_scene(str(scenes_dir / "aframe_puydesancy.jpg"))
-    other = write_query(tmp_path / "other", elsewhere,
-                        [QueryView((10.0, 0.0, 0.0), (0.0, 0.0, 0.0), 45.0)], width=W, height=H)
+    other = write_query(
+        tmp_path / "other", elsewhere, [QueryView((10.0, 0.0, 0.0), (0.0, 0.0, 0.0), 45.0)], width=W, height=H
+    )
     assert not estimate_offsets(reference, other).success
     # all matches crowded in a small patch: degenerate geometry, not a confident number
-    query = write_query(tmp_path / "patch", city, [QueryView((10.0, 0.0, 0.0), (0.3, 0.0, 0.0), 45.0)],
-                        width=W, height=H)
+    query = write_query(
+        tmp_path / "patch", city, [QueryView((10.0, 0.0, 0.0), (0.3, 0.0, 0.0), 45.0)], width=W, height=H
+    )
     capture = read_capture(query)
     image = np.full((H, W, 3), 120, np.uint8)
     view = city.render(10.3, 0.0, 0.0, 45.0, W, H)
@@ -181,12 +179,18 @@ def test_changed_scene_and_tiny_textured_patch_are_inconclusive(reference, city,
 def test_combination_rejects_an_outlier_frame():
     def frame(name, yaw, sigma=0.001, success=True):
         offsets = {"yaw": yaw, "pitch": 0.1, "roll": 0.0}
-        return FrameEstimate(name, success, 100, offsets if success else None,
-                             {a: sigma for a in AXES} if success else None,
-                             {"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "zoom": 1.0},
-                             None, None if success else "dark")
-    frames = [frame("a", 0.600), frame("b", 0.602), frame("c", 0.604), frame("d", 1.4),
-              frame("e", 0.0, success=False)]
+        return FrameEstimate(
+            name,
+            success,
+            100,
+            offsets if success else None,
+            {a: sigma for a in AXES} if success else None,
+            {"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "zoom": 1.0},
+            None,
+            None if success else "dark",
+        )
+
+    frames = [frame("a", 0.600), frame("b", 0.602), frame("c", 0.604), frame("d", 1.4), frame("e", 0.0, success=False)]
     offsets, sigma, used, note = combine_frames(frames)
     assert [f.image for f in used] == ["a", "b", "c"]
     assert offsets["yaw"] == pytest.approx(0.602, abs=1e-6)
@@ -198,8 +202,7 @@ def test_combination_rejects_an_outlier_frame():
 def test_focal_length_a_few_percent_off_is_fitted(reference, city, tmp_path):
     """A zoom's focal length 3% off in the manifest: fitted, not turned into tenths of a degree."""
     offset = (-0.4, 0.25, 0.05)
-    query = write_query(tmp_path / "query", city, [QueryView((0.0, 2.0, 0.0), offset, 35.0)],
-                        width=W, height=H)
+    query = write_query(tmp_path / "query", city, [QueryView((0.0, 2.0, 0.0), offset, 35.0)], width=W, height=H)
     manifest = json.loads((query / "manifest.json").read_text())
     frame = manifest["frames"][0]
     half = np.radians(frame["hfov_deg"] / 2)
@@ -220,22 +223,42 @@ def test_cli_reads_s3_prefixes(reference, city, tmp_path, s3_bucket):
     endpoint, bucket = s3_bucket
     store = S3ObjectStore(bucket, endpoint_url=endpoint)
     store.upload_folder(reference, "harbor/cam-01/reference_scan")
-    query = write_query(tmp_path / "query", city, [QueryView((30.0, 0.0, 0.0), (0.7, 0.0, 0.0), 40)],
-                        width=W, height=H)
+    query = write_query(tmp_path / "query", city, [QueryView((30.0, 0.0, 0.0), (0.7, 0.0, 0.0), 40)], width=W, height=H)
     store.upload_folder(query, "harbor/cam-01/query_scan/20261125T080000Z")
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
     done = subprocess.run(
-        [sys.executable, "-m", "calmon_assets.cli", "estimate",
-         f"s3://{bucket}/harbor/cam-01/reference_scan",
-         f"s3://{bucket}/harbor/cam-01/query_scan/20261125T080000Z"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+        [
+            sys.executable,
+            "-m",
+            "calmon_assets.cli",
+            "estimate",
+            f"s3://{bucket}/harbor/cam-01/reference_scan",
+            f"s3://{bucket}/harbor/cam-01/query_scan/20261125T080000Z",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["breach"] is True
     assert abs(doc["offsets_deg"]["yaw"] - 0.7) < TOL_DEG
     missing = subprocess.run(
-        [sys.executable, "-m", "calmon_assets.cli", "estimate",
-         f"s3://{bucket}/harbor/cam-01/reference_scan", f"s3://{bucket}/nothing/here"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+        [
+            sys.executable,
+            "-m",
+            "calmon_assets.cli",
+            "estimate",
+            f"s3://{bucket}/harbor/cam-01/reference_scan",
+            f"s3://{bucket}/nothing/here",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert missing.returncode == 2
     assert "nothing/here" in missing.stderr

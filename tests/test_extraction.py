@@ -30,27 +30,45 @@ SIZE = [640, 360]
 
 
 def device(id_: str, **extra) -> dict:
-    return {"id": id_, "scene": "synthetic:1", "resolution": SIZE,
-            "hfov_by_zoom": {1.0: 60.0, 4.0: 15.0}, "patrol": False, **extra}
+    return {
+        "id": id_,
+        "scene": "synthetic:1",
+        "resolution": SIZE,
+        "hfov_by_zoom": {1.0: 60.0, 4.0: 15.0},
+        "patrol": False,
+        **extra,
+    }
 
 
-FLEET = {"deployments": [{"name": "site-a", "devices": [
-    device("plain"),
-    device("patrol", patrol=True, patrol_pause_s=[0.2, 0.5], slew_speed_deg_s=30.0),
-    device("jitter", faults={"never_settle": True}),
-    device("active", start_pose={"yaw": -5.0, "pitch": 2.0, "zoom": 1.0}, slew_speed_deg_s=60.0,
-           reference_grid={"yaws": [-10, 10], "pitches": [0], "zoom": 1.0}),
-    device("garbage", faults={"garbage_mqtt": True}),
-    device("offline"),
-    device("mqtt-ptz", start_pose={"yaw": 3.0, "pitch": 0.0, "zoom": 1.0}),
-    device("media", start_pose={"yaw": 30.0, "pitch": 1.0, "zoom": 1.0}),
-]}]}
+FLEET = {
+    "deployments": [
+        {
+            "name": "site-a",
+            "devices": [
+                device("plain"),
+                device("patrol", patrol=True, patrol_pause_s=[0.2, 0.5], slew_speed_deg_s=30.0),
+                device("jitter", faults={"never_settle": True}),
+                device(
+                    "active",
+                    start_pose={"yaw": -5.0, "pitch": 2.0, "zoom": 1.0},
+                    slew_speed_deg_s=60.0,
+                    reference_grid={"yaws": [-10, 10], "pitches": [0], "zoom": 1.0},
+                ),
+                device("garbage", faults={"garbage_mqtt": True}),
+                device("offline"),
+                device("mqtt-ptz", start_pose={"yaw": 3.0, "pitch": 0.0, "zoom": 1.0}),
+                device("media", start_pose={"yaw": 30.0, "pitch": 1.0, "zoom": 1.0}),
+            ],
+        }
+    ]
+}
 
 
 @pytest.fixture(scope="module")
 def site(shared_broker):
-    fleet = SimFleet(FleetSpec.model_validate(FLEET), broker_host=shared_broker.host,
-                     broker_port=shared_broker.port).start()
+    fleet = SimFleet(
+        FleetSpec.model_validate(FLEET), broker_host=shared_broker.host, broker_port=shared_broker.port
+    ).start()
     config = fleet.devices_config()
     for dev in config["deployments"][0]["devices"]:
         if dev["id"] == "mqtt-ptz":
@@ -127,8 +145,7 @@ def test_garbage_payloads_are_counted_and_the_capture_still_succeeds(site, extra
     fleet, _ = site
     result = extractor.extract_query("garbage", stabilize_time=1, timeout=30)
     assert result.telemetry_summary["garbage_count"] > 0
-    assert_pose_equal(read_capture(result.folder).frames[0].telemetry,
-                      fleet.cameras["garbage"].reported_pose())
+    assert_pose_equal(read_capture(result.folder).frames[0].telemetry, fleet.cameras["garbage"].reported_pose())
 
 
 def test_offline_camera_fails_fast_naming_the_device(site, extractor):
@@ -137,8 +154,7 @@ def test_offline_camera_fails_fast_naming_the_device(site, extractor):
     with pytest.raises(CameraError, match=r"device offline: camera offline: connection refused"):
         extractor.extract_query("offline", stabilize_time=1, timeout=600)
     with pytest.raises(CameraError, match="device offline"):
-        extractor.extract_query("offline", stabilize_time=1, timeout=600,
-                                active_ptz_stops=[(0.0, 0.0, 1.0)])
+        extractor.extract_query("offline", stabilize_time=1, timeout=600, active_ptz_stops=[(0.0, 0.0, 1.0)])
 
 
 def test_unknown_device_is_a_clear_failure(extractor):
@@ -152,8 +168,9 @@ def test_broker_restart_mid_wait_is_survived(broker, tmp_path):
         latches: list[MqttTelemetryLatch] = []
 
         def telemetry(dep, dev):
-            latch = MqttResource(connect_timeout=10).latch(dep.mqtt.host, dep.mqtt.port,
-                                                            dep.topic(dev.id), dep.telemetry_fields)
+            latch = MqttResource(connect_timeout=10).latch(
+                dep.mqtt.host, dep.mqtt.port, dep.topic(dev.id), dep.telemetry_fields
+            )
             latches.append(latch)
             return latch
 
@@ -166,8 +183,9 @@ def test_broker_restart_mid_wait_is_survived(broker, tmp_path):
             broker.restart(down_seconds=0.5)
             restarted.set()
 
-        extractor = QueryExtractor(Fleet.model_validate(fleet.devices_config()),
-                                   telemetry_factory=telemetry, workdir=tmp_path)
+        extractor = QueryExtractor(
+            Fleet.model_validate(fleet.devices_config()), telemetry_factory=telemetry, workdir=tmp_path
+        )
         thread = threading.Thread(target=restart_when_connected)
         thread.start()
         try:
@@ -202,16 +220,14 @@ def test_active_capture_visits_every_stop_and_returns_home(site, extractor):
 
 def test_active_capture_with_every_stop_failing_is_a_capture_failure(site, extractor):
     with pytest.raises(CaptureFailed, match=r"all 1 active stops failed: stop \[0.0, 100.0, 1.0\]"):
-        extractor.extract_query("active", stabilize_time=1, timeout=2,
-                                active_ptz_stops=[(0.0, 100.0, 1.0)])
+        extractor.extract_query("active", stabilize_time=1, timeout=2, active_ptz_stops=[(0.0, 100.0, 1.0)])
 
 
 def test_active_capture_over_the_mqtt_command_topic(site, extractor):
     fleet, _ = site
     cam = fleet.cameras["mqtt-ptz"]
     home = cam.reported_pose()
-    result = extractor.extract_query("mqtt-ptz", stabilize_time=1, timeout=20,
-                                     active_ptz_stops=[(15.0, -2.0, 1.0)])
+    result = extractor.extract_query("mqtt-ptz", stabilize_time=1, timeout=20, active_ptz_stops=[(15.0, -2.0, 1.0)])
     frame = read_capture(result.folder).frames[0]
     assert (frame.telemetry.yaw, frame.telemetry.pitch) == (15.0, -2.0)
     assert_pose_equal(cam.reported_pose(), home)
@@ -222,8 +238,9 @@ def test_reference_capture_drives_the_grid_and_reports_progress(site, extractor)
     cam = fleet.cameras["active"]
     home = cam.reported_pose()
     progress: list[tuple[int, int]] = []
-    result = extractor.capture_reference("active", stabilize_time=1, timeout=20,
-                                         progress=lambda done, total: progress.append((done, total)))
+    result = extractor.capture_reference(
+        "active", stabilize_time=1, timeout=20, progress=lambda done, total: progress.append((done, total))
+    )
     capture = read_capture(result.folder)
     assert capture.kind == CaptureKind.reference and capture.mode == CaptureMode.reference
     assert [(f.telemetry.yaw, f.telemetry.pitch) for f in capture.frames] == [(-10.0, 0.0), (10.0, 0.0)]
@@ -291,8 +308,16 @@ def test_latch_parses_mapped_fields_and_rejects_garbage(shared_broker):
     good = latch.feed(json.dumps({"pan": 1.5, "ptz": {"tilt": "-2.25"}, "ts": 1_700_000_000_000}).encode())
     assert good is not None and (good.yaw, good.pitch, good.roll, good.zoom) == (1.5, -2.25, 0.0, 1.0)
     assert latch.device_clock_offset() is not None
-    for junk in (b"\x00\xff", b'{"pan": 1', b"[]", b"", b'{"pan": "north", "ptz": {"tilt": 1}}',
-                 b'{"pan": NaN, "ptz": {"tilt": 1}}', b'{"pan": 1}', b'{"pan": true, "ptz": {"tilt": 1}}'):
+    for junk in (
+        b"\x00\xff",
+        b'{"pan": 1',
+        b"[]",
+        b"",
+        b'{"pan": "north", "ptz": {"tilt": 1}}',
+        b'{"pan": NaN, "ptz": {"tilt": 1}}',
+        b'{"pan": 1}',
+        b'{"pan": true, "ptz": {"tilt": 1}}',
+    ):
         assert latch.feed(junk) is None
     assert latch.garbage_count == 8
     assert latch.feed(json.dumps({"pan": 9.0, "ptz": {"tilt": 0}, "ts": 1_600_000_000}).encode()) is None
@@ -303,8 +328,10 @@ def test_latch_parses_mapped_fields_and_rejects_garbage(shared_broker):
 
 def test_latch_waits_until_stable_and_times_out_on_silence(shared_broker):
     topic = "calmon/t/quiet/telemetry"
-    with (MqttTelemetryLatch(shared_broker.host, shared_broker.port, topic) as latch,
-          pytest.raises(CaptureFailed, match="no usable telemetry arrived.*topic calmon/t/quiet/telemetry")):
+    with (
+        MqttTelemetryLatch(shared_broker.host, shared_broker.port, topic) as latch,
+        pytest.raises(CaptureFailed, match="no usable telemetry arrived.*topic calmon/t/quiet/telemetry"),
+    ):
         latch.wait_until_stable(0.5, timeout=1.0)
 
 
@@ -392,10 +419,30 @@ class FakeCamera:
 
 
 def fake_fleet() -> Fleet:
-    return Fleet.model_validate({"deployments": [{"name": "lab", "devices": [{
-        "id": "fake", "camera": {"base_url": "http://127.0.0.1:9"},
-        "intrinsics": {"width": 640, "height": 360, "fx": 500.0, "fy": 500.0, "cx": 319.5, "cy": 179.5},
-        "reference_grid": {"yaws": [0], "pitches": [0]}}]}]})
+    return Fleet.model_validate(
+        {
+            "deployments": [
+                {
+                    "name": "lab",
+                    "devices": [
+                        {
+                            "id": "fake",
+                            "camera": {"base_url": "http://127.0.0.1:9"},
+                            "intrinsics": {
+                                "width": 640,
+                                "height": 360,
+                                "fx": 500.0,
+                                "fy": 500.0,
+                                "cx": 319.5,
+                                "cy": 179.5,
+                            },
+                            "reference_grid": {"yaws": [0], "pitches": [0]},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
 
 def test_frame_is_discarded_when_the_camera_moves_right_after_the_grab(tmp_path):
@@ -408,9 +455,14 @@ def test_frame_is_discarded_when_the_camera_moves_right_after_the_grab(tmp_path)
     source = ScriptedTelemetry(clock, pose)
     source.samples = []
     camera = FakeCamera(clock, on_grab=lambda n: moved_at.append(clock.now + 0.1) if n == 1 else None)
-    extractor = QueryExtractor(fake_fleet(), telemetry_factory=lambda d, v: source,
-                               camera_factory=lambda d, v: camera, clock=clock, sleep=clock.sleep,
-                               workdir=tmp_path)
+    extractor = QueryExtractor(
+        fake_fleet(),
+        telemetry_factory=lambda d, v: source,
+        camera_factory=lambda d, v: camera,
+        clock=clock,
+        sleep=clock.sleep,
+        workdir=tmp_path,
+    )
     result = extractor.extract_query("fake", stabilize_time=2, timeout=30)
     assert len(camera.grabs) == 3  # the discarded frame, the kept one and its motion check
     assert len(result.telemetry_summary["discarded_frames"]) == 1
@@ -424,9 +476,14 @@ def test_telemetry_going_silent_fails_and_says_so(tmp_path):
     clock = FakeClock()
     source = ScriptedTelemetry(clock, lambda t: (10.0, 0.0), silent_after=clock.now + 0.5)
     source.samples = []
-    extractor = QueryExtractor(fake_fleet(), telemetry_factory=lambda d, v: source,
-                               camera_factory=lambda d, v: FakeCamera(clock), clock=clock,
-                               sleep=clock.sleep, workdir=tmp_path)
+    extractor = QueryExtractor(
+        fake_fleet(),
+        telemetry_factory=lambda d, v: source,
+        camera_factory=lambda d, v: FakeCamera(clock),
+        clock=clock,
+        sleep=clock.sleep,
+        workdir=tmp_path,
+    )
     with pytest.raises(CaptureFailed, match=r"device fake: .*timeout.*no telemetry for .*silent for the last"):
         extractor.extract_query("fake", stabilize_time=2, timeout=10)
     assert clock.now - 1_000.0 >= 10.0
@@ -440,8 +497,7 @@ def texture(seed: int = 3, size=(360, 640)) -> np.ndarray:
     import cv2
 
     rng = np.random.default_rng(seed)
-    coarse = cv2.resize(rng.uniform(0, 255, (size[0] // 8, size[1] // 8)), size[::-1],
-                        interpolation=cv2.INTER_CUBIC)
+    coarse = cv2.resize(rng.uniform(0, 255, (size[0] // 8, size[1] // 8)), size[::-1], interpolation=cv2.INTER_CUBIC)
     fine = cv2.GaussianBlur(rng.uniform(0, 255, size), (0, 0), 1.5)
     grey = np.clip(0.6 * coarse + 0.4 * fine, 0, 255).astype(np.uint8)
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
@@ -476,9 +532,15 @@ def test_image_motion_measures_the_shift_in_full_frame_pixels():
 def frozen_extractor(tmp_path, clock, camera, **kwargs) -> QueryExtractor:
     source = ScriptedTelemetry(clock, lambda t: (10.0, 0.0))  # frozen: always the same values
     source.samples = []
-    return QueryExtractor(fake_fleet(), telemetry_factory=lambda d, v: source,
-                          camera_factory=lambda d, v: camera, clock=clock, sleep=clock.sleep,
-                          workdir=tmp_path, **kwargs)
+    return QueryExtractor(
+        fake_fleet(),
+        telemetry_factory=lambda d, v: source,
+        camera_factory=lambda d, v: camera,
+        clock=clock,
+        sleep=clock.sleep,
+        workdir=tmp_path,
+        **kwargs,
+    )
 
 
 def test_frozen_telemetry_while_the_image_moves_fails_and_says_so(tmp_path):
@@ -513,8 +575,10 @@ def test_the_allowed_image_motion_is_configurable(tmp_path):
     scene, t0 = texture(), clock.now
     camera = FakeCamera(clock, view=lambda t: shifted(scene, 1.0 * (t - t0)))  # a slow 1 px/s creep
     result = frozen_extractor(tmp_path, clock, camera, image_motion_px=5.0).extract_query(
-        "fake", stabilize_time=1, timeout=10)
+        "fake", stabilize_time=1, timeout=10
+    )
     assert result.telemetry_summary["discarded_frames"] == []
     with pytest.raises(CaptureFailed, match="more than 0.2 px allowed"):
-        frozen_extractor(tmp_path, clock, FakeCamera(clock, view=camera.view), image_motion_px=0.2
-                         ).extract_query("fake", stabilize_time=1, timeout=5)
+        frozen_extractor(tmp_path, clock, FakeCamera(clock, view=camera.view), image_motion_px=0.2).extract_query(
+            "fake", stabilize_time=1, timeout=5
+        )

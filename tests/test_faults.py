@@ -45,13 +45,15 @@ def hour(k: int) -> str:
 # healthy devices of every cycle and what their rows must say
 OTHERS = {"cam-ok": CheckStatus.ok, "cam-bad": CheckStatus.breach}
 DEPLOYMENTS = [
-    {"name": "harbor", "devices": [
-        device("cam-ok", 11, yaw=5.0),
-        device("cam-bad", 12, yaw=10.0, offset=(0.8, -0.3, 0.1)),
-        # the fault device; patrols in quick short moves once the frozen-telemetry case turns it on
-        device("cam-f", 14, offset=(0.3, -0.2, 0.0), patrol_pause_s=[0.05, 0.15],
-               patrol_range_deg=[12.0, 2.0]),
-    ]},
+    {
+        "name": "harbor",
+        "devices": [
+            device("cam-ok", 11, yaw=5.0),
+            device("cam-bad", 12, yaw=10.0, offset=(0.8, -0.3, 0.1)),
+            # the fault device; patrols in quick short moves once the frozen-telemetry case turns it on
+            device("cam-f", 14, offset=(0.3, -0.2, 0.0), patrol_pause_s=[0.05, 0.15], patrol_range_deg=[12.0, 2.0]),
+        ],
+    },
     {"name": "tunnel", "devices": [device("cam-k", 15, offset=(-0.6, 0.2, 0.0))]},
     {"name": "ghost", "devices": [device("cam-g", 16)]},
 ]
@@ -79,8 +81,12 @@ def site(tmp_path_factory, site_broker):
     services = {f"{NAMESPACE}/mosquitto:1883": site_broker.port}
     for dep in doc["deployments"]:
         if dep["name"] in KUBECTL_DEPLOYMENTS:
-            dep.update(access="kubectl", kube_context=KUBECTL_DEPLOYMENTS[dep["name"]], namespace=NAMESPACE,
-                       mqtt={"service": "mosquitto", "port": 1883})
+            dep.update(
+                access="kubectl",
+                kube_context=KUBECTL_DEPLOYMENTS[dep["name"]],
+                namespace=NAMESPACE,
+                mqtt={"service": "mosquitto", "port": 1883},
+            )
             for dev in dep["devices"]:
                 dev["camera"] = {"service": dev["id"], "port": 80, "ptz": "http"}
                 services[f"{NAMESPACE}/{dev['id']}:80"] = s.fleet.cameras[dev["id"]].port
@@ -141,7 +147,7 @@ def alerts(platform, site: Site, rows: dict[str, CalibrationResult]) -> dict[str
     """The cycle's Slack messages by device, checked to be the ones the receiver got."""
     sent = platform.send_alerts()
     assert len(sent) == len(rows), sent
-    assert site.slack.texts()[-len(sent):] == sent  # they travelled over HTTP
+    assert site.slack.texts()[-len(sent) :] == sent  # they travelled over HTTP
     by_device = {d: next(t for t in sent if f"*{d}*" in t) for d in rows}
     assert by_device["cam-ok"].startswith("✅ *harbor* / *cam-ok*: within 0.5°")
     assert by_device["cam-bad"].startswith("🚨 *harbor* / *cam-bad*: calibration offset above 0.5°")
@@ -158,8 +164,9 @@ def assert_failed_message(text: str, row: CalibrationResult, *phrases: str) -> N
 def capture_telemetry(platform, device_id: str, time_key: str) -> dict:
     """The telemetry summary in the query_capture materialization's metadata."""
     records = platform.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("query_capture"),
-                              asset_partitions=[str(check_partition_key(device_id, time_key))]),
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("query_capture"), asset_partitions=[str(check_partition_key(device_id, time_key))]
+        ),
         limit=1,
     ).records
     assert records, f"no query_capture for {device_id} {time_key}"
@@ -187,8 +194,9 @@ def tcp_table() -> list[tuple[int, int, str, int]]:
     rows = []
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        rows.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16),
-                     fields[3], int(fields[9])))
+        rows.append(
+            (int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16), fields[3], int(fields[9]))
+        )
     return rows
 
 
@@ -205,11 +213,16 @@ def forwards_to(service: str) -> dict[int, int]:
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
             parent = re.search(r"^PPid:\s+(\d+)", (proc / "status").read_text(), re.MULTILINE)
-            if not parent or int(parent.group(1)) != os.getpid() or b"port-forward" not in argv \
-                    or f"svc/{service}".encode() not in argv:
+            if (
+                not parent
+                or int(parent.group(1)) != os.getpid()
+                or b"port-forward" not in argv
+                or f"svc/{service}".encode() not in argv
+            ):
                 continue
-            inodes = {int(m) for fd in (proc / "fd").iterdir()
-                      for m in re.findall(r"socket:\[(\d+)\]", os.readlink(fd))}
+            inodes = {
+                int(m) for fd in (proc / "fd").iterdir() for m in re.findall(r"socket:\[(\d+)\]", os.readlink(fd))
+            }
         except (OSError, AttributeError):
             continue  # exited meanwhile
         ports = [local for local, _, state, inode in tcp_table() if state == LISTEN and inode in inodes]
@@ -257,8 +270,7 @@ def test_telemetry_never_settles(platform, site):
     finally:
         cam.clear_faults()
     row = rows["cam-f"]
-    assert_failed(row, f"telemetry did not hold still for 1 s within the {TIMEOUT_S} s timeout",
-                  "the pose changed")
+    assert_failed(row, f"telemetry did not hold still for 1 s within the {TIMEOUT_S} s timeout", "the pose changed")
     assert_others_unaffected(site, rows)
     texts = alerts(platform, site, rows)
     assert_failed_message(texts["cam-f"], row, "telemetry did not hold still for 1 s")
@@ -277,8 +289,11 @@ def test_frozen_telemetry_while_the_camera_moves(platform, site):
         wait_for("cam-f back home", lambda: not cam.is_moving())
     row = rows["cam-f"]
     # not a stable success with offsets off by the patrol's moves: a failure that says why
-    assert_failed(row, f"no frame could be kept within the {TIMEOUT_S} s timeout",
-                  "the image moved while telemetry stayed still (frozen telemetry?)")
+    assert_failed(
+        row,
+        f"no frame could be kept within the {TIMEOUT_S} s timeout",
+        "the image moved while telemetry stayed still (frozen telemetry?)",
+    )
     assert_others_unaffected(site, rows)
     texts = alerts(platform, site, rows)
     assert_failed_message(texts["cam-f"], row, "the image moved while telemetry stayed still (frozen telemetry?)")
@@ -344,13 +359,15 @@ def test_port_forward_dies_mid_check(platform, site):
     try:
         cycle = in_background(lambda: platform.run_check_cycle(hour(7), device_ids=["cam-k", *OTHERS]))
         # the broker's forward dies under the connected latch: it must come back through a new one
-        (mqtt_pid, mqtt_port), = wait_for(
+        ((mqtt_pid, mqtt_port),) = wait_for(
             "the latch connected through its forward",
-            lambda: [(pid, port) for pid, port in forwards_to("mosquitto").items() if connections_to(port)])
+            lambda: [(pid, port) for pid, port in forwards_to("mosquitto").items() if connections_to(port)],
+        )
         os.kill(mqtt_pid, signal.SIGUSR1)  # "lost connection to pod"
-        wait_for("the latch connected through a restarted forward",
-                 lambda: [pid for pid, port in forwards_to("mosquitto").items()
-                          if pid != mqtt_pid and connections_to(port)])
+        wait_for(
+            "the latch connected through a restarted forward",
+            lambda: [pid for pid, port in forwards_to("mosquitto").items() if pid != mqtt_pid and connections_to(port)],
+        )
         # then the camera's forward dies before the grab
         (camera_pid,) = wait_for("the camera's forward", lambda: list(forwards_to("cam-k")))
         os.kill(camera_pid, signal.SIGUSR1)
@@ -377,8 +394,12 @@ def test_port_forward_dies_mid_check(platform, site):
 def test_unknown_kube_context(platform, site):
     rows = run_cycle(platform, hour(8), "cam-g")
     row = rows["cam-g"]
-    assert_failed(row, f"port-forward to svc/cam-g:80 in namespace '{NAMESPACE}'",
-                  f"unknown kube context '{UNKNOWN_CONTEXT}'", "check kube_context in devices.yaml")
+    assert_failed(
+        row,
+        f"port-forward to svc/cam-g:80 in namespace '{NAMESPACE}'",
+        f"unknown kube context '{UNKNOWN_CONTEXT}'",
+        "check kube_context in devices.yaml",
+    )
     assert row.deployment_name == "ghost"
     assert_others_unaffected(site, rows)
     texts = alerts(platform, site, rows)

@@ -57,8 +57,7 @@ TICK_1 = (NOW - timedelta(hours=23)).replace(minute=5, second=0, microsecond=0)
 TICK_2 = TICK_1 + timedelta(hours=1)
 
 CAM_A, CAM_B, CAM_C, CAM_NEW = "cam-a", "cam-b", "cam-c", "cam-new"
-TRUE_OFFSETS = {CAM_A: (0.0, 0.0, 0.0), CAM_B: (0.8, -0.3, 0.1), CAM_C: (-0.2, 0.1, 0.0),
-                CAM_NEW: (0.0, 0.6, 0.0)}
+TRUE_OFFSETS = {CAM_A: (0.0, 0.0, 0.0), CAM_B: (0.8, -0.3, 0.1), CAM_C: (-0.2, 0.1, 0.0), CAM_NEW: (0.0, 0.6, 0.0)}
 DEPLOYMENT = {CAM_A: "harbor", CAM_B: "harbor", CAM_C: "city", CAM_NEW: "harbor"}
 
 
@@ -67,8 +66,12 @@ def s3():
     """moto's S3 over HTTP with the bucket, and a FlakyProxy in front of it that passes everything
     until a test sets `proxy.failures` higher than `proxy.failed`."""
     patch = pytest.MonkeyPatch()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         patch.setenv(key, value)
     with moto_server() as endpoint, FlakyProxy(endpoint, failures=0) as proxy:
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
@@ -81,13 +84,17 @@ def site(tmp_path_factory, shared_broker, s3):
     _, proxy = s3
     monkeypatch = pytest.MonkeyPatch()
     deployments = [
-        {"name": "harbor", "devices": [device(CAM_A, 21, yaw=5.0, offset=TRUE_OFFSETS[CAM_A]),
-                                       device(CAM_B, 22, yaw=10.0, offset=TRUE_OFFSETS[CAM_B]),
-                                       device(CAM_NEW, 24, yaw=-5.0, offset=TRUE_OFFSETS[CAM_NEW])]},
+        {
+            "name": "harbor",
+            "devices": [
+                device(CAM_A, 21, yaw=5.0, offset=TRUE_OFFSETS[CAM_A]),
+                device(CAM_B, 22, yaw=10.0, offset=TRUE_OFFSETS[CAM_B]),
+                device(CAM_NEW, 24, yaw=-5.0, offset=TRUE_OFFSETS[CAM_NEW]),
+            ],
+        },
         {"name": "city", "devices": [device(CAM_C, 23, yaw=0.0, offset=TRUE_OFFSETS[CAM_C])]},
     ]
-    s = start_site(tmp_path_factory.mktemp("faults-infra"), shared_broker, deployments, proxy.url,
-                   monkeypatch)
+    s = start_site(tmp_path_factory.mktemp("faults-infra"), shared_broker, deployments, proxy.url, monkeypatch)
     # cam-new is served by the fleet but joins devices.yaml only in the devices.yaml case
     write_devices(s, without=[CAM_NEW])
     yield s
@@ -148,8 +155,11 @@ def message_for(texts: list[str], device_id: str) -> str:
 
 def headline(row) -> str:
     where = f"*{row.deployment_name}* / *{row.device_id}*"
-    return {CheckStatus.ok: f"✅ {where}: within 0.5°", CheckStatus.breach: f"🚨 {where}: calibration offset above 0.5°",
-            CheckStatus.failed: f"❌ {where}: check failed"}[CheckStatus(row.status)]
+    return {
+        CheckStatus.ok: f"✅ {where}: within 0.5°",
+        CheckStatus.breach: f"🚨 {where}: calibration offset above 0.5°",
+        CheckStatus.failed: f"❌ {where}: check failed",
+    }[CheckStatus(row.status)]
 
 
 def no_reference_reason(device_id: str) -> str:
@@ -213,27 +223,36 @@ def test_s3_down_for_the_whole_check_rows_still_land(platform, site, s3, flaky_c
     assert sorted(rows) == [CAM_A, CAM_B, CAM_C] and all(len(v) == 1 for v in rows.values())
 
     def not_stored(device_id: str) -> str:
-        return (rf"files could not be stored: upload to s3://{BUCKET}/{DEPLOYMENT[device_id]}/{device_id}"
-                rf"/query_scan/{stamp}/\S+ failed after 5 attempt\(s\): InternalError \(HTTP 500\): injected failure")
+        return (
+            rf"files could not be stored: upload to s3://{BUCKET}/{DEPLOYMENT[device_id]}/{device_id}"
+            rf"/query_scan/{stamp}/\S+ failed after 5 attempt\(s\): InternalError \(HTTP 500\): injected failure"
+        )
 
     def manifest_failed(device_id: str) -> str:
-        return (rf"download of s3://{BUCKET}/{reference_scan_prefix(DEPLOYMENT[device_id], device_id)}"
-                r"/manifest.json failed after 5 attempt\(s\): InternalError \(HTTP 500\): injected failure")
+        return (
+            rf"download of s3://{BUCKET}/{reference_scan_prefix(DEPLOYMENT[device_id], device_id)}"
+            r"/manifest.json failed after 5 attempt\(s\): InternalError \(HTTP 500\): injected failure"
+        )
 
     sent = platform.send_alerts()
     for device_id in (CAM_A, CAM_B):
         (row,) = rows[device_id]
         assert_measured(row, device_id)
         assert row.files_location is None
-        assert re.fullmatch(f"{not_stored(device_id)}; reference scan taken from the local cache: "
-                            f"{manifest_failed(device_id)}", row.failure_log), row.failure_log
+        assert re.fullmatch(
+            f"{not_stored(device_id)}; reference scan taken from the local cache: {manifest_failed(device_id)}",
+            row.failure_log,
+        ), row.failure_log
         text = message_for(sent, device_id)
         assert text.startswith(headline(row)) and "note: files could not be stored: upload to" in text
         assert "files: " not in text
     (row,) = rows[CAM_C]
     assert (row.success, row.status) == (False, CheckStatus.failed)
-    assert re.fullmatch(f"reference scan for {CAM_C} could not be fetched, the object store is unreachable "
-                        rf"\({manifest_failed(CAM_C)}\); {not_stored(CAM_C)}", row.failure_log), row.failure_log
+    assert re.fullmatch(
+        f"reference scan for {CAM_C} could not be fetched, the object store is unreachable "
+        rf"\({manifest_failed(CAM_C)}\); {not_stored(CAM_C)}",
+        row.failure_log,
+    ), row.failure_log
     assert "collect-references" not in row.failure_log  # the scan is fine: nothing to redo
     text = message_for(sent, CAM_C)
     assert text.startswith(headline(row)) and f"reason: reference scan for {CAM_C} could not be fetched" in text
@@ -255,9 +274,17 @@ def test_iceberg_commit_conflicts_from_a_concurrent_writer(platform, flaky_cycle
         try:
             while not stop.is_set():
                 key = current_time_key(NOW - timedelta(days=400, hours=len(written)))
-                writer.write([failed_check(deployment_name="elsewhere", device_id="cam-other",
-                                           check_partition=key, reason="written by the other writer",
-                                           mode="passive")])
+                writer.write(
+                    [
+                        failed_check(
+                            deployment_name="elsewhere",
+                            device_id="cam-other",
+                            check_partition=key,
+                            reason="written by the other writer",
+                            mode="passive",
+                        )
+                    ]
+                )
                 written.append(key)
                 stop.wait(0.05)
         except Exception as exc:  # surfaced below
@@ -330,8 +357,9 @@ def test_slack_down_keeps_rows_logs_without_url_and_delivers_later(platform, web
     sensor_log = capfd.readouterr().err
     assert len(webhook.requests) == 4 and len(set(webhook.texts())) == 1  # held after its retries
     held = next(d for d in rows if f"/ *{d}*:" in webhook.texts()[0])
-    warning = (f"{held} {HOUR_SLACK_DOWN}: Slack message not delivered, kept for the next attempt: "
-               "HTTP 500: server_error")
+    warning = (
+        f"{held} {HOUR_SLACK_DOWN}: Slack message not delivered, kept for the next attempt: HTTP 500: server_error"
+    )
     assert warning in sensor_log
     # the CLI's path (`calmon monitor`): Python logging
     with caplog.at_level(logging.WARNING, logger="calmon_assets.sensors"):
@@ -366,20 +394,28 @@ def test_a_run_that_dies_gets_its_row_and_its_message_even_while_slack_is_down(p
         # the daemon's path: a launched run fails, the run-failure sensor sees it
         job = platform.defs.resolve_job_def("calibration_check")
         result = job.execute_in_process(
-            partition_key=str(check_partition_key(CAM_C, HOUR_RUN_CRASH)), instance=platform.instance,
-            tags={"calmon/deployment": DEPLOYMENT[CAM_C]}, raise_on_error=False,
+            partition_key=str(check_partition_key(CAM_C, HOUR_RUN_CRASH)),
+            instance=platform.instance,
+            tags={"calmon/deployment": DEPLOYMENT[CAM_C]},
+            raise_on_error=False,
         )
         assert not result.success
         failure = result.get_run_failure_event()
         with dg.build_run_status_sensor_context(
-            sensor_name="record_failed_checks", dagster_event=failure, dagster_instance=platform.instance,
-            dagster_run=result.dagster_run, resources=platform.resources,
+            sensor_name="record_failed_checks",
+            dagster_event=failure,
+            dagster_instance=platform.instance,
+            dagster_run=result.dagster_run,
+            resources=platform.resources,
         ) as context:
             record_failed_checks_sensor(context.for_run_failure())
         # a second evaluation of the same failure (a sensor retried) records nothing more
         with dg.build_run_status_sensor_context(
-            sensor_name="record_failed_checks", dagster_event=failure, dagster_instance=platform.instance,
-            dagster_run=result.dagster_run, resources=platform.resources,
+            sensor_name="record_failed_checks",
+            dagster_event=failure,
+            dagster_instance=platform.instance,
+            dagster_run=result.dagster_run,
+            resources=platform.resources,
         ) as context:
             record_failed_checks_sensor(context.for_run_failure())
     finally:
@@ -406,8 +442,10 @@ def test_a_run_that_dies_gets_its_row_and_its_message_even_while_slack_is_down(p
     # and the partition shows the failed row in the UI, not nothing
     for device_id in rows:
         record = platform.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("calibration_offsets"),
-                                  asset_partitions=[str(check_partition_key(device_id, HOUR_RUN_CRASH))]),
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("calibration_offsets"),
+                asset_partitions=[str(check_partition_key(device_id, HOUR_RUN_CRASH))],
+            ),
             limit=5,
         ).records
         assert len(record) == 1 and record[0].asset_materialization.metadata["status"].value == "failed"
@@ -465,8 +503,9 @@ def test_missing_reference_scan_is_a_failed_row_naming_the_fix(platform, referen
     assert sorted(rows) == [CAM_A, CAM_B, CAM_C] and all(len(v) == 1 for v in rows.values())
     (row,) = rows[CAM_A]
     assert (row.success, row.status) == (False, CheckStatus.failed)
-    assert row.failure_log == (f"{no_reference_reason(CAM_A)}no object "
-                               f"s3://{BUCKET}/{reference_objects.prefix(CAM_A)}/manifest.json)")
+    assert row.failure_log == (
+        f"{no_reference_reason(CAM_A)}no object s3://{BUCKET}/{reference_objects.prefix(CAM_A)}/manifest.json)"
+    )
     assert row.files_location is not None  # the query capture itself was stored
     for device_id in (CAM_B, CAM_C):
         assert_measured(rows[device_id][0], device_id)
@@ -492,12 +531,15 @@ def test_corrupt_reference_scans_are_failed_rows_naming_the_fix(platform, site, 
     (garbage,) = rows[CAM_A]
     assert (garbage.success, garbage.status) == (False, CheckStatus.failed)
     assert garbage.failure_log.startswith(no_reference_reason(CAM_A))
-    assert garbage.failure_log.endswith("reference_scan/manifest.json: not valid JSON "
-                                        "(Expecting property name enclosed in double quotes: line 1 column 3 (char 2)))")
+    assert garbage.failure_log.endswith(
+        "reference_scan/manifest.json: not valid JSON "
+        "(Expecting property name enclosed in double quotes: line 1 column 3 (char 2)))"
+    )
     (truncated_row,) = rows[CAM_C]
     assert (truncated_row.success, truncated_row.status) == (False, CheckStatus.failed)
-    assert truncated_row.failure_log == (f"{no_reference_reason(CAM_C)}reference scan {cache_c}: "
-                                         "BadZipFile: File is not a zip file)")
+    assert truncated_row.failure_log == (
+        f"{no_reference_reason(CAM_C)}reference scan {cache_c}: BadZipFile: File is not a zip file)"
+    )
     assert not cache_c.exists()  # the corrupt copy is dropped: a repaired scan is fetched next time
     assert_measured(rows[CAM_B][0], CAM_B)
     sent = platform.send_alerts()
@@ -519,9 +561,12 @@ def tick(platform, moment: datetime, config_dir) -> list[dg.RunRequest]:
     for request in getattr(result, "dynamic_partitions_requests", None) or []:
         platform.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     schedule = platform.defs.resolve_schedule_def("calibration_check_schedule")
-    with dg.build_schedule_context(instance=platform.instance, scheduled_execution_time=moment,
-                                   resources={**platform.resources, "site": site_resource},
-                                   repository_def=platform.defs.get_repository_def()) as context:
+    with dg.build_schedule_context(
+        instance=platform.instance,
+        scheduled_execution_time=moment,
+        resources={**platform.resources, "site": site_resource},
+        repository_def=platform.defs.get_repository_def(),
+    ) as context:
         return list(schedule.evaluate_tick(context).run_requests or [])
 
 
@@ -530,8 +575,9 @@ def launch(platform, requests: list[dg.RunRequest]) -> list[bool]:
     job = platform.defs.resolve_job_def("calibration_check")
 
     def run(request: dg.RunRequest) -> bool:
-        return job.execute_in_process(partition_key=request.partition_key, tags=request.tags,
-                                      instance=platform.instance, raise_on_error=False).success
+        return job.execute_in_process(
+            partition_key=request.partition_key, tags=request.tags, instance=platform.instance, raise_on_error=False
+        ).success
 
     with ThreadPoolExecutor(max_workers=len(requests)) as pool:
         return list(pool.map(run, requests))
@@ -547,14 +593,19 @@ def test_devices_yaml_edited_between_ticks(platform, site, flaky_cycle):
         requests = tick(platform, TICK_1, site.config_dir)
         assert sorted(str(r.partition_key) for r in requests) == [f"{d}|{key_1}" for d in (CAM_A, CAM_C, CAM_NEW)]
         assert {str(r.partition_key).split("|")[0]: r.tags["calmon/deployment"] for r in requests} == {
-            CAM_A: "harbor", CAM_C: "city", CAM_NEW: "harbor"}
+            CAM_A: "harbor",
+            CAM_C: "city",
+            CAM_NEW: "harbor",
+        }
         assert all(launch(platform, requests))
         rows = rows_of(platform, key_1)
         assert sorted(rows) == [CAM_A, CAM_C, CAM_NEW] and all(len(v) == 1 for v in rows.values())
         (new,) = rows[CAM_NEW]
         assert (new.success, new.status) == (False, CheckStatus.failed)
-        assert new.failure_log == (f"{no_reference_reason(CAM_NEW)}no object "
-                                   f"s3://{BUCKET}/{reference_scan_prefix('harbor', CAM_NEW)}/manifest.json)")
+        assert new.failure_log == (
+            f"{no_reference_reason(CAM_NEW)}no object "
+            f"s3://{BUCKET}/{reference_scan_prefix('harbor', CAM_NEW)}/manifest.json)"
+        )
         for device_id in (CAM_A, CAM_C):
             assert_measured(rows[device_id][0], device_id)
         # the removed device keeps its partition and its rows
@@ -593,11 +644,17 @@ def test_unsafe_device_id_refused_at_load_and_nothing_requested(platform, site, 
     doc["deployments"][1]["devices"][0]["id"] = bad_id
     (config_dir / "devices.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    result = subprocess.run([sys.executable, "-m", "calmon_assets.cli", "validate-config", str(config_dir)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "calmon_assets.cli", "validate-config", str(config_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
-    assert (f"{config_dir / 'devices.yaml'}: deployments[1].devices[0].id: Value error, device id "
-            f"{bad_id!r} is not a safe path segment") in result.stderr
+    assert (
+        f"{config_dir / 'devices.yaml'}: deployments[1].devices[0].id: Value error, device id "
+        f"{bad_id!r} is not a safe path segment"
+    ) in result.stderr
     partitions = set(platform.instance.get_dynamic_partitions("devices"))
     assert tick(platform, TICK_1 + timedelta(hours=5), config_dir) == []  # no runs requested
     assert set(platform.instance.get_dynamic_partitions("devices")) == partitions

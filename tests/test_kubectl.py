@@ -56,8 +56,9 @@ def echo_server():
                 conn, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(target=lambda c=conn: [c.sendall(d) for d in iter(lambda: c.recv(4096), b"")],
-                             daemon=True).start()
+            threading.Thread(
+                target=lambda c=conn: [c.sendall(d) for d in iter(lambda: c.recv(4096), b"")], daemon=True
+            ).start()
 
     threading.Thread(target=serve, daemon=True).start()
     yield listener.getsockname()[1]
@@ -112,8 +113,10 @@ def test_port_forward_relays_a_real_tcp_connection(services):
 
 
 def test_forward_torn_down_when_the_check_fails(services):
-    with pytest.raises(RuntimeError, match="check failed"), \
-            Kubectl("fake-cluster").port_forward("cameras", "cam-10", 80) as forward:
+    with (
+        pytest.raises(RuntimeError, match="check failed"),
+        Kubectl("fake-cluster").port_forward("cameras", "cam-10", 80) as forward,
+    ):
         pid = forward.pid
         raise RuntimeError("check failed")
     wait_dead(pid)
@@ -147,14 +150,18 @@ def test_forward_that_dies_on_a_timer_is_restarted(services, monkeypatch):
 
 
 def test_unknown_context_is_a_clear_error(services):
-    with pytest.raises(KubectlError, match="unknown kube context 'prod-eu'.*kube_context in devices.yaml"), \
-            Kubectl("prod-eu").port_forward("cameras", "cam-10", 80):
+    with (
+        pytest.raises(KubectlError, match="unknown kube context 'prod-eu'.*kube_context in devices.yaml"),
+        Kubectl("prod-eu").port_forward("cameras", "cam-10", 80),
+    ):
         pass
 
 
 def test_missing_service_is_a_clear_error(services):
-    with pytest.raises(KubectlError, match="service 'cam-99' not found in namespace 'cameras'"), \
-            Kubectl("fake-cluster").port_forward("cameras", "cam-99", 80):
+    with (
+        pytest.raises(KubectlError, match="service 'cam-99' not found in namespace 'cameras'"),
+        Kubectl("fake-cluster").port_forward("cameras", "cam-99", 80),
+    ):
         pass
 
 
@@ -162,8 +169,7 @@ def test_kubectl_not_installed(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(KubectlError, match="kubectl not installed"):
         Kubectl("any").run("get", "pods")
-    with pytest.raises(KubectlError, match="kubectl not installed"), \
-            Kubectl("any").port_forward("ns", "svc", 80):
+    with pytest.raises(KubectlError, match="kubectl not installed"), Kubectl("any").port_forward("ns", "svc", 80):
         pass
 
 
@@ -187,8 +193,13 @@ DEVICE = {
 
 
 def test_device_endpoints_via_kubectl(services):
-    deployment = Deployment(name="city-north", access="kubectl", kube_context="fake-cluster",
-                            namespace="cameras", mqtt={"service": "mosquitto", "port": 1883})
+    deployment = Deployment(
+        name="city-north",
+        access="kubectl",
+        kube_context="fake-cluster",
+        namespace="cameras",
+        mqtt={"service": "mosquitto", "port": 1883},
+    )
     device = Device.model_validate(DEVICE)
     with device_endpoints(deployment, device) as endpoints:
         assert endpoints.mqtt_host == "127.0.0.1"
@@ -211,15 +222,23 @@ def test_device_endpoints_via_kubectl(services):
 
 
 def test_device_endpoints_close_the_first_forward_when_the_second_fails(services, monkeypatch):
-    deployment = Deployment(name="city-north", access="kubectl", kube_context="fake-cluster",
-                            namespace="cameras", mqtt={"service": "no-broker", "port": 1883})
-    with pytest.raises(KubectlError, match="service 'no-broker' not found"), \
-            device_endpoints(deployment, Device.model_validate(DEVICE)):
+    deployment = Deployment(
+        name="city-north",
+        access="kubectl",
+        kube_context="fake-cluster",
+        namespace="cameras",
+        mqtt={"service": "no-broker", "port": 1883},
+    )
+    with (
+        pytest.raises(KubectlError, match="service 'no-broker' not found"),
+        device_endpoints(deployment, Device.model_validate(DEVICE)),
+    ):
         pass
     camera_forward = next(c for c in calls() if "svc/cam-10" in c)
     assert camera_forward  # it was started ...
-    out = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "fake_kubectl/kubectl"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["pgrep", "-P", str(os.getpid()), "-f", "fake_kubectl/kubectl"], capture_output=True, text=True
+    )
     assert out.stdout.split() == []  # ... and none of our kubectl children is left running
 
 
@@ -228,7 +247,10 @@ def test_device_endpoints_direct():
     device = Device.model_validate({**DEVICE, "camera": {"base_url": "http://10.0.0.9:8001"}})
     with device_endpoints(deployment, device) as endpoints:
         assert (endpoints.camera_base_url, endpoints.mqtt_host, endpoints.mqtt_port) == (
-            "http://10.0.0.9:8001", "10.0.0.5", 1884)
+            "http://10.0.0.9:8001",
+            "10.0.0.5",
+            1884,
+        )
         assert endpoints.forwards == []
 
 
@@ -243,11 +265,15 @@ def kubeconfig(tmp_path) -> Path:
         return {"name": name, "cluster": {"server": f"https://127.0.0.1:{port}"}}
 
     doc = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "site-a",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "site-a",
         "clusters": [cluster("a", 1), cluster("b", 2)],
         "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
-        "contexts": [{"name": "site-a", "context": {"cluster": "a", "user": "u"}},
-                     {"name": "site-b", "context": {"cluster": "b", "user": "u", "namespace": "cams"}}],
+        "contexts": [
+            {"name": "site-a", "context": {"cluster": "a", "user": "u"}},
+            {"name": "site-b", "context": {"cluster": "b", "user": "u", "namespace": "cams"}},
+        ],
     }
     path = tmp_path / "kubeconfig.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -267,16 +293,20 @@ def test_real_kubectl_unknown_context(kubeconfig):
     kubectl = Kubectl("site-z", kubeconfig=str(kubeconfig), executable=REAL_KUBECTL)
     with pytest.raises(KubectlError, match=f"unknown kube context 'site-z' \\(kubeconfig {kubeconfig}\\)"):
         kubectl.run("get", "pods")
-    with pytest.raises(KubectlError, match="unknown kube context 'site-z'"), \
-            kubectl.port_forward("cams", "cam-10", 80, ready_timeout=10):
+    with (
+        pytest.raises(KubectlError, match="unknown kube context 'site-z'"),
+        kubectl.port_forward("cams", "cam-10", 80, ready_timeout=10),
+    ):
         pass
 
 
 @needs_kubectl
 def test_real_kubectl_unreachable_cluster_fails_port_forward_cleanly(kubeconfig):
     kubectl = Kubectl("site-a", kubeconfig=str(kubeconfig), executable=REAL_KUBECTL)
-    with pytest.raises(KubectlError, match="port-forward to svc/cam-10:80 in namespace 'cams'"), \
-            kubectl.port_forward("cams", "cam-10", 80, ready_timeout=10):
+    with (
+        pytest.raises(KubectlError, match="port-forward to svc/cam-10:80 in namespace 'cams'"),
+        kubectl.port_forward("cams", "cam-10", 80, ready_timeout=10),
+    ):
         pass
 
 
@@ -284,5 +314,8 @@ def test_resource_client(fake_kubectl):
     resource = KubectlResource(kubeconfig="/etc/calmon/kubeconfig")
     client = resource.client("fake-cluster")
     assert (client.context, client.kubeconfig, client.executable) == (
-        "fake-cluster", "/etc/calmon/kubeconfig", "kubectl")
+        "fake-cluster",
+        "/etc/calmon/kubeconfig",
+        "kubectl",
+    )
     assert shutil.which(client.executable).startswith(str(fake_kubectl))

@@ -48,7 +48,8 @@ def test_bytes_round_trip_exists_and_list(store):
     assert not store.exists(f"{PREFIX}/missing.json")
     assert store.list("harbor-east/cam-07/") == [f"{PREFIX}/images/000.jpg", f"{PREFIX}/manifest.json"]
     assert store.list("harbor-east/cam-0") == sorted(
-        [f"{PREFIX}/images/000.jpg", f"{PREFIX}/manifest.json", "harbor-east/cam-08/reference_scan/manifest.json"])
+        [f"{PREFIX}/images/000.jpg", f"{PREFIX}/manifest.json", "harbor-east/cam-08/reference_scan/manifest.json"]
+    )
     assert store.list("nothing/") == []
 
 

@@ -33,8 +33,13 @@ def s3_endpoint():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket="camera-calibration-monitoring")
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="camera-calibration-monitoring")
     yield endpoint
     server.stop()
 
@@ -45,9 +50,23 @@ def site(tmp_path_factory, shared_broker, s3_endpoint):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     deployments = [
-        {"name": "harbor", "devices": [device("cam-ok", 11, yaw=5.0), device("cam-bad", 12, yaw=10.0, offset=(0.8, -0.3, 0.1))]},
-        {"name": "city", "devices": [device("cam-act", 13, yaw=0.0, offset=(-0.6, 0.2, 0.0), mode="active",
-                                            active_ptz_stops=[[-15.0, 0.0, 1.0], [20.0, -3.0, 1.5]])]},
+        {
+            "name": "harbor",
+            "devices": [device("cam-ok", 11, yaw=5.0), device("cam-bad", 12, yaw=10.0, offset=(0.8, -0.3, 0.1))],
+        },
+        {
+            "name": "city",
+            "devices": [
+                device(
+                    "cam-act",
+                    13,
+                    yaw=0.0,
+                    offset=(-0.6, 0.2, 0.0),
+                    mode="active",
+                    active_ptz_stops=[[-15.0, 0.0, 1.0], [20.0, -3.0, 1.5]],
+                )
+            ],
+        },
     ]
     s = start_site(tmp_path_factory.mktemp("site"), shared_broker, deployments, s3_endpoint, monkeypatch)
     yield s
@@ -93,8 +112,12 @@ def test_check_cycle_rows_files_and_alerts(platform, site, s3_endpoint):
     assert rows["cam-act"].status == CheckStatus.breach and rows["cam-act"].mode == "active"
     assert rows["cam-act"].frames_used == 2
 
-    stamp = format_timestamp(platform.defs.resolve_job_def("calibration_check").partitions_def  # type: ignore[union-attr]
-                             .get_partitions_def_for_dimension("time").time_window_for_partition_key(HOUR_1).start)
+    stamp = format_timestamp(
+        platform.defs.resolve_job_def("calibration_check")
+        .partitions_def.get_partitions_def_for_dimension("time")  # type: ignore[union-attr]
+        .time_window_for_partition_key(HOUR_1)
+        .start
+    )
     keys = s3_keys(s3_endpoint, query_scan_prefix("harbor", "cam-bad", stamp))
     assert f"{query_scan_prefix('harbor', 'cam-bad', stamp)}/manifest.json" in keys
     assert any(k.endswith(".jpg") for k in keys)
@@ -113,7 +136,8 @@ def test_backfill_replaces_rows_without_duplicates_or_alerts(platform):
     job = platform.defs.resolve_job_def("reprocess_offsets")
     for device_id in ("cam-ok", "cam-bad"):
         result = job.execute_in_process(
-            partition_key=str(check_partition_key(device_id, HOUR_1)), instance=platform.instance,
+            partition_key=str(check_partition_key(device_id, HOUR_1)),
+            instance=platform.instance,
             tags={"dagster/backfill": "testbackfill"},
         )
         assert result.success
@@ -179,13 +203,19 @@ def test_schedule_requests_one_run_per_enabled_device(platform):
 
     schedule = platform.defs.resolve_schedule_def("calibration_check_schedule")
     tick = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
-    with dg.build_schedule_context(instance=platform.instance, scheduled_execution_time=tick,
-                                   resources=platform.resources,
-                                   repository_def=platform.defs.get_repository_def()) as context:
+    with dg.build_schedule_context(
+        instance=platform.instance,
+        scheduled_execution_time=tick,
+        resources=platform.resources,
+        repository_def=platform.defs.get_repository_def(),
+    ) as context:
         requests = list(schedule.evaluate_tick(context).run_requests or [])
     assert key_for(tick) == "2026-11-24-13:00"
     assert sorted(r.partition_key for r in requests) == [
-        "cam-act|2026-11-24-13:00", "cam-bad|2026-11-24-13:00", "cam-ok|2026-11-24-13:00"]
+        "cam-act|2026-11-24-13:00",
+        "cam-bad|2026-11-24-13:00",
+        "cam-ok|2026-11-24-13:00",
+    ]
     assert {r.tags["calmon/deployment"] for r in requests} == {"harbor", "city"}
 
 
@@ -205,8 +235,9 @@ def test_device_sync_adds_and_never_deletes(platform, site, tmp_path):
     (config_dir / "devices.yaml").write_text(yaml.safe_dump(doc))
     from calmon_assets.site import SiteConfigResource
 
-    with dg.build_sensor_context(instance=platform.instance,
-                                 resources={"site": SiteConfigResource(config_dir=str(config_dir))}) as ctx:
+    with dg.build_sensor_context(
+        instance=platform.instance, resources={"site": SiteConfigResource(config_dir=str(config_dir))}
+    ) as ctx:
         result = sync_devices_sensor(ctx)
     requests = result.dynamic_partitions_requests
     assert [list(r.partition_keys) for r in requests] == [["cam-new"]]
@@ -227,17 +258,29 @@ def test_webserver_shows_graph_partitions_and_pictures(platform, site):
 
     repo = Path(__file__).resolve().parent.parent
     port = free_port()
-    env = {**os.environ, "CALMON_CONFIG_DIR": str(site.config_dir),
-           "DAGSTER_HOME": str(site.root / "dagster_home")}
+    env = {**os.environ, "CALMON_CONFIG_DIR": str(site.config_dir), "DAGSTER_HOME": str(site.root / "dagster_home")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-w", str(repo / "workspace.yaml"),
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "dagster_webserver",
+            "-w",
+            str(repo / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
     def graphql(query: str) -> dict:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+            f"http://127.0.0.1:{port}/graphql",
+            data=json.dumps({"query": query}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -259,9 +302,14 @@ def test_webserver_shows_graph_partitions_and_pictures(platform, site):
         )["assetNodes"]
         by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
         assert set(by_key) >= {"reference_scan", "query_capture", "calibration_offsets"}
-        assert {d["name"] for d in by_key["calibration_offsets"]["partitionDefinition"]["dimensionTypes"]} == {"device", "time"}
+        assert {d["name"] for d in by_key["calibration_offsets"]["partitionDefinition"]["dimensionTypes"]} == {
+            "device",
+            "time",
+        }
         assert {"/".join(k["path"]) for k in by_key["calibration_offsets"]["dependencyKeys"]} == {
-            "query_capture", "reference_scan"}
+            "query_capture",
+            "reference_scan",
+        }
         asset = graphql(
             '{ assetOrError(assetKey: {path: ["calibration_offsets"]}) { ... on Asset { '
             "assetMaterializations(limit: 5) { partition metadataEntries { label "

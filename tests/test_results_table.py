@@ -31,14 +31,24 @@ def settings(root: Path, **overrides) -> ResultsSettings:
 def check(device: str, hour: int, yaw: float = 0.1, deployment: str = "harbor", **fields) -> CalibrationResult:
     moment = START + timedelta(hours=hour)
     values = dict(
-        deployment_name=deployment, device_id=device, timestamp=moment,
+        deployment_name=deployment,
+        device_id=device,
+        timestamp=moment,
         check_partition=(START + timedelta(hours=hour)).strftime("%Y-%m-%d-%H:00"),
-        yaw_offset=yaw, pitch_offset=-0.02, roll_offset=0.01, yaw_uncertainty=0.004,
-        pitch_uncertainty=0.005, roll_uncertainty=0.006, success=True,
-        status=CheckStatus.breach if abs(yaw) > 0.5 else CheckStatus.ok, inliers=300, frames_used=3,
+        yaw_offset=yaw,
+        pitch_offset=-0.02,
+        roll_offset=0.01,
+        yaw_uncertainty=0.004,
+        pitch_uncertainty=0.005,
+        roll_uncertainty=0.006,
+        success=True,
+        status=CheckStatus.breach if abs(yaw) > 0.5 else CheckStatus.ok,
+        inliers=300,
+        frames_used=3,
         capture_positions='[{"yaw":10.0,"pitch":-3.0,"roll":0.0,"zoom":1.0}]',
         files_location=f"s3://camera-calibration-monitoring/{deployment}/{device}/query_scan/x",
-        algorithm_version="test-1", run_id=f"run-{device}-{hour}",
+        algorithm_version="test-1",
+        run_id=f"run-{device}-{hour}",
     )
     values.update(fields)
     return CalibrationResult(**values)
@@ -58,8 +68,13 @@ def test_round_trip_keeps_every_field(table):
 
 
 def test_failed_row_round_trips_with_nulls(table):
-    failed = CalibrationResult(deployment_name="harbor", device_id="cam-2", timestamp=START,
-                               check_partition="2026-11-20-00:00", failure_log="camera offline")
+    failed = CalibrationResult(
+        deployment_name="harbor",
+        device_id="cam-2",
+        timestamp=START,
+        check_partition="2026-11-20-00:00",
+        failure_log="camera offline",
+    )
     table.write([failed])
     row = table.read("cam-2", "2026-11-20-00:00")
     assert row.status is CheckStatus.failed and row.yaw_offset is None and row.failure_log == "camera offline"
@@ -71,7 +86,9 @@ def test_same_check_written_twice_is_one_row(table):
     table.write([check("cam-1", 0, yaw=0.7), check("cam-1", 0, yaw=0.8)])  # duplicates in one batch
     rows = table.all_rows()
     assert sorted((r.device_id, r.check_partition, r.yaw_offset) for r in rows) == [
-        ("cam-1", "2026-11-20-00:00", 0.8), ("cam-2", "2026-11-20-00:00", 0.3)]
+        ("cam-1", "2026-11-20-00:00", 0.8),
+        ("cam-2", "2026-11-20-00:00", 0.3),
+    ]
 
 
 def test_rewrite_of_a_check_that_moved_to_another_day_replaces_it(table):
@@ -83,12 +100,20 @@ def test_rewrite_of_a_check_that_moved_to_another_day_replaces_it(table):
 
 
 def test_latest_per_device_and_history(table):
-    table.write([check(d, h, yaw=h / 100, deployment="harbor" if d != "cam-3" else "city")
-                 for h in range(6) for d in ("cam-1", "cam-2")])
+    table.write(
+        [
+            check(d, h, yaw=h / 100, deployment="harbor" if d != "cam-3" else "city")
+            for h in range(6)
+            for d in ("cam-1", "cam-2")
+        ]
+    )
     table.write([check("cam-3", 2, yaw=0.6, deployment="city")])
     latest = table.latest_per_device()
     assert [(r.deployment_name, r.device_id, r.yaw_offset) for r in latest] == [
-        ("city", "cam-3", 0.6), ("harbor", "cam-1", 0.05), ("harbor", "cam-2", 0.05)]
+        ("city", "cam-3", 0.6),
+        ("harbor", "cam-1", 0.05),
+        ("harbor", "cam-2", 0.05),
+    ]
     history = table.history("cam-1")
     assert [r.yaw_offset for r in history] == [0.0, 0.01, 0.02, 0.03, 0.04, 0.05]  # oldest first
     assert [r.yaw_offset for r in table.history("cam-1", limit=2)] == [0.04, 0.05]
@@ -116,8 +141,7 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     context = multiprocessing.get_context("spawn")
     start = context.Event()
     checks = 12
-    workers = [context.Process(target=_writer_process, args=(str(tmp_path), w, checks, start))
-               for w in (1, 2)]
+    workers = [context.Process(target=_writer_process, args=(str(tmp_path), w, checks, start)) for w in (1, 2)]
     for worker in workers:
         worker.start()
     start.set()
@@ -127,8 +151,8 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     rows = ResultsTable(settings(tmp_path)).all_rows()
     assert len(rows) == 3 * checks  # nothing lost, and the shared checks are not duplicated
     assert {(r.device_id, r.check_partition) for r in rows} == {
-        (device, check("x", h).check_partition)
-        for device in ("cam-w1", "cam-w2", "cam-both") for h in range(checks)}
+        (device, check("x", h).check_partition) for device in ("cam-w1", "cam-w2", "cam-both") for h in range(checks)
+    }
     assert {r.yaw_offset for r in rows if r.device_id == "cam-both"} <= {1.0, 2.0}
 
 
@@ -149,15 +173,32 @@ SEED_SCHEMA = Schema(  # the seed table's columns, before calmon added its own
 
 def test_schema_evolution_adds_columns_and_keeps_old_rows(tmp_path):
     s = settings(tmp_path)
-    catalog = load_catalog("calmon", type="sql", uri=f"sqlite:///{tmp_path / 'catalog.db'}",
-                           warehouse=(tmp_path / "warehouse").as_uri())
+    catalog = load_catalog(
+        "calmon", type="sql", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=(tmp_path / "warehouse").as_uri()
+    )
     (tmp_path / "warehouse").mkdir()
     catalog.create_namespace(s.database)
     old = catalog.create_table((s.database, s.table), schema=SEED_SCHEMA)
-    old.append(pa.Table.from_pylist([{
-        "deployment_name": "harbor", "device_id": "cam-old", "timestamp": START, "pitch_offset": 0.0,
-        "yaw_offset": 0.9, "roll_offset": 0.0, "mode": "passive", "capture_positions": "[]",
-        "files_location": None, "success": True, "failure_log": None}], schema=old.schema().as_arrow()))
+    old.append(
+        pa.Table.from_pylist(
+            [
+                {
+                    "deployment_name": "harbor",
+                    "device_id": "cam-old",
+                    "timestamp": START,
+                    "pitch_offset": 0.0,
+                    "yaw_offset": 0.9,
+                    "roll_offset": 0.0,
+                    "mode": "passive",
+                    "capture_positions": "[]",
+                    "files_location": None,
+                    "success": True,
+                    "failure_log": None,
+                }
+            ],
+            schema=old.schema().as_arrow(),
+        )
+    )
 
     table = ResultsTable(s)
     table.ensure_table()
@@ -194,11 +235,23 @@ def athena_queries() -> list[str]:
 
 def test_docs_athena_queries_run_on_duckdb(table):
     now = datetime.now(UTC).replace(minute=5, second=0, microsecond=0)
-    rows = [check(d, 0, yaw=y, timestamp=now - timedelta(hours=h), check_partition=f"p{h}",
-                  deployment=dep)
-            for h in range(5) for d, y, dep in (("cam-07", 0.6 + h / 100, "harbor"), ("cam-08", 0.1, "city"))]
-    rows.append(check("cam-08", 0, timestamp=now - timedelta(days=30), check_partition="old",
-                      deployment="city", yaw_offset=None, success=False, status=CheckStatus.failed))
+    rows = [
+        check(d, 0, yaw=y, timestamp=now - timedelta(hours=h), check_partition=f"p{h}", deployment=dep)
+        for h in range(5)
+        for d, y, dep in (("cam-07", 0.6 + h / 100, "harbor"), ("cam-08", 0.1, "city"))
+    ]
+    rows.append(
+        check(
+            "cam-08",
+            0,
+            timestamp=now - timedelta(days=30),
+            check_partition="old",
+            deployment="city",
+            yaw_offset=None,
+            success=False,
+            status=CheckStatus.failed,
+        )
+    )
     table.write(rows)
     queries = athena_queries()
     assert len(queries) == 4
@@ -214,13 +267,14 @@ def test_docs_athena_queries_run_on_duckdb(table):
 
 def test_sqlite_catalog_with_warehouse_on_moto_s3(s3_bucket, tmp_path):
     endpoint, bucket = s3_bucket
-    table = ResultsTable(settings(tmp_path, warehouse=f"s3://{bucket}/iceberg"),
-                         AwsSettings(endpoint_url=endpoint))
+    table = ResultsTable(settings(tmp_path, warehouse=f"s3://{bucket}/iceberg"), AwsSettings(endpoint_url=endpoint))
     table.write([check("cam-1", 0), check("cam-2", 0)])
     table.write([check("cam-1", 0, yaw=0.75)])
     assert {(r.device_id, r.yaw_offset) for r in table.all_rows()} == {("cam-1", 0.75), ("cam-2", 0.1)}
-    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(
-        Bucket=bucket, Prefix="iceberg/")["Contents"]]
+    keys = [
+        o["Key"]
+        for o in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket=bucket, Prefix="iceberg/")["Contents"]
+    ]
     assert any("/data/timestamp_day=2026-11-20/deployment_name=harbor/" in k for k in keys)
     assert any(k.endswith(".metadata.json") for k in keys)
 

@@ -53,8 +53,7 @@ def test_ransac_and_refinement_with_noise_and_half_outliers():
     noisy_uv = uv + rng.normal(0, 0.3, uv.shape)  # 0.3 px detector noise
     outliers = rng.random(len(uv)) < 0.5
     bearings = bearings.copy()
-    bearings[outliers] = Rotation.random(int(outliers.sum()), random_state=4).apply(
-        bearings[outliers])
+    bearings[outliers] = Rotation.random(int(outliers.sum()), random_state=4).apply(bearings[outliers])
     rays_noisy = pixel_rays(k, noisy_uv)
     found = ransac_rotation(rays_noisy, bearings, 2.5 / k[0, 0], rng=np.random.default_rng(0))
     assert found is not None

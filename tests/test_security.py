@@ -45,12 +45,16 @@ SECRETS = {
 
 
 def kubeconfig(token: str) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake-cluster",
-        "clusters": [{"name": "fake", "cluster": {"server": "https://127.0.0.1:6443"}}],
-        "users": [{"name": "calmon", "user": {"token": token}}],
-        "contexts": [{"name": "fake-cluster", "context": {"cluster": "fake", "user": "calmon"}}],
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "fake-cluster",
+            "clusters": [{"name": "fake", "cluster": {"server": "https://127.0.0.1:6443"}}],
+            "users": [{"name": "calmon", "user": {"token": token}}],
+            "contexts": [{"name": "fake-cluster", "context": {"cluster": "fake", "user": "calmon"}}],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,20 +85,34 @@ def secure_site(tmp_path_factory, shared_broker):
         mp.setenv("PATH", f"{REPO / 'tests' / 'fake_kubectl'}{os.pathsep}{os.environ.get('PATH', '')}")
         mp.setenv("FAKE_KUBECTL_CONTEXTS", "fake-cluster")
         mp.setenv("FAKE_KUBECTL_LOG", str(kube / "kubectl-calls.jsonl"))
-        mp.setenv("FAKE_KUBECTL_SERVICES", json.dumps({
-            "cameras/cam-k:80": site.fleet.cameras["cam-k"].port,
-            "cameras/mosquitto:1883": shared_broker.port,
-        }))
+        mp.setenv(
+            "FAKE_KUBECTL_SERVICES",
+            json.dumps(
+                {
+                    "cameras/cam-k:80": site.fleet.cameras["cam-k"].port,
+                    "cameras/mosquitto:1883": shared_broker.port,
+                }
+            ),
+        )
         mp.setenv("CALMON_TEST_MQTT_PASSWORD", SECRETS["MQTT password"])
         doc = site.fleet.devices_config()
         city = doc["deployments"][1]
         cam_k = city["devices"][0]
         cam_k["camera"] = {"service": "cam-k", "port": 80, "ptz": "http"}
         cam_gone = {**cam_k, "id": "cam-gone", "camera": {"service": "cam-gone", "port": 80, "ptz": "http"}}
-        city.update(access="kubectl", kube_context="fake-cluster", kubeconfig=str(kube / "config"),
-                    namespace="cameras", devices=[cam_k, cam_gone],
-                    mqtt={"service": "mosquitto", "port": 1883, "username": "calmon",
-                          "password": "${CALMON_TEST_MQTT_PASSWORD}"})
+        city.update(
+            access="kubectl",
+            kube_context="fake-cluster",
+            kubeconfig=str(kube / "config"),
+            namespace="cameras",
+            devices=[cam_k, cam_gone],
+            mqtt={
+                "service": "mosquitto",
+                "port": 1883,
+                "username": "calmon",
+                "password": "${CALMON_TEST_MQTT_PASSWORD}",
+            },
+        )
         (site.config_dir / "devices.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         try:
             yield site, hook, proxy, endpoint, kube
@@ -135,7 +153,9 @@ def test_no_secret_anywhere_after_a_cycle(secure_site, capfd, caplog):
     assert calls and all(["--kubeconfig", str(kube / "config")] == c[2:4] for c in calls)
     credentials = boto3.Session().get_credentials()
     assert (credentials.access_key, credentials.secret_key) == (
-        SECRETS["AWS access key id"], SECRETS["AWS secret access key"])
+        SECRETS["AWS access key id"],
+        SECRETS["AWS secret access key"],
+    )
     assert platform.config.fleet.find("cam-k")[0].mqtt.password.get_secret_value() == SECRETS["MQTT password"]
     assert proxy.failed >= 3
 
@@ -174,8 +194,11 @@ def test_no_secret_anywhere_after_a_cycle(secure_site, capfd, caplog):
     for text in hook.texts():
         check("Slack text", text)
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-            for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+        for o in page.get("Contents", [])
+    ]
     assert any(k.endswith("manifest.json") for k in keys)
     for key in keys:
         check(f"object {key}", key + s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode("latin-1"))
@@ -195,8 +218,10 @@ def test_servers_bind_to_loopback_by_default(shared_broker):
     from calmon_sim.fleet_spec import FleetSpec
     from calmon_sim.slack_receiver import SlackReceiver
 
-    fleet = SimFleet(FleetSpec.model_validate({"deployments": [{"name": "harbor", "devices": [device("cam-x", 41)]}]}),
-                     broker_port=shared_broker.port)
+    fleet = SimFleet(
+        FleetSpec.model_validate({"deployments": [{"name": "harbor", "devices": [device("cam-x", 41)]}]}),
+        broker_port=shared_broker.port,
+    )
     receiver = SlackReceiver().start()
     webhook = ScriptedWebhook()
     try:
@@ -214,8 +239,13 @@ def test_servers_bind_to_loopback_by_default(shared_broker):
     assert build_parser().parse_args(["sim", "--fleet", "fleet.yaml"]).host == "127.0.0.1"
 
 
-SHELL_CALLS = {("os", "system"), ("os", "popen"), ("subprocess", "getoutput"),
-               ("subprocess", "getstatusoutput"), ("asyncio", "create_subprocess_shell")}
+SHELL_CALLS = {
+    ("os", "system"),
+    ("os", "popen"),
+    ("subprocess", "getoutput"),
+    ("subprocess", "getstatusoutput"),
+    ("asyncio", "create_subprocess_shell"),
+}
 
 
 def test_no_subprocess_goes_through_a_shell():

@@ -32,18 +32,32 @@ def device(id_: str, **extra) -> dict:
 
 FLEET = {
     "deployments": [
-        {"name": "site-a", "devices": [
-            device("slew-http", slew_speed_deg_s=20.0),
-            device("slew-mqtt", slew_speed_deg_s=20.0),
-            device("media", true_offset={"yaw": 0.7, "pitch": -0.2, "roll": 0.1}, jpeg_quality=80,
-                   degradation={"noise_sigma": 2.0}),
-        ]},
-        {"name": "site-b", "devices": [
-            device("faulty"),
-            device("wanderer", patrol=True, patrol_pause_s=[0.2, 0.4], slew_speed_deg_s=60.0),
-            device("active-1", mode="active", active_ptz_stops=[[10, 0, 1.0], [20, -5, 2.0]],
-                   reference_grid={"yaws": [0, 30], "pitches": [0], "zoom": 1.0}),
-        ]},
+        {
+            "name": "site-a",
+            "devices": [
+                device("slew-http", slew_speed_deg_s=20.0),
+                device("slew-mqtt", slew_speed_deg_s=20.0),
+                device(
+                    "media",
+                    true_offset={"yaw": 0.7, "pitch": -0.2, "roll": 0.1},
+                    jpeg_quality=80,
+                    degradation={"noise_sigma": 2.0},
+                ),
+            ],
+        },
+        {
+            "name": "site-b",
+            "devices": [
+                device("faulty"),
+                device("wanderer", patrol=True, patrol_pause_s=[0.2, 0.4], slew_speed_deg_s=60.0),
+                device(
+                    "active-1",
+                    mode="active",
+                    active_ptz_stops=[[10, 0, 1.0], [20, -5, 2.0]],
+                    reference_grid={"yaws": [0, 30], "pitches": [0], "zoom": 1.0},
+                ),
+            ],
+        },
     ]
 }
 
@@ -98,8 +112,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def fleet(shared_broker):
-    with SimFleet(FleetSpec.model_validate(FLEET), broker_host=shared_broker.host,
-                  broker_port=shared_broker.port) as f:
+    with SimFleet(FleetSpec.model_validate(FLEET), broker_host=shared_broker.host, broker_port=shared_broker.port) as f:
         yield f
 
 
@@ -112,8 +125,9 @@ def recorder(shared_broker):
 
 def http(url: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method="GET" if body is None else "POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -138,8 +152,8 @@ def assert_slew_seen(recorder: Recorder, cam, start_index: int, target_yaw: floa
     t = topic(cam)
     # telemetry ends up at the target and stays exactly there for several samples
     assert recorder.wait_for(
-        lambda: len(s := recorder.samples(t, start_index)) >= 5
-        and all(x["yaw"] == target_yaw for x in s[-5:]), timeout=15
+        lambda: len(s := recorder.samples(t, start_index)) >= 5 and all(x["yaw"] == target_yaw for x in s[-5:]),
+        timeout=15,
     ), recorder.samples(t, start_index)[-5:]
     yaws = [s["yaw"] for s in recorder.samples(t, start_index)]
     moving = [y for y in yaws if y != yaws[0] and y != target_yaw]
@@ -167,8 +181,7 @@ def test_mqtt_ptz_command_slews_and_settles(fleet, recorder):
     t = topic(cam)
     assert recorder.wait_for(lambda: len(recorder.samples(t)) >= 3)
     start = len(recorder.messages)
-    recorder.client.publish(f"calmon/{cam.deployment}/{cam.device_id}/ptz",
-                            json.dumps({"yaw": -20.0, "pitch": 0.0}))
+    recorder.client.publish(f"calmon/{cam.deployment}/{cam.device_id}/ptz", json.dumps({"yaw": -20.0, "pitch": 0.0}))
     assert wait_until(cam.is_moving, 5)
     assert_slew_seen(recorder, cam, start, -20.0)
 
@@ -275,7 +288,8 @@ def test_fault_frozen_telemetry_repeats_while_camera_moves(fleet, recorder):
         assert recorder.wait_for(lambda: len(recorder.samples(t, start)) >= 8)
         assert cam.true_pose().yaw != true_before.yaw  # it really moved...
         assert {(s["yaw"], s["pitch"], s["zoom"]) for s in recorder.samples(t, start)} == {
-            (frozen.yaw, frozen.pitch, frozen.zoom)}  # ...but telemetry says it did not
+            (frozen.yaw, frozen.pitch, frozen.zoom)
+        }  # ...but telemetry says it did not
     finally:
         http(cam.base_url + "/faults", {"clear": True})
     assert wait_until(lambda: cam.reported_pose().yaw != frozen.yaw)
@@ -306,12 +320,14 @@ def test_fault_garbage_payloads_are_interleaved(fleet, recorder):
     finally:
         cam.clear_faults()
     payloads = [p for tt, p in recorder.messages[start:] if tt == t]
+
     def is_sample(p: bytes) -> bool:
         try:
             d = json.loads(p)
         except ValueError:
             return False
         return isinstance(d, dict) and isinstance(d.get("yaw"), float) and "timestamp" in d
+
     junk = [p for p in payloads if not is_sample(p)]
     assert len(junk) >= 4 and any(not p.startswith(b"{") for p in junk)
 
@@ -401,12 +417,21 @@ def test_example_fleet_file_is_valid():
 
 def test_missing_scene_file_names_the_device(tmp_path, monkeypatch):
     monkeypatch.setenv("CALMON_SCENES_DIR", str(tmp_path))
-    spec = FleetSpec.model_validate({"deployments": [{"name": "d", "devices": [
-        device("lost", scene="no_such_photo_here.jpg")]}]})
+    spec = FleetSpec.model_validate(
+        {"deployments": [{"name": "d", "devices": [device("lost", scene="no_such_photo_here.jpg")]}]}
+    )
     with pytest.raises(ValueError, match="lost"):
         SimFleet(spec)
-    spec = FleetSpec.model_validate({"deployments": [{"name": "d", "devices": [
-        device("saved", scene="no_such_photo_here.jpg", scene_fallback="synthetic:0")]}]})
+    spec = FleetSpec.model_validate(
+        {
+            "deployments": [
+                {
+                    "name": "d",
+                    "devices": [device("saved", scene="no_such_photo_here.jpg", scene_fallback="synthetic:0")],
+                }
+            ]
+        }
+    )
     fleet = SimFleet(spec)
     assert fleet.cameras["saved"].scene.label == "synthetic:0"
     fleet.stop()
@@ -417,9 +442,21 @@ def test_calmon_sim_command_runs_and_stops_on_sigint(tmp_path):
     fleet_file.write_text(json.dumps({"deployments": [{"name": "d", "devices": [device("c1"), device("c2")]}]}))
     devices_yaml = tmp_path / "out" / "devices.yaml"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "calmon_assets.cli", "sim", "--fleet", str(fleet_file),
-         "--embedded-broker", "--write-devices", str(devices_yaml)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "calmon_assets.cli",
+            "sim",
+            "--fleet",
+            str(fleet_file),
+            "--embedded-broker",
+            "--write-devices",
+            str(devices_yaml),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     lines = []

@@ -81,8 +81,9 @@ def test_resource_builds_a_notifier(webhook, monkeypatch):
     def post(slack: SlackResource) -> None:
         assert slack.get_client().send("from dagster").delivered
 
-    result = dg.materialize([post], resources={
-        "slack": SlackResource(webhook_url=dg.EnvVar("CALMON_TEST_SLACK_URL"), max_attempts=2)})
+    result = dg.materialize(
+        [post], resources={"slack": SlackResource(webhook_url=dg.EnvVar("CALMON_TEST_SLACK_URL"), max_attempts=2)}
+    )
     assert result.success
     assert webhook.texts() == ["from dagster"]
 

@@ -249,8 +249,7 @@ def test_property_movement_within_the_last_stabilize_time_is_never_stable(case):
     first = max(0, inside[0] - 1) if inside else len(samples) - 1
     seen = samples[first:]
     yaws = _unwrap([s.yaw for s in samples])[first:]
-    moved = (_span(yaws) > deadband + STEP / 2
-             or _span([s.pitch for s in seen]) > deadband + STEP / 2)
+    moved = _span(yaws) > deadband + STEP / 2 or _span([s.pitch for s in seen]) > deadband + STEP / 2
     if moved:
         status = det.status(now)
         assert not status.stable, (status.reason, seen)
@@ -269,9 +268,7 @@ def still_sequences(draw):
         times.append(times[-1] + draw(steps))
     noise = st.integers(min_value=-half, max_value=half).map(lambda k: k * STEP)
     samples = [
-        sample(t, yaw=wrap_deg(base_yaw + draw(noise)), pitch=base_pitch + draw(noise),
-               roll=draw(noise))
-        for t in times
+        sample(t, yaw=wrap_deg(base_yaw + draw(noise)), pitch=base_pitch + draw(noise), roll=draw(noise)) for t in times
     ]
     return stabilize, deadband, t0, samples
 

@@ -5,9 +5,10 @@ import argparse
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", default=None, metavar="DIR",
-        help="folder with calibration_monitoring.ini and devices.yaml "
-        "(default: $CALMON_CONFIG_DIR or ./configs)",
+        "--config",
+        default=None,
+        metavar="DIR",
+        help="folder with calibration_monitoring.ini and devices.yaml (default: $CALMON_CONFIG_DIR or ./configs)",
     )
 
 

@@ -21,15 +21,21 @@ HELP = "run the demo: simulated fleet, reference scans, two check cycles with dr
 REPO = Path(__file__).resolve().parents[2]
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fleet", default=str(REPO / "configs" / "fleet.example.yaml"),
-                        help="simulated fleet file (default configs/fleet.example.yaml)")
+    parser.add_argument(
+        "--fleet",
+        default=str(REPO / "configs" / "fleet.example.yaml"),
+        help="simulated fleet file (default configs/fleet.example.yaml)",
+    )
     parser.add_argument("--workdir", default=".calmon/demo", help="where the demo keeps its state (wiped first)")
     parser.add_argument("--stabilize-time", type=float, default=3.0, help="seconds of still telemetry (default 3)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="devices checked at once (default: from stabilize_time and the CPUs, "
-                        "within [schedule] max_concurrent_per_deployment)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="devices checked at once (default: from stabilize_time and the CPUs, "
+        "within [schedule] max_concurrent_per_deployment)",
+    )
 
 
 def _print(title: str) -> None:
@@ -66,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
             )
             for device_id, cam in fleet.cameras.items():
                 truth = cam.truth()["true_offset"]
-                print(f"  {device_id:<10} {cam.base_url}  hidden offset yaw {truth['yaw']:+.2f} "
-                      f"pitch {truth['pitch']:+.2f} roll {truth['roll']:+.2f}")
+                print(
+                    f"  {device_id:<10} {cam.base_url}  hidden offset yaw {truth['yaw']:+.2f} "
+                    f"pitch {truth['pitch']:+.2f} roll {truth['roll']:+.2f}"
+                )
 
             platform = Platform(str(config_dir), home=str(root / "dagster_home"))
             _print("1. reference scans")
@@ -85,12 +93,13 @@ def run(args: argparse.Namespace) -> int:
                     _print("changing hidden calibration between cycles")
                     for device_id, change in _drift_plan(fleet).items():
                         fleet.cameras[device_id].set_true_offset(*change)
-                        print(f"  {device_id}: hidden offset now yaw {change[0]:+.2f} pitch {change[1]:+.2f} roll {change[2]:+.2f}")
+                        print(
+                            f"  {device_id}: hidden offset now yaw {change[0]:+.2f} pitch {change[1]:+.2f} roll {change[2]:+.2f}"
+                        )
                 _print(f"{number + 1}. check cycle for partition {time_key}")
                 for device_id, cam in fleet.cameras.items():
                     truths[device_id].append(cam.truth()["true_offset"])
-                platform.run_check_cycle(time_key, workers=args.workers,
-                                         progress=progress_printer(f"cycle {number}"))
+                platform.run_check_cycle(time_key, workers=args.workers, progress=progress_printer(f"cycle {number}"))
                 sent = platform.send_alerts()
                 print(f"{len(sent)} Slack message(s):")
                 for text in sent:
@@ -107,14 +116,18 @@ def run(args: argparse.Namespace) -> int:
                     print(f"  {device_id:<10} no estimate ({row.status.value if row else 'no row'})")
                     continue
                 errors = [abs(getattr(row, f"{a}_offset") - truth[a]) for a in ("yaw", "pitch", "roll")]
-                print(f"  {device_id:<10} truth {truth['yaw']:+.3f}/{truth['pitch']:+.3f}/{truth['roll']:+.3f}"
-                      f"  estimate {row.yaw_offset:+.3f}/{row.pitch_offset:+.3f}/{row.roll_offset:+.3f}"
-                      f"  max error {max(errors):.4f}°")
+                print(
+                    f"  {device_id:<10} truth {truth['yaw']:+.3f}/{truth['pitch']:+.3f}/{truth['roll']:+.3f}"
+                    f"  estimate {row.yaw_offset:+.3f}/{row.pitch_offset:+.3f}/{row.roll_offset:+.3f}"
+                    f"  max error {max(errors):.4f}°"
+                )
     if receiver:
         print(f"\nlocal Slack receiver got {len(receiver.messages)} message(s)")
         receiver.stop()
-    print(f"\ndemo finished in {time.monotonic() - started:.0f}s; state in {root}. "
-          f"Browse it: DAGSTER_HOME={root / 'dagster_home'} calmon dev --config {config_dir}")
+    print(
+        f"\ndemo finished in {time.monotonic() - started:.0f}s; state in {root}. "
+        f"Browse it: DAGSTER_HOME={root / 'dagster_home'} calmon dev --config {config_dir}"
+    )
     return 0
 
 

@@ -17,14 +17,14 @@ HELP = "estimate pitch/yaw/roll offsets of a query capture against a reference s
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("reference", help="reference scan: folder or s3://bucket/prefix")
     parser.add_argument("query", help="query capture: folder or s3://bucket/prefix")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="breach threshold in degrees (default 0.5)")
-    parser.add_argument("--diagnostics", metavar="DIR", default=None,
-                        help="write a diagnostic PNG per query frame into DIR")
+    parser.add_argument("--threshold", type=float, default=0.5, help="breach threshold in degrees (default 0.5)")
+    parser.add_argument(
+        "--diagnostics", metavar="DIR", default=None, help="write a diagnostic PNG per query frame into DIR"
+    )
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    rest = uri[len("s3://"):]
+    rest = uri[len("s3://") :]
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise ValueError(f"{uri}: no bucket in the s3:// address")
@@ -55,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             reference = local_folder(args.reference, Path(tmp), "reference")
             query = local_folder(args.query, Path(tmp), "query")
-            result = estimate_offsets(reference, query, threshold_deg=args.threshold,
-                                      diagnostics_dir=args.diagnostics)
+            result = estimate_offsets(reference, query, threshold_deg=args.threshold, diagnostics_dir=args.diagnostics)
         except (CaptureFormatError, ValueError) as exc:
             print(f"calmon estimate: bad input: {exc}", file=sys.stderr)
             return 2

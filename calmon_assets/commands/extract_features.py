@@ -13,8 +13,12 @@ HELP = "(re)build a reference scan's features (COLMAP database + calmon index); 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("reference", help="reference scan: folder or s3://bucket/prefix")
-    parser.add_argument("--detector", default="sift", choices=["sift", "akaze", "orb"],
-                        help="keypoint detector (default sift, RootSIFT descriptors)")
+    parser.add_argument(
+        "--detector",
+        default="sift",
+        choices=["sift", "akaze", "orb"],
+        help="keypoint detector (default sift, RootSIFT descriptors)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

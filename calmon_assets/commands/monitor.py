@@ -14,9 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_option(parser)
     parser.add_argument("--device", action="append", metavar="ID", help="only this device (repeatable)")
     parser.add_argument("--partition", metavar="TIME_KEY", help="time partition (default: the current one)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="devices checked at once (default: from stabilize_time and the CPUs, "
-                        "within [schedule] max_concurrent_per_deployment)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="devices checked at once (default: from stabilize_time and the CPUs, "
+        "within [schedule] max_concurrent_per_deployment)",
+    )
     parser.add_argument("--no-alerts", action="store_true", help="do not send Slack messages")
 
 
@@ -26,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     platform = Platform(config_dir(args))
     time_key = args.partition or current_time_key(datetime.now(UTC))
-    runs = platform.run_check_cycle(time_key, args.device, workers=args.workers,
-                                    progress=progress_printer(f"checks {time_key}"))
+    runs = platform.run_check_cycle(
+        time_key, args.device, workers=args.workers, progress=progress_printer(f"checks {time_key}")
+    )
     table = platform.resources["results_table"].get_client()
     rows = [row for r in runs if (row := table.read(r.device_id, time_key)) is not None]
     print(format_results_table(rows))

@@ -13,18 +13,29 @@ HELP = "run a simulated PTZ camera fleet (HTTP cameras + MQTT telemetry) until C
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fleet", required=True, help="fleet file (see configs/fleet.example.yaml)")
-    parser.add_argument("--write-devices", metavar="PATH",
-                        help="write a devices.yaml pointing calmon at the simulated cameras")
+    parser.add_argument(
+        "--write-devices", metavar="PATH", help="write a devices.yaml pointing calmon at the simulated cameras"
+    )
     broker = parser.add_mutually_exclusive_group()
-    broker.add_argument("--broker", metavar="HOST:PORT", default="127.0.0.1:1883",
-                        help="MQTT broker to publish telemetry to (default 127.0.0.1:1883)")
-    broker.add_argument("--embedded-broker", action="store_true",
-                        help="start a broker here (mosquitto when installed, else amqtt)")
-    parser.add_argument("--broker-port", type=int, default=None,
-                        help="port for --embedded-broker (default: a free port)")
+    broker.add_argument(
+        "--broker",
+        metavar="HOST:PORT",
+        default="127.0.0.1:1883",
+        help="MQTT broker to publish telemetry to (default 127.0.0.1:1883)",
+    )
+    broker.add_argument(
+        "--embedded-broker", action="store_true", help="start a broker here (mosquitto when installed, else amqtt)"
+    )
+    parser.add_argument(
+        "--broker-port", type=int, default=None, help="port for --embedded-broker (default: a free port)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address the cameras listen on")
-    parser.add_argument("--base-port", type=int, default=None,
-                        help="first camera port, one per camera in file order (default: free ports)")
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        default=None,
+        help="first camera port, one per camera in file order (default: free ports)",
+    )
 
 
 def _parse_broker(text: str) -> tuple[str, int]:
@@ -68,20 +79,19 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            fleet = SimFleet(spec, broker_host=broker_host, broker_port=broker_port,
-                             host=args.host, base_port=args.base_port)
+            fleet = SimFleet(
+                spec, broker_host=broker_host, broker_port=broker_port, host=args.host, base_port=args.base_port
+            )
         except (ValueError, OSError) as exc:
             print(f"{args.fleet}: cannot start the fleet: {exc}", file=sys.stderr)
             return 2
         with fleet:
             if not fleet.mqtt_connected:
-                print(f"warning: broker {broker_host}:{broker_port} not reachable yet; retrying",
-                      file=sys.stderr)
+                print(f"warning: broker {broker_host}:{broker_port} not reachable yet; retrying", file=sys.stderr)
             print(f"{len(fleet.cameras)} simulated camera(s):")
             for ep in fleet.endpoints():
                 name = f"{ep['deployment']}/{ep['device']}"
-                print(f"  {name:<28} {ep['base_url']:<28} "
-                      f"telemetry {ep['telemetry_topic']}")
+                print(f"  {name:<28} {ep['base_url']:<28} telemetry {ep['telemetry_topic']}")
             if args.write_devices:
                 path = fleet.write_devices_yaml(Path(args.write_devices))
                 print(f"devices.yaml written to {path}")
