@@ -7,7 +7,8 @@ calibration changes, then a reconciliation of what calmon recorded against what 
 Each cycle, every device independently gets (seeded) one fault with probability --fault-rate, and a
 new hidden offset (above or below the threshold) with probability --change-rate; then one check
 cycle runs through Platform.run_check_cycle (what `calmon monitor` runs) and its Slack messages are
-sent to the local receiver, as the slack_alerts sensor would.
+sent to the local receiver, as the slack_alerts sensor would; then the results table upkeep that
+`calmon monitor` runs after each cycle (--no-maintenance skips it, to see what it saves).
 
 What each fault must give:
   offline, never_settle, corrupt_jpeg        no usable capture: success = false (a ❌ row)
@@ -196,6 +197,11 @@ def main() -> int:
         "--per-deployment", type=int, default=64, help="[schedule] max_concurrent_per_deployment of the simulated site"
     )
     parser.add_argument("--root", type=Path, help="keep the site's state here (default: a temp dir, removed)")
+    parser.add_argument(
+        "--no-maintenance",
+        action="store_true",
+        help="skip the results table upkeep `calmon monitor` runs after each cycle (to see what it saves)",
+    )
     args = parser.parse_args()
     timeout = args.timeout or args.stabilize_time * 3 + 10
 
@@ -251,6 +257,11 @@ def main() -> int:
             cycle_walls.append(time.monotonic() - cycle_started)
             received_before = len(site.slack.messages)
             site.platform.send_alerts()
+            upkeep = (
+                ""
+                if args.no_maintenance
+                else f", table upkeep {site.platform.maintain_results_table()['seconds']:.1f} s"
+            )
             cycle_checks = {d: Check(d, time_key, faults[d], truths[d]["true_offset"]) for d in devices}
             for message in site.slack.messages[received_before:]:
                 text = message.get("text", "")
@@ -264,7 +275,7 @@ def main() -> int:
             print(
                 f"  cycle {number + 1}/{args.cycles} {time_key}: {cycle_walls[-1]:.0f} s, "
                 f"faults {dict(Counter(f for f in faults.values() if f))}, {len(changes)} offset changes, "
-                f"{failed_runs} failed runs, {len(site.slack.messages) - received_before} Slack messages",
+                f"{failed_runs} failed runs, {len(site.slack.messages) - received_before} Slack messages{upkeep}",
                 flush=True,
             )
         lines, by_fault = reconcile(site, checks)
@@ -289,9 +300,12 @@ def main() -> int:
             "success" if fault == "(none)" or fault in MUST_SUCCEED else "failure" if fault in MUST_FAIL else "either"
         )
         print(f"{fault:<18} {expected:<10} {counter['checks']:>6} " + " ".join(f"{counter[s]:>12}" for s in statuses))
+    first, last = cycle_walls[: max(1, len(cycle_walls) // 4)], cycle_walls[-max(1, len(cycle_walls) // 4) :]
     print(
         f"\n{len(checks)} checks in {wall / 60:.1f} min ({sum(cycle_walls) / len(cycle_walls):.0f} s per cycle on "
-        f"average, references included in the total); load average at the end "
+        f"average, references included in the total; first quarter of the cycles {sum(first) / len(first):.0f} s, "
+        f"last quarter {sum(last) / len(last):.0f} s; results table upkeep after each cycle: "
+        f"{'no' if args.no_maintenance else 'yes'}); load average at the end "
         f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
     return 0 if not stray and all(count == 0 for _, count in lines) else 1

@@ -31,8 +31,9 @@ cameras run in a child process and mosquitto is the broker, see benchmarks/_site
                    an estimation slot's wait)
 - estimator CPU alone: estimate_offsets run serially on stored captures after the cycles, process
   CPU per call: the part of a check's CPU no way of running the checks can remove.
-- every cycle starts from a compacted results table (ResultsTable.compact, untimed), so a later
-  cycle does not pay for the small files of the ones before it; an unmeasured 1-device cycle first
+- every cycle starts from a compacted results table (ResultsTable.compact, untimed: what the hourly
+  results_table_maintenance job leaves), so a later cycle does not pay for the small files of the
+  ones before it; an unmeasured 1-device cycle first
   takes the first-use costs (imports, OpenCV and matplotlib set-up).
 """
 
@@ -208,8 +209,8 @@ def run_cycle(
     stabilize_time: float,
 ) -> dict:
     platform = site.platform
-    # every cycle starts from a compacted results table, as a maintenance job keeps it: otherwise
-    # each cycle pays for the small files (one per check) of all the cycles before it
+    # every cycle starts from a compacted results table, as the results_table_maintenance job keeps
+    # it: otherwise each cycle pays for the small files (one per check) of all the cycles before it
     platform.resources["results_table"].get_client().compact()
     timings.reset()
     retries.count = 0

@@ -12,8 +12,13 @@ from pathlib import Path
 import dagster as dg
 
 from calmon_assets.assets import ASSETS
-from calmon_assets.jobs import calibration_check_job, reference_scan_job, reprocess_offsets_job
-from calmon_assets.schedules import build_check_schedule
+from calmon_assets.jobs import (
+    calibration_check_job,
+    reference_scan_job,
+    reprocess_offsets_job,
+    results_table_maintenance_job,
+)
+from calmon_assets.schedules import build_check_schedule, build_maintenance_schedule
 from calmon_assets.sensors import (
     record_failed_checks_sensor,
     slack_alerts_sensor,
@@ -58,6 +63,7 @@ def build_resources(config_dir: str) -> dict[str, object]:
             warehouse=settings.results.warehouse,
             sqlite_path=settings.results.sqlite_path,
             rest_uri=settings.results.rest_uri,
+            snapshot_retention_hours=settings.results.snapshot_retention_hours,
             region=settings.aws.region,
             endpoint_url=settings.aws.endpoint_url,
         ),
@@ -76,8 +82,8 @@ def build_definitions(config_dir: str | None = None) -> dg.Definitions:
     cron = schedule_settings.cron or CRON_BY_CADENCE[schedule_settings.cadence]
     return dg.Definitions(
         assets=ASSETS,
-        jobs=[calibration_check_job, reference_scan_job, reprocess_offsets_job],
-        schedules=[build_check_schedule(cron)],
+        jobs=[calibration_check_job, reference_scan_job, reprocess_offsets_job, results_table_maintenance_job],
+        schedules=[build_check_schedule(cron), build_maintenance_schedule(schedule_settings.maintenance_cron)],
         sensors=[sync_devices_sensor, slack_alerts_sensor, record_failed_checks_sensor],
         resources=build_resources(config_dir),
     )

@@ -1,8 +1,9 @@
-"""Jobs: the scheduled check (capture + offsets) and the reference scan."""
+"""Jobs: the scheduled check (capture + offsets), the reference scan, and the results table's upkeep."""
 
 import dagster as dg
 
 from calmon_assets.partitions import check_partitions, device_partitions
+from resources.results_table import ResultsTableResource
 
 DEPLOYMENT_TAG = "calmon/deployment"
 DEVICE_TAG = "calmon/device"
@@ -38,3 +39,22 @@ reprocess_offsets_job = dg.define_asset_job(
     description="Backfill: re-estimate offsets from stored query captures (no camera needed).",
     config=IN_PROCESS,
 )
+
+
+@dg.op(
+    description="Merge the one-file-per-check data files and expire snapshots older "
+    "than [results] snapshot_retention_hours, so reading and writing the table stays fast.",
+)
+def maintain_results_table(context: dg.OpExecutionContext, results_table: ResultsTableResource) -> dg.Output[dict]:
+    report = results_table.get_client().maintain()
+    context.log.info(f"results table upkeep: {report}")
+    return dg.Output(report, metadata=report)
+
+
+@dg.job(
+    name="results_table_maintenance",
+    description="Upkeep of the Iceberg results table (scheduled; safe beside running checks).",
+    config=IN_PROCESS,
+)
+def results_table_maintenance_job():
+    maintain_results_table()

@@ -250,6 +250,18 @@ class Platform:
                 self.resources["results_table"].get_client(),
             )
 
+    def maintain_results_table(self) -> dict:
+        """The results_table_maintenance job, run here (what its schedule does in the daemon)."""
+        result = self.defs.resolve_job_def("results_table_maintenance").execute_in_process(
+            instance=self.instance, raise_on_error=False
+        )
+        if not result.success:
+            failures = [e for e in result.all_events if e.is_step_failure]
+            raise RuntimeError(
+                "results table upkeep failed: " + (step_failure_reason(failures[0]) if failures else "run failed")
+            )
+        return result.output_for_node("maintain_results_table")
+
     def send_alerts(self) -> list[str]:
         """Slack messages for results not alerted yet (the same cursor as the slack_alerts sensor).
 

@@ -1,8 +1,9 @@
-"""The check schedule: every tick, one run per enabled device for the current time partition."""
+"""Schedules: the checks (every tick, one run per enabled device for the current time partition) and
+the results table's upkeep."""
 
 import dagster as dg
 
-from calmon_assets.jobs import DEPLOYMENT_TAG, DEVICE_TAG, calibration_check_job
+from calmon_assets.jobs import DEPLOYMENT_TAG, DEVICE_TAG, calibration_check_job, results_table_maintenance_job
 from calmon_assets.partitions import check_partition_key, check_time_partitions
 from calmon_assets.site import SiteConfigResource
 from calmon_core.config import ConfigError
@@ -44,3 +45,14 @@ def build_check_schedule(cron: str) -> dg.ScheduleDefinition:
         return requests or dg.SkipReason("no enabled devices in devices.yaml")
 
     return calibration_check_schedule
+
+
+def build_maintenance_schedule(cron: str) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="results_table_maintenance_schedule",
+        job=results_table_maintenance_job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Merges the one-file-per-check data files and expires old snapshots of the results table.",
+    )

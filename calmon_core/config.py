@@ -70,6 +70,9 @@ class ResultsSettings(BaseModel):
     rest_uri: str | None = None
     athena_workgroup: str = "primary"
     athena_output_location: str | None = None
+    # Every check commits a snapshot, and every reader parses the list of them: the maintenance job
+    # expires older ones (Athena time travel reaches back this far) and merges the small files.
+    snapshot_retention_hours: float = Field(default=2, gt=0)
 
 
 class SlackSettings(BaseModel):
@@ -96,6 +99,7 @@ class ScheduleSettings(BaseModel):
     cron: str | None = None  # overrides the cadence's default cron
     max_concurrent_per_deployment: int = Field(default=4, gt=0)
     reference_max_age_days: float = Field(default=90, gt=0)
+    maintenance_cron: str = "50 * * * *"  # results table upkeep, away from the checks at :05
 
 
 class Settings(BaseModel):

@@ -108,8 +108,14 @@ TABLE_PROPERTIES = {
     "commit.retry.min-wait-ms": "20",
     "commit.retry.max-wait-ms": "500",
     "commit.retry.total-timeout-ms": "15000",
+    # each commit writes a new metadata file; keep the last 100, not one per check forever
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "100",
 }
-_RETRY_PROPERTIES = {k: v for k, v in TABLE_PROPERTIES.items() if k.startswith("commit.retry.")}
+# given to tables created by older versions (or by hand) when first opened
+_MAINTAINED_PROPERTIES = {
+    k: v for k, v in TABLE_PROPERTIES.items() if k.startswith(("commit.retry.", "write.metadata."))
+}
 HISTORY_WINDOWS = (timedelta(days=3), timedelta(days=31), timedelta(days=366))
 LEGACY_PARTITION_FORMAT = "%Y-%m-%d-%H:00"  # hourly key given to rows that predate check_partition
 # ValidationException: pyiceberg's own commit retry found that a concurrent writer added rows under
@@ -289,8 +295,8 @@ class ResultsTable:
                 pass  # another process won the race: same schema
             self._ensured = True
             return
-        stale = {k: v for k, v in _RETRY_PROPERTIES.items() if table.properties.get(k) != v}
-        if stale:  # tables created by older versions (or by hand) get the retry settings once
+        stale = {k: v for k, v in _MAINTAINED_PROPERTIES.items() if table.properties.get(k) != v}
+        if stale:
             try:
                 with table.transaction() as transaction:
                     transaction.set_properties(stale)
@@ -355,8 +361,13 @@ class ResultsTable:
 
     # ------------------------------------------------------------------ reading
 
-    def _scan(self, row_filter: BooleanExpression | None = None, columns: tuple[str, ...] = ("*",)) -> pa.Table:
-        table = self.table()
+    def _scan(
+        self,
+        row_filter: BooleanExpression | None = None,
+        columns: tuple[str, ...] = ("*",),
+        table: Table | None = None,
+    ) -> pa.Table:
+        table = table or self.table()
         scan = table.scan(row_filter=row_filter) if row_filter is not None else table.scan()
         if columns != ("*",):
             scan = scan.select(*columns)
@@ -372,12 +383,13 @@ class ResultsTable:
         """The most recent row (by timestamp) of every device, sorted by deployment and device."""
         # Two passes: the newest timestamp per device from two narrow columns, then whole rows only
         # from the days at or after the oldest of those (day partitions prune the rest).
-        keys = self._scan(columns=("device_id", "timestamp"))
+        table = self.table()  # both passes read the same snapshot
+        keys = self._scan(columns=("device_id", "timestamp"), table=table)
         if keys.num_rows == 0:
             return []
         newest = keys.group_by("device_id").aggregate([("timestamp", "max")])
         cutoff = pc.min(newest["timestamp_max"]).as_py()
-        recent = _latest_first(self._scan(GreaterThanOrEqual("timestamp", cutoff.isoformat())))
+        recent = _latest_first(self._scan(GreaterThanOrEqual("timestamp", cutoff.isoformat()), table=table))
         seen: set[str] = set()
         keep = []
         for i, device in enumerate(recent["device_id"].to_pylist()):
@@ -401,13 +413,14 @@ class ResultsTable:
             # the newest rows live in the newest day partitions: look back in widening windows and
             # stop as soon as there are enough, so a year of history is not read for the last 50
             now = datetime.now(UTC)
+            table = self.table()  # one snapshot for every window (and one metadata parse)
             for window in (*HISTORY_WINDOWS, None):
                 row_filter = (
                     device_filter
                     if window is None
                     else And(device_filter, GreaterThanOrEqual("timestamp", (now - window).isoformat()))
                 )
-                data = _latest_first(self._scan(row_filter))
+                data = _latest_first(self._scan(row_filter, table=table))
                 if data.num_rows >= limit:
                     break
         if limit is not None:
@@ -427,12 +440,16 @@ class ResultsTable:
         return self.table().inspect.files().num_rows
 
     def compact(
-        self, min_files: int = 2, expire_older_than: timedelta = timedelta(0), days_per_commit: int = 7
+        self,
+        min_files: int = 2,
+        expire_older_than: timedelta = timedelta(0),
+        days_per_commit: int = 7,
     ) -> dict:
         """Rewrite every (day, deployment) partition holding min_files or more data files into one
         file sorted by device and time, then expire older snapshots. Days are rewritten in groups of
         up to days_per_commit consecutive days per commit (whole days, every deployment: the filter
-        follows partition bounds, so old files are dropped whole). Safe beside writers (retried)."""
+        follows partition bounds, so old files are dropped whole). Safe beside writers: a check
+        committed meanwhile makes the rewrite fail validation and start again from the new rows."""
         table = self.table()
         files = table.inspect.files()
         files_before = files.num_rows
@@ -466,28 +483,46 @@ class ResultsTable:
                 t.overwrite(data, overwrite_filter=days_filter)
 
             self._commit_with_retries(f"compact {start.date()}..{group[-1]}", rewrite)
-        expired = 0
-        table = self.table()
-        current = table.current_snapshot()
-        if current is not None:
-            cutoff = datetime.now(UTC) - expire_older_than
-            old = [
-                s.snapshot_id
-                for s in table.snapshots()
-                if s.snapshot_id != current.snapshot_id and s.timestamp_ms < cutoff.timestamp() * 1000
-            ]
-            if old:
-                try:
-                    table.maintenance.expire_snapshots().by_ids(old).commit()
-                    expired = len(old)
-                except _COMMIT_ERRORS as exc:  # a writer got in first: expire next time
-                    log.info("results table %s: snapshot expiry postponed: %s", self.name, exc)
+        expired = self.expire_snapshots(expire_older_than)
         return {
             "partitions_compacted": len(targets),
             "files_before": files_before,
             "files_after": self.file_count(),
             "snapshots_expired": expired,
         }
+
+    def expire_snapshots(self, older_than: timedelta) -> int:
+        """Drop snapshots older than `older_than` (never the current one); returns how many."""
+        table = self.table()
+        current = table.current_snapshot()
+        if current is None:
+            return 0
+        cutoff_ms = (datetime.now(UTC) - older_than).timestamp() * 1000
+        old = [
+            s.snapshot_id
+            for s in table.snapshots()
+            if s.snapshot_id != current.snapshot_id and s.timestamp_ms < cutoff_ms
+        ]
+        if not old:
+            return 0
+        try:
+            table.maintenance.expire_snapshots().by_ids(old).commit()
+        except _COMMIT_ERRORS as exc:  # a writer got in first: expire next time
+            log.info("results table %s: snapshot expiry postponed: %s", self.name, exc)
+            return 0
+        return len(old)
+
+    def maintain(self) -> dict:
+        """The scheduled upkeep (hourly, between check cycles): merge the small files (one per check)
+        of every partition into one and expire snapshots older than [results]
+        snapshot_retention_hours. Without it every reader and writer of the table slows down with
+        each check ever written (benchmarks/chaos_soak.py shows by how much)."""
+        started = time.monotonic()
+        report = self.compact(expire_older_than=timedelta(hours=self.settings.snapshot_retention_hours))
+        table = self.table()
+        report["snapshots_kept"] = len(table.snapshots())
+        report["seconds"] = round(time.monotonic() - started, 2)
+        return report
 
 
 class ResultsTableResource(dg.ConfigurableResource):
@@ -502,6 +537,7 @@ class ResultsTableResource(dg.ConfigurableResource):
     rest_uri: str | None = None
     region: str = "us-east-1"
     endpoint_url: str | None = None
+    snapshot_retention_hours: float = 2
 
     def get_client(self) -> ResultsTable:
         return ResultsTable(
@@ -513,6 +549,7 @@ class ResultsTableResource(dg.ConfigurableResource):
                 warehouse=self.warehouse,
                 sqlite_path=self.sqlite_path,
                 rest_uri=self.rest_uri,
+                snapshot_retention_hours=self.snapshot_retention_hours,
             ),
             AwsSettings(region=self.region, endpoint_url=self.endpoint_url),
         )

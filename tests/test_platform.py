@@ -333,3 +333,22 @@ def test_failed_reference_run_reports_the_cause(platform, site):
     # the exception's words, for the CLI's progress line, not Dagster's "Execution of step ... failed"
     assert runs[0].error.startswith("reference_scan: ")
     assert "cam-ok" in runs[0].error and "connection refused" in runs[0].error
+
+
+def test_results_table_maintenance_runs_as_a_scheduled_job_and_keeps_every_row(platform):
+    schedule = platform.defs.resolve_schedule_def("results_table_maintenance_schedule")
+    assert schedule.cron_schedule == "50 * * * *" and schedule.job_name == "results_table_maintenance"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert all(r.succeeded for r in platform.run_check_cycle(HOUR_1, device_ids=["cam-ok"]))  # a row at least
+    table = platform.resources["results_table"].get_client()
+    before = sorted((r.device_id, r.check_partition, r.run_id) for r in table.all_rows())
+    report = platform.maintain_results_table()
+    assert report["files_after"] <= report["files_before"] and report["snapshots_kept"] >= 1
+    assert sorted((r.device_id, r.check_partition, r.run_id) for r in table.all_rows()) == before
+    (run,) = platform.instance.get_runs(dg.RunsFilter(job_name="results_table_maintenance"))
+    assert run.is_success  # in the instance's run history, like the daemon's scheduled runs
+    materialized = [
+        e.dagster_event.step_output_data.metadata
+        for e in platform.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT)
+    ]
+    assert materialized and materialized[0]["snapshots_kept"].value == report["snapshots_kept"]

@@ -228,6 +228,36 @@ def test_compaction_keeps_rows_and_merges_files(table):
     assert len(table.all_rows()) == len(before)
 
 
+def test_maintenance_merges_small_files_and_expires_old_snapshots(tmp_path):
+    table = ResultsTable(settings(tmp_path, snapshot_retention_hours=1e-6))
+    for hour in range(36):  # one small file per hourly cycle, over two days
+        table.write([check(d, hour, yaw=hour / 100) for d in ("cam-1", "cam-2")])
+    before = sorted((r.device_id, r.check_partition, r.yaw_offset) for r in table.all_rows())
+    assert len(table.table().snapshots()) >= 36
+    report = table.maintain()
+    assert report["partitions_compacted"] == 2
+    assert (report["files_before"], report["files_after"]) == (36, 2)
+    assert report["snapshots_kept"] == 1 and report["snapshots_expired"] >= 36
+    assert sorted((r.device_id, r.check_partition, r.yaw_offset) for r in table.all_rows()) == before
+    assert [r.check_partition for r in table.history("cam-2", limit=3)] == [
+        check("x", h).check_partition for h in (33, 34, 35)
+    ]
+    assert table.maintain()["partitions_compacted"] == 0  # nothing new to merge
+
+
+def test_tables_from_older_versions_get_the_metadata_cleanup_properties(tmp_path):
+    table = ResultsTable(settings(tmp_path))
+    table.write([check("cam-1", 0)])
+    with table.table().transaction() as transaction:  # as an older calmon created it
+        transaction.remove_properties("write.metadata.delete-after-commit.enabled")
+    assert "write.metadata.delete-after-commit.enabled" not in table.table().properties
+    reopened = ResultsTable(settings(tmp_path))
+    properties = reopened.table().properties
+    assert properties["write.metadata.delete-after-commit.enabled"] == "true"
+    assert properties["write.metadata.previous-versions-max"] == "100"
+    assert reopened.read("cam-1", check("x", 0).check_partition) is not None
+
+
 def athena_queries() -> list[str]:
     text = (REPO / "docs" / "athena.md").read_text()
     return re.findall(r"```sql\n(.*?)```", text, flags=re.S)

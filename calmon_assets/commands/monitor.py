@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "within [schedule] max_concurrent_per_deployment)",
     )
     parser.add_argument("--no-alerts", action="store_true", help="do not send Slack messages")
+    parser.add_argument(
+        "--no-maintenance",
+        action="store_true",
+        help="skip the results table upkeep after the cycle (merging finished days, expiring old snapshots)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_alerts:
         for text in platform.send_alerts():
             print(f"\nslack> {text}")
+    if not args.no_maintenance:
+        try:
+            platform.maintain_results_table()
+        except RuntimeError as exc:  # upkeep can wait for the next cycle; the checks are recorded
+            print(f"warning: {exc}")
     missing = [r.device_id for r in runs if table.read(r.device_id, time_key) is None]
     if missing:
         print(f"no result row for: {', '.join(missing)}")
