@@ -183,6 +183,7 @@ class BenchSite:
         per_deployment: int = 64,
         root: Path | None = None,
         console_log_level: str = "WARNING",
+        snapshot_retention_hours: float | None = None,
     ):
         self.keep = root is not None
         self.root = Path(root or tempfile.mkdtemp(prefix="calmon-bench-")).resolve()
@@ -199,6 +200,7 @@ class BenchSite:
 
             (self.config_dir / "devices.yaml").write_text(yaml.safe_dump(self.fleet.devices_config, sort_keys=False))
             self.per_deployment = per_deployment
+            self.snapshot_retention_hours = snapshot_retention_hours
             self.write_settings(stabilize_time, timeout)
             os.environ[WEBHOOK_ENV] = self.slack.url
             os.environ["DAGSTER_HOME"] = str(self.root / "dagster_home")
@@ -224,6 +226,7 @@ class BenchSite:
                 timeout=timeout,
                 reference_stabilize_time=0.5,
                 max_concurrent_per_deployment=self.per_deployment,
+                snapshot_retention_hours=self.snapshot_retention_hours,
                 written_by="a calmon benchmark",
             )
         )

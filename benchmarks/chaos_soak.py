@@ -198,6 +198,13 @@ def main() -> int:
     )
     parser.add_argument("--root", type=Path, help="keep the site's state here (default: a temp dir, removed)")
     parser.add_argument(
+        "--snapshot-retention-hours",
+        type=float,
+        default=0.03,
+        help="[results] snapshot_retention_hours of the simulated site: the soak runs hourly cycles "
+        "back to back, so the default 2 h (two real cycles) becomes about two of its cycles (108 s)",
+    )
+    parser.add_argument(
         "--no-maintenance",
         action="store_true",
         help="skip the results table upkeep `calmon monitor` runs after each cycle (to see what it saves)",
@@ -229,6 +236,7 @@ def main() -> int:
         per_deployment=args.per_deployment,
         root=args.root,
         console_log_level="ERROR",
+        snapshot_retention_hours=args.snapshot_retention_hours,
     ) as site:  # expected capture failures are counted, not printed
         refs = site.collect_references()
         failed_refs = [r.device_id for r in refs if not r.succeeded]

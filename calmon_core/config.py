@@ -210,6 +210,7 @@ def local_site_settings(
     threshold_deg: float = 0.5,
     s3_endpoint: str | None = None,
     max_concurrent_per_deployment: int | None = None,
+    snapshot_retention_hours: float | None = None,
     written_by: str = "calmon",
 ) -> str:
     """calibration_monitoring.ini for a self-contained site under `root`: object store (or an
@@ -222,9 +223,11 @@ def local_site_settings(
         )
     else:
         storage = f"[storage]\nbackend = local\nlocal_root = {root}/object-store\n"
+    results = f"[results]\ncatalog = sqlite\nwarehouse = {root}/warehouse\nsqlite_path = {root}/catalog.db\n"
+    if snapshot_retention_hours is not None:
+        results += f"snapshot_retention_hours = {snapshot_retention_hours}\n"
     text = (
-        f"; written by {written_by}\n{storage}\n"
-        f"[results]\ncatalog = sqlite\nwarehouse = {root}/warehouse\nsqlite_path = {root}/catalog.db\n\n"
+        f"; written by {written_by}\n{storage}\n{results}\n"
         f"[slack]\nwebhook_url = ${{{webhook_env}}}\nthreshold_deg = {threshold_deg}\n\n"
         f"[capture]\nstabilize_time = {stabilize_time}\ntimeout = {timeout}\n"
         f"reference_stabilize_time = {reference_stabilize_time}\nworkdir = {root}/work\n"

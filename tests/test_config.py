@@ -178,6 +178,7 @@ def test_local_site_settings_load_and_keep_the_webhook_a_reference(tmp_path, mon
         timeout=40,
         s3_endpoint="http://127.0.0.1:9000",
         max_concurrent_per_deployment=3,
+        snapshot_retention_hours=0.5,
     )
     assert "secret" not in text and "${CALMON_SITE_HOOK}" in text
     (tmp_path / "calibration_monitoring.ini").write_text(text)
@@ -187,6 +188,7 @@ def test_local_site_settings_load_and_keep_the_webhook_a_reference(tmp_path, mon
     assert settings.capture.workdir == f"{tmp_path}/work"
     assert (settings.capture.stabilize_time, settings.capture.timeout) == (5, 40)
     assert settings.schedule.max_concurrent_per_deployment == 3
+    assert settings.results.snapshot_retention_hours == 0.5
     assert settings.slack.webhook_url.get_secret_value().endswith("/secret")
     local = local_site_settings(tmp_path)
     (tmp_path / "calibration_monitoring.ini").write_text(local)
