@@ -253,7 +253,7 @@ class Platform:
     def maintain_results_table(self) -> dict:
         """The results_table_maintenance job, run here (what its schedule does in the daemon)."""
         result = self.defs.resolve_job_def("results_table_maintenance").execute_in_process(
-            instance=self.instance, raise_on_error=False
+            instance=self.instance, raise_on_error=False, run_config=self.run_config
         )
         if not result.success:
             failures = [e for e in result.all_events if e.is_step_failure]
