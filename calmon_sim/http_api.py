@@ -9,12 +9,15 @@
     POST /truth                {"yaw", "pitch", "roll"} sets the hidden offset (a step)
 
 The offline fault closes the listening socket (connection refused) and reopens it on the same port
-when cleared.
+when cleared. Meanwhile the port stays bound without listening: connections are still refused, and
+no other socket (an outgoing connection's ephemeral port, say) can take it and make the camera
+unable to come back ("Address already in use" after 400 checks of benchmarks/chaos_soak.py).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,10 +38,35 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], camera: SimCamera, closing: threading.Event):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        camera: SimCamera,
+        closing: threading.Event,
+        bound: socket.socket | None = None,
+    ):
         self.camera = camera
         self.closing = closing
-        super().__init__(address, _Handler)
+        if bound is None:
+            super().__init__(address, _Handler)
+            return
+        super().__init__(address, _Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = bound  # already bound to the port: only listen() is left
+        self.server_address = bound.getsockname()
+        self.server_activate()
+
+
+def _hold_port(host: str, port: int) -> socket.socket | None:
+    """A bound, non-listening socket on the port: connections are refused, and nobody else binds it."""
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        held.bind((host, port))
+    except OSError:
+        held.close()
+        return None
+    return held
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -188,6 +216,7 @@ class CameraHttpServer:
         self.port: int = self._server.server_address[1]
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._held: socket.socket | None = None  # the port, while offline
         self.wanted = False
 
     @property
@@ -199,7 +228,7 @@ class CameraHttpServer:
         if self.wanted and not self.camera.offline:
             self._open()
         else:
-            self._close()
+            self._close(hold_port=self.wanted)  # offline: keep the port for the camera's return
 
     def _open(self) -> None:
         with self._lock:
@@ -207,7 +236,8 @@ class CameraHttpServer:
                 return
             if self._server is None:
                 self._closing = threading.Event()
-                self._server = _Server((self.host, self.port), self.camera, self._closing)
+                held, self._held = self._held, None
+                self._server = _Server((self.host, self.port), self.camera, self._closing, bound=held)
             self._closing.clear()
             server = self._server
             self._thread = threading.Thread(
@@ -218,7 +248,7 @@ class CameraHttpServer:
             )
             self._thread.start()
 
-    def _close(self) -> None:
+    def _close(self, hold_port: bool) -> None:
         with self._lock:
             server, thread = self._server, self._thread
             self._server, self._thread = None, None
@@ -227,3 +257,9 @@ class CameraHttpServer:
             if thread is not None:
                 server.shutdown()
             server.server_close()
+        with self._lock:
+            if hold_port and self._server is None and self._held is None:
+                self._held = _hold_port(self.host, self.port)
+            elif not hold_port and self._held is not None:
+                self._held.close()
+                self._held = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -274,6 +276,37 @@ def test_fault_offline_refuses_connections_and_silences_telemetry(fleet, recorde
     status, body = http(cam.base_url + "/status")
     assert status == 200 and json.loads(body)["faults"] == {}
     assert recorder.wait_for(lambda: len(recorder.samples(t, start)) >= 2)
+
+
+def test_offline_camera_keeps_its_port_so_it_can_come_back():
+    from calmon_sim.http_api import CameraHttpServer
+
+    class Camera:  # what the server asks of a camera before any request
+        device_id, offline = "cam-port", False
+
+    camera = Camera()
+    server = CameraHttpServer(camera, "127.0.0.1")  # type: ignore[arg-type]
+    server.wanted = True
+    server.sync()
+    camera.offline = True
+    server.sync()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    # nothing else gets the port meanwhile (an outgoing connection's ephemeral port took it once)
+    intruder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with pytest.raises(OSError) as taken:
+        intruder.bind(("127.0.0.1", server.port))
+    intruder.close()
+    assert taken.value.errno == errno.EADDRINUSE
+    camera.offline = False
+    server.sync()
+    socket.create_connection(("127.0.0.1", server.port), timeout=2).close()  # back on the same port
+    server.wanted = False
+    server.sync()  # stopped for good: the port is given back
+    free = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    free.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    free.bind(("127.0.0.1", server.port))
+    free.close()
 
 
 def test_fault_frozen_telemetry_repeats_while_camera_moves(fleet, recorder):
