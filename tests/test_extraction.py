@@ -445,6 +445,20 @@ def fake_fleet() -> Fleet:
     )
 
 
+def scripted_extractor(tmp_path, clock, source, camera, **kwargs) -> QueryExtractor:
+    """An extractor on the fake clock, reading `source` (a ScriptedTelemetry) and grabbing from `camera`."""
+    source.samples = []
+    return QueryExtractor(
+        fake_fleet(),
+        telemetry_factory=lambda d, v: source,
+        camera_factory=lambda d, v: camera,
+        clock=clock,
+        sleep=clock.sleep,
+        workdir=tmp_path,
+        **kwargs,
+    )
+
+
 def test_frame_is_discarded_when_the_camera_moves_right_after_the_grab(tmp_path):
     clock = FakeClock()
     moved_at: list[float] = []
@@ -452,17 +466,8 @@ def test_frame_is_discarded_when_the_camera_moves_right_after_the_grab(tmp_path)
     def pose(t):
         return (20.0, 0.0) if moved_at and t >= moved_at[0] else (10.0, 0.0)
 
-    source = ScriptedTelemetry(clock, pose)
-    source.samples = []
     camera = FakeCamera(clock, on_grab=lambda n: moved_at.append(clock.now + 0.1) if n == 1 else None)
-    extractor = QueryExtractor(
-        fake_fleet(),
-        telemetry_factory=lambda d, v: source,
-        camera_factory=lambda d, v: camera,
-        clock=clock,
-        sleep=clock.sleep,
-        workdir=tmp_path,
-    )
+    extractor = scripted_extractor(tmp_path, clock, ScriptedTelemetry(clock, pose), camera)
     result = extractor.extract_query("fake", stabilize_time=2, timeout=30)
     assert len(camera.grabs) == 3  # the discarded frame, the kept one and its motion check
     assert len(result.telemetry_summary["discarded_frames"]) == 1
@@ -475,15 +480,7 @@ def test_frame_is_discarded_when_the_camera_moves_right_after_the_grab(tmp_path)
 def test_telemetry_going_silent_fails_and_says_so(tmp_path):
     clock = FakeClock()
     source = ScriptedTelemetry(clock, lambda t: (10.0, 0.0), silent_after=clock.now + 0.5)
-    source.samples = []
-    extractor = QueryExtractor(
-        fake_fleet(),
-        telemetry_factory=lambda d, v: source,
-        camera_factory=lambda d, v: FakeCamera(clock),
-        clock=clock,
-        sleep=clock.sleep,
-        workdir=tmp_path,
-    )
+    extractor = scripted_extractor(tmp_path, clock, source, FakeCamera(clock))
     with pytest.raises(CaptureFailed, match=r"device fake: .*timeout.*no telemetry for .*silent for the last"):
         extractor.extract_query("fake", stabilize_time=2, timeout=10)
     assert clock.now - 1_000.0 >= 10.0
@@ -530,17 +527,8 @@ def test_image_motion_measures_the_shift_in_full_frame_pixels():
 
 
 def frozen_extractor(tmp_path, clock, camera, **kwargs) -> QueryExtractor:
-    source = ScriptedTelemetry(clock, lambda t: (10.0, 0.0))  # frozen: always the same values
-    source.samples = []
-    return QueryExtractor(
-        fake_fleet(),
-        telemetry_factory=lambda d, v: source,
-        camera_factory=lambda d, v: camera,
-        clock=clock,
-        sleep=clock.sleep,
-        workdir=tmp_path,
-        **kwargs,
-    )
+    frozen = ScriptedTelemetry(clock, lambda t: (10.0, 0.0))  # always the same values
+    return scripted_extractor(tmp_path, clock, frozen, camera, **kwargs)
 
 
 def test_frozen_telemetry_while_the_image_moves_fails_and_says_so(tmp_path):
