@@ -21,8 +21,8 @@ from calmon_assets.partitions import check_partition_key
 from calmon_assets.sensors import (
     SLACK_CURSOR_KEY,
     record_failed_run,
+    run_failure_reason,
     send_pending_alerts,
-    step_failure_reason,
 )
 from calmon_core.config import SETTINGS_FILE, CalmonConfig, load_config, load_settings
 
@@ -153,10 +153,7 @@ class Platform:
             )
         except Exception as exc:  # a run that could not even start
             return CheckRun(device_id, partition_key, None, False, f"{type(exc).__name__}: {exc}")
-        error = None
-        if not result.success:
-            failures = [e for e in result.all_events if e.is_step_failure]
-            error = step_failure_reason(failures[0]) if failures else "run failed"
+        error = None if result.success else run_failure_reason(result.all_events)
         return CheckRun(device_id, partition_key, result.run_id, result.success, error)
 
     def collect_references(
@@ -256,10 +253,7 @@ class Platform:
             instance=self.instance, raise_on_error=False, run_config=self.run_config
         )
         if not result.success:
-            failures = [e for e in result.all_events if e.is_step_failure]
-            raise RuntimeError(
-                "results table upkeep failed: " + (step_failure_reason(failures[0]) if failures else "run failed")
-            )
+            raise RuntimeError(f"results table upkeep failed: {run_failure_reason(result.all_events)}")
         return result.output_for_node("maintain_results_table")
 
     def send_alerts(self) -> list[str]:

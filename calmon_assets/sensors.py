@@ -168,8 +168,13 @@ def slack_alerts_sensor(
     return dg.SkipReason(f"{len(sent)} Slack message(s) sent")
 
 
-def step_failure_reason(event: dg.DagsterEvent) -> str:
-    """The exception's own words ("services \"cam\" not found"), not "Execution of step ... failed"."""
+def run_failure_reason(events, fallback: str = "run failed") -> str:
+    """Why a run failed, from its events: the first failed step's exception in its own words
+    ("query_capture: services \"cam\" not found"), not "Execution of step ... failed"; `fallback`
+    when no step failed (the run died outside its steps)."""
+    event = next((e for e in events if e.is_step_failure), None)
+    if event is None:
+        return fallback
     error = getattr(event.event_specific_data, "error", None)
     if error is None:
         return event.message or "step failed"
@@ -239,14 +244,9 @@ def record_failed_checks_sensor(
     site: SiteConfigResource,
     results_table: ResultsTableResource,
 ):
-    run_id = context.dagster_run.run_id
-    failures = [
-        e.dagster_event
-        for e in context.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-        if e.dagster_event is not None
-    ]
-    if failures:
-        message = step_failure_reason(failures[0])
-    else:  # the run died outside any step (e.g. its worker was killed)
-        message = context.failure_event.message if context.failure_event else "run failed"
+    logs = context.instance.all_logs(context.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    message = run_failure_reason(
+        [entry.dagster_event for entry in logs if entry.dagster_event is not None],
+        fallback=context.failure_event.message if context.failure_event else "run failed",
+    )
     record_failed_run(context.instance, context.dagster_run, message, site.load(), results_table.get_client())
