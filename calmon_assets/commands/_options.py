@@ -12,6 +12,16 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_workers_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="devices checked at once (default: from stabilize_time and the CPUs, "
+        "within [schedule] max_concurrent_per_deployment)",
+    )
+
+
 def config_dir(args: argparse.Namespace) -> str:
     from calmon_assets.site import config_dir_from_env
 

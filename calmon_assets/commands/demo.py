@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from calmon_assets.commands._options import add_workers_option
 from calmon_core.config import local_site_settings
 
 HELP = "run the demo: simulated fleet, reference scans, two check cycles with drift, results + Slack"
@@ -29,13 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workdir", default=".calmon/demo", help="where the demo keeps its state (wiped first)")
     parser.add_argument("--stabilize-time", type=float, default=3.0, help="seconds of still telemetry (default 3)")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="devices checked at once (default: from stabilize_time and the CPUs, "
-        "within [schedule] max_concurrent_per_deployment)",
-    )
+    add_workers_option(parser)
 
 
 def _print(title: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from calmon_assets.commands._options import add_config_option, config_dir
+from calmon_assets.commands._options import add_config_option, add_workers_option, config_dir
 
 HELP = "run one check cycle now (all enabled devices or --device ...) and print the results"
 
@@ -14,13 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_option(parser)
     parser.add_argument("--device", action="append", metavar="ID", help="only this device (repeatable)")
     parser.add_argument("--partition", metavar="TIME_KEY", help="time partition (default: the current one)")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="devices checked at once (default: from stabilize_time and the CPUs, "
-        "within [schedule] max_concurrent_per_deployment)",
-    )
+    add_workers_option(parser)
     parser.add_argument("--no-alerts", action="store_true", help="do not send Slack messages")
     parser.add_argument(
         "--no-maintenance",
