@@ -172,7 +172,10 @@ def test_queries_through_the_real_lens_are_accurate_and_honest(typical_reference
         assert frame.success, frame.failure_log
         err = np.array([frame.offsets_deg[a] - o for a, o in zip(AXES, view.offset, strict=True)])
         sigma = np.array([frame.uncertainty_deg[a] for a in AXES])
-        assert np.all(np.abs(err) < 0.02), (frame.image, err)
+        # between the scan's zooms the principal point is interpolated: a few hundredths of a
+        # pixel at 640 wide become ~0.02 deg, which the uncertainty must then say
+        tol = 0.01 if frame.lens["source"] == "calibrated" else 0.04
+        assert np.all(np.abs(err) < tol), (frame.image, err, frame.lens)
         assert np.all(np.abs(err) / sigma <= 3.0), (frame.image, err, sigma)
         assert frame.lens["source"] in ("calibrated", "interpolated")
         assert "focal_scale" in frame.lens["fitted"]
