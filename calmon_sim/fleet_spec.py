@@ -41,7 +41,6 @@ class StartPose(_Strict):
     yaw: float = 0.0
     pitch: float = 0.0
     zoom: float = Field(default=1.0, gt=0)
-    zooms: list[float] = []  # the zoom sweep (calmon_core.config.ReferenceGrid)
 
     _fin = field_validator("yaw", "pitch", "zoom")(_finite)
 
@@ -72,6 +71,7 @@ class SimReferenceGrid(_Strict):
     yaws: list[float] = Field(default_factory=lambda: [-60.0, -30.0, 0.0, 30.0, 60.0], min_length=1)
     pitches: list[float] = Field(default_factory=lambda: [-10.0, 10.0], min_length=1)
     zoom: float = Field(default=1.0, gt=0)
+    zooms: list[float] = []  # the zoom sweep (calmon_core.config.ReferenceGrid)
 
 
 class SimLens(_Strict):
