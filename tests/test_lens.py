@@ -179,3 +179,22 @@ def test_queries_through_the_real_lens_are_accurate_and_honest(typical_reference
         assert np.all(np.abs(err) / sigma <= 3.0), (frame.image, err, sigma)
         assert frame.lens["source"] in ("calibrated", "interpolated")
         assert "focal_scale" in frame.lens["fitted"]
+
+
+def test_fleet_file_lens_is_validated_with_its_key(tmp_path):
+    from calmon_sim.fleet_spec import load_fleet_spec
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "deployments:\n  - name: site\n    devices:\n      - id: cam-1\n        lens: {k1_by_zoom: {1.0: -5.0}}\n"
+        "      - id: cam-2\n        lens: fisheye\n      - id: cam-3\n        lens: typical\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_fleet_spec(path)
+    text = str(err.value)
+    assert "deployments[0].devices[0].lens" in text and "|k| <= 1" in text
+    assert "deployments[0].devices[1].lens" in text
+    path.write_text("deployments:\n  - name: site\n    devices:\n      - id: cam-3\n        lens: typical\n")
+    device = load_fleet_spec(path).deployments[0].devices[0]
+    k, dist = device.true_lens().camera(1.0, 60.0, 1280, 720, 1280)
+    assert dist[0] == pytest.approx(-0.15) and abs(k[0, 2] - 639.5) > 1  # what calmon must find itself
