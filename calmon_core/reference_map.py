@@ -111,8 +111,71 @@ def refine_reference_rotations(refmap, prior_sigma_deg: float = PRIOR_SIGMA_DEG,
         return zero
     frames = refmap.frames
     r0 = [f.rotation.copy() for f in frames]
+    base = [f.lens for f in frames]  # the manifest's lens
+    fit = _adjust(refmap, links, prior_sigma_deg, [])
+    lens_fit = None
+    if fit_lens:
+        candidate = _adjust(refmap, links, prior_sigma_deg, _zoom_groups(refmap))
+        if _lens_pays(refmap, links, fit, candidate):
+            fit = lens_fit = candidate
+    rs, ls, sol, links, bad, groups = fit
+    change = {"yaw": 0.0, "pitch": 0.0, "roll": 0.0}
+    for f in range(n):
+        before, after = ypr_from_rotation(r0[f]), ypr_from_rotation(rs[f])
+        for name, b, a in zip(("yaw", "pitch", "roll"), before, after, strict=True):
+            d = abs((a - b + 180.0) % 360.0 - 180.0)
+            change[name] = max(change[name], round(d, 5))
+        frames[f].rotation = rs[f]
+        frames[f].lens = ls[f]
+        frames[f].k = ls[f].matrix()
+    out = {
+        **change,
+        "pairs": len(links),
+        "frames_disagreeing_with_telemetry": int(bad.sum() // 3),
+        "lens_fitted": lens_fit is not None,
+    }
+    if lens_fit is not None:
+        refmap.lens_calibration = LensCalibration(
+            tuple(_zoom_lens(refmap, members, ls, base, links, sol) for members in groups)
+        )
+    return out
+
+
+def _pair_errors(links, rs, ls) -> np.ndarray:
+    """Reprojection error (px) of every matched point in both directions."""
+    out = []
+    for i, j, ui, uj in links:
+        out.append(np.linalg.norm(ls[j].project(ls[i].pixel_rays(ui) @ rs[i].T @ rs[j]) - uj, axis=1))
+        out.append(np.linalg.norm(ls[i].project(ls[j].pixel_rays(uj) @ rs[j].T @ rs[i]) - ui, axis=1))
+    return np.nan_to_num(np.concatenate(out), nan=1e3) if out else np.zeros(0)
+
+
+def _lens_pays(refmap, links, pinhole, lens) -> bool:
+    """Model selection between the manifest's lens and the fitted one (BIC on a truncated
+    quadratic cost over the same matches): a lens whose extra parameters only fit noise moves the
+    grid's rotations without explaining the overlaps better, and a query at a zoom the scan never
+    visited then inherits that bias."""
+    e_pin = _pair_errors(links, pinhole[0], pinhole[1])
+    e_lens = _pair_errors(links, lens[0], lens[1])
+    inl = e_lens[e_lens < FIT_GATE_PX]
+    if len(inl) < 12:
+        return False
+    var = max(float(np.mean(inl**2)) / 2.0, 1e-6)  # per image axis
+    cost_pin = float(np.sum(np.minimum(e_pin, FIT_GATE_PX) ** 2))
+    cost_lens = float(np.sum(np.minimum(e_lens, FIT_GATE_PX) ** 2))
+    params = LENS_PARAMS * len(lens[5]) + 2
+    return (cost_pin - cost_lens) / var > params * math.log(2 * len(e_lens))
+
+
+def _adjust(refmap, links, prior_sigma_deg: float, groups: list[list[int]]):
+    """One bundle adjustment over `links` with the lens parameters of `groups` (none: the
+    manifest's lens). Returns rotations, lenses, the solution, the re-gated links, the frames
+    whose telemetry lost its say, and the groups."""
+    links = list(links)
+    n = len(refmap.frames)
+    frames = refmap.frames
+    r0 = [f.rotation.copy() for f in frames]
     base = [f.lens for f in frames]  # the manifest's lens: the prior
-    groups = _zoom_groups(refmap) if fit_lens else []
     group_of = np.zeros(n, int)
     for g, members in enumerate(groups):
         group_of[members] = g
@@ -207,21 +270,7 @@ def refine_reference_rotations(refmap, prior_sigma_deg: float = PRIOR_SIGMA_DEG,
         prior_on[bad] = 0.0
         sol = least_squares(residuals, sol.x, **options)
     rs, ls = rotations(sol.x), lenses(sol.x)
-    change = {"yaw": 0.0, "pitch": 0.0, "roll": 0.0}
-    for f in range(n):
-        before, after = ypr_from_rotation(r0[f]), ypr_from_rotation(rs[f])
-        for name, b, a in zip(("yaw", "pitch", "roll"), before, after, strict=True):
-            d = abs((a - b + 180.0) % 360.0 - 180.0)
-            change[name] = max(change[name], round(d, 5))
-        frames[f].rotation = rs[f]
-        frames[f].lens = ls[f]
-        frames[f].k = ls[f].matrix()
-    out = {**change, "pairs": len(links), "frames_disagreeing_with_telemetry": int(bad.sum() // 3)}
-    if groups:
-        refmap.lens_calibration = LensCalibration(
-            tuple(_zoom_lens(refmap, members, ls, base, links, sol) for members in groups)
-        )
-    return out
+    return rs, ls, sol, links, bad, groups
 
 
 def _zoom_lens(refmap, members: list[int], ls, base, links, sol):
