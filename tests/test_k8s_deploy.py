@@ -18,13 +18,16 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 from werkzeug import Request, Response
 
-from calmon_core.config import SETTINGS_FILE, load_config, load_settings
+from calmon_core.config import SETTINGS_FILE, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 VALUES_FILE = REPO / "deploy" / "helm" / "values.yaml"
@@ -295,6 +298,26 @@ def write_kubeconfig(path: Path, server_url: str) -> None:
     )
 
 
+def write_chart_instance(home: Path, values: dict, postgres, kubernetes_api_url: str) -> dict:
+    """DAGSTER_HOME/dagster.yaml as the chart renders it from the values; only where Postgres and
+    the Kubernetes API are differs (the values point at RDS and load the in-cluster config)."""
+    test_server = {
+        "hostname": postgres.host,
+        "port": postgres.port,
+        "username": postgres.username,
+        "db_name": postgres.database,
+        "params": {},
+    }
+    instance_yaml = chart_instance_yaml(values, {**chart_postgres_db(values), **test_server})
+    launcher_config = instance_yaml["run_launcher"]["config"]
+    assert launcher_config["load_incluster_config"] is True
+    home.mkdir(parents=True, exist_ok=True)
+    write_kubeconfig(home / "kubeconfig", kubernetes_api_url)
+    launcher_config.update(load_incluster_config=False, kubeconfig_file=str(home / "kubeconfig"))
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
+    return instance_yaml
+
+
 def site_config_folder(path: Path) -> Path:
     """What the calmon-config ConfigMap holds: the shipped settings and a fleet with a kubectl site."""
     path.mkdir()
@@ -311,107 +334,119 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def user_code_server(tmp_path, postgres):
+@contextmanager
+def running_user_code(root: Path, config_dir: Path, secret_env: dict[str, str]) -> Iterator[int]:
     """`dagster api grpc` as the chart's user-code deployment runs it, with the chart's environment
-    (the ConfigMap's folder at a local path, DAGSTER_PG_PASSWORD as the Secret gives it); yields the
-    port."""
+    (the ConfigMap's folder at a local path, `secret_env` as the Secrets give it); yields its port."""
     from dagster._grpc.client import DagsterGrpcClient
 
     values = load_values()
-    env = {**os.environ, **chart_user_code_env(values)}
-    env["CALMON_CONFIG_DIR"] = str(site_config_folder(tmp_path / "calmon-config"))
+    env = {**os.environ, **chart_user_code_env(values), **secret_env}
+    env["CALMON_CONFIG_DIR"] = str(config_dir)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["DAGSTER_PG_PASSWORD"] = postgres.password
     env.pop("DAGSTER_HOME", None)
     port = free_port()
     command = chart_user_code_command(values)
     command[command.index("-h") + 1] = "127.0.0.1"
     command[command.index("-p") + 1] = str(port)
-    workdir = tmp_path / "user-code"
-    workdir.mkdir()
-    dagster_cli = str(Path(sys.executable).parent / "dagster")
-    log = (tmp_path / "grpc.log").open("w")
-    process = subprocess.Popen([dagster_cli, *command[1:]], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    client = DagsterGrpcClient(port=port, host="127.0.0.1")
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"dagster api grpc exited {process.returncode}: {(tmp_path / 'grpc.log').read_text()}")
-            try:
-                client.ping("up")
-                break
-            except Exception:
-                import time
+    workdir = root / "user-code"
+    workdir.mkdir(parents=True)
+    log_path = root / "grpc.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster"), *command[1:]],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        client = DagsterGrpcClient(port=port, host="127.0.0.1")
+        try:
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"dagster api grpc exited {process.returncode}: {log_path.read_text()}")
+                try:
+                    client.ping("up")
+                    break
+                except Exception:
+                    time.sleep(0.2)
+            yield port
+        finally:
+            process.terminate()
+            process.wait()
 
-                time.sleep(0.2)
-        yield port
-    finally:
-        process.terminate()
-        process.wait()
-        log.close()
 
-
-def test_check_run_job_built_from_the_values(tmp_path, postgres, kubernetes_api, user_code_server, monkeypatch):
-    from dagster import DagsterInstance
-    from dagster._core.definitions.timestamp import TimestampWithTimezone
-    from dagster._core.instance.ref import InstanceRef
-    from dagster._core.storage.tags import DOCKER_IMAGE_TAG
+@contextmanager
+def code_location(instance, port: int):
+    """The user-code deployment as the webserver and the daemon see it: (workspace, location, repository)."""
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import GrpcServerTarget
+
+    name = user_deployment(load_values())["name"]
+    target = GrpcServerTarget(host="127.0.0.1", port=port, socket=None, location_name=name)
+    with WorkspaceProcessContext(instance, target) as process_context:
+        workspace = process_context.create_request_context()
+        location = workspace.get_code_location(name)
+        (repository,) = location.get_repositories().values()
+        yield workspace, location, repository
+
+
+def open_instance(home: Path):
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    return DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+
+
+def apply_sensor(instance, location, repository, name: str):
+    """One tick of a sensor as the daemon runs it, its dynamic partition requests applied."""
+    data = location.get_sensor_execution_data(instance, repository.handle, name, None, None, None, None, None)
+    for request in data.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys or []))
+    return data
+
+
+def schedule_runs(instance, location, repository, tick: datetime.datetime) -> list:
+    """The calibration_check_schedule's tick, its runs created as the daemon creates them."""
+    from dagster._core.definitions.timestamp import TimestampWithTimezone
     from dagster._daemon.daemon import SchedulerDaemon  # noqa: F401 (imports the scheduler module in order)
     from dagster._scheduler.scheduler import _create_scheduler_run
+
+    schedule = repository.get_schedule("calibration_check_schedule")
+    data = location.get_schedule_execution_data(
+        instance, repository.handle, schedule.name, TimestampWithTimezone(tick.timestamp(), "UTC"), None
+    )
+    job = repository.get_full_job(schedule.job_name)
+    return [_create_scheduler_run(instance, tick, location, schedule, job, r) for r in data.run_requests]
+
+
+def test_check_run_job_built_from_the_values(tmp_path, postgres, kubernetes_api, monkeypatch):
+    from dagster._core.storage.tags import DOCKER_IMAGE_TAG
     from dagster_k8s import K8sRunLauncher
     from dagster_postgres import PostgresRunStorage
 
     values = load_values()
     deployment = user_deployment(values)
     httpserver, created = kubernetes_api
-    port = user_code_server
-
-    # The instance ConfigMap as the chart renders it; only where Postgres and the API server are
-    # differs (the values point at RDS and load the in-cluster config).
-    test_server = {
-        "hostname": postgres.host,
-        "port": postgres.port,
-        "username": postgres.username,
-        "db_name": postgres.database,
-        "params": {},
-    }
-    instance_yaml = chart_instance_yaml(values, {**chart_postgres_db(values), **test_server})
-    launcher_config = instance_yaml["run_launcher"]["config"]
-    assert launcher_config["load_incluster_config"] is True
-    kubeconfig = tmp_path / "kubeconfig"
-    write_kubeconfig(kubeconfig, httpserver.url_for("/").rstrip("/"))
-    launcher_config.update(load_incluster_config=False, kubeconfig_file=str(kubeconfig))
     home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
+    write_chart_instance(home, values, postgres, httpserver.url_for("/").rstrip("/"))
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", postgres.password)
+    config_dir = site_config_folder(tmp_path / "calmon-config")
 
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with (
+        running_user_code(tmp_path, config_dir, {"DAGSTER_PG_PASSWORD": postgres.password}) as port,
+        open_instance(home) as instance,
+        code_location(instance, port) as (workspace, location, repository),
+    ):
         assert isinstance(instance.run_launcher, K8sRunLauncher)
         assert isinstance(instance.run_storage, PostgresRunStorage)
         (queue_limit,) = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
         assert queue_limit["key"] == DEPLOYMENT_TAG
-
-        target = GrpcServerTarget(host="127.0.0.1", port=port, socket=None, location_name=deployment["name"])
-        with WorkspaceProcessContext(instance, target) as workspace_process:
-            workspace = workspace_process.create_request_context()
-            location = workspace.get_code_location(deployment["name"])
-            (repository,) = location.get_repositories().values()
-            schedule = repository.get_schedule("calibration_check_schedule")
-            # the device partitions, as the sync_devices sensor adds them
-            fleet = load_config(tmp_path / "calmon-config").fleet  # the folder user_code_server serves
-            instance.add_dynamic_partitions("devices", [device.id for _, device in fleet.devices()])
-            tick = datetime.datetime(2026, 3, 1, 10, 5, tzinfo=datetime.UTC)
-            data = location.get_schedule_execution_data(
-                instance, repository.handle, schedule.name, TimestampWithTimezone(tick.timestamp(), "UTC"), None
-            )
-            request = next(r for r in data.run_requests if r.tags.get(DEPLOYMENT_TAG) == "city-north")
-            job = repository.get_full_job(schedule.job_name)
-            run = _create_scheduler_run(instance, tick, location, schedule, job, request)
-            instance.launch_run(run.run_id, workspace)
+        schedule = repository.get_schedule("calibration_check_schedule")
+        apply_sensor(instance, location, repository, "sync_devices")
+        runs = schedule_runs(instance, location, repository, datetime.datetime(2026, 3, 1, 10, 5, tzinfo=datetime.UTC))
+        run = next(r for r in runs if r.tags.get(DEPLOYMENT_TAG) == "city-north")
+        instance.launch_run(run.run_id, workspace)
 
     (path, body), *others = created
     assert not others
@@ -419,10 +454,10 @@ def test_check_run_job_built_from_the_values(tmp_path, postgres, kubernetes_api,
     assert path == f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
 
     # the run, in Postgres: tagged for the run queue and with the image it runs in
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with open_instance(home) as instance:
         stored = instance.get_run_by_id(run.run_id)
     assert stored.tags[DEPLOYMENT_TAG] == "city-north"
-    assert stored.tags["dagster/partition"] == request.partition_key
+    assert stored.tags["dagster/partition"].startswith("cam-10|")
     assert stored.tags[DOCKER_IMAGE_TAG] == image
 
     pod = body["spec"]["template"]["spec"]
