@@ -159,6 +159,17 @@ def chart_postgres_db(values: dict) -> dict:
     return config
 
 
+def chart_compute_logs(values: dict) -> dict:
+    """dagsterYaml.computeLogManager.s3"""
+    assert values["computeLogManager"]["type"] == "S3ComputeLogManager"
+    s3 = values["computeLogManager"]["config"]["s3ComputeLogManager"]
+    config = {"bucket": s3["bucket"], "verify": s3.get("verify") is not False}
+    for key, name in [("prefix", "prefix"), ("region", "region"), ("endpointUrl", "endpoint_url")]:
+        if s3.get(key):
+            config[name] = s3[key]
+    return {"module": "dagster_aws.s3.compute_log_manager", "class": "S3ComputeLogManager", "config": config}
+
+
 def chart_instance_yaml(values: dict, postgres_db: dict) -> dict:
     """configmap-instance.yaml's dagster.yaml (the parts calmon's values set)."""
     storage = {"postgres_db": postgres_db}
@@ -176,6 +187,7 @@ def chart_instance_yaml(values: dict, postgres_db: dict) -> dict:
             "class": "PostgresScheduleStorage",
             "config": storage,
         },
+        "compute_logs": chart_compute_logs(values),
         "telemetry": {"enabled": False},
     }
 
