@@ -36,6 +36,28 @@ from resources.slack import SlackResource
 CRON_BY_CADENCE = {"hourly": "5 * * * *", "daily": "5 0 * * *"}
 
 
+def build_executor(settings: Settings) -> dg.ExecutorDefinition:
+    """Every job's executor, from [execution] executor; the jobs' run config names none, so each
+    job's config is valid under each choice."""
+    if settings.execution.executor == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return dg.multiprocess_executor if settings.execution.executor == "multiprocess" else dg.in_process_executor
+
+
+def build_io_manager(settings: Settings) -> dg.ConfigurableIOManager:
+    """Where asset values that cross runs live (query_capture's outcome, read by a reprocess
+    backfill): the bucket when the object store is S3, so a run in a fresh pod finds what a run in
+    another pod stored; else the instance's local storage folder."""
+    if settings.storage.backend == "s3":
+        from dagster_aws.s3 import S3PickleIOManager, S3Resource
+
+        s3 = S3Resource(region_name=settings.aws.region, endpoint_url=settings.aws.endpoint_url or None)
+        return S3PickleIOManager(s3_resource=s3, s3_bucket=settings.storage.bucket, s3_prefix="dagster/io")
+    return dg.FilesystemIOManager()
+
+
 def build_resources(config_dir: str) -> dict[str, object]:
     ini = Path(config_dir) / SETTINGS_FILE
     try:
@@ -44,6 +66,7 @@ def build_resources(config_dir: str) -> dict[str, object]:
         settings = Settings()  # `calmon validate-config` reports the problems
     webhook_env = env_reference(ini, "slack", "webhook_url") or "SLACK_WEBHOOK_URL"
     return {
+        "io_manager": build_io_manager(settings),
         "site": SiteConfigResource(config_dir=config_dir),
         "kubectl": KubectlResource(),
         "mqtt": MqttResource(),
@@ -76,9 +99,10 @@ def build_resources(config_dir: str) -> dict[str, object]:
 def build_definitions(config_dir: str | None = None) -> dg.Definitions:
     config_dir = config_dir or config_dir_from_env()
     try:
-        schedule_settings = load_settings(Path(config_dir) / SETTINGS_FILE).schedule
+        settings = load_settings(Path(config_dir) / SETTINGS_FILE)
     except ConfigError:
-        schedule_settings = Settings().schedule
+        settings = Settings()  # `calmon validate-config` reports the problems
+    schedule_settings = settings.schedule
     cron = schedule_settings.cron or CRON_BY_CADENCE[schedule_settings.cadence]
     return dg.Definitions(
         assets=ASSETS,
@@ -86,6 +110,7 @@ def build_definitions(config_dir: str | None = None) -> dg.Definitions:
         schedules=[build_check_schedule(cron), build_maintenance_schedule(schedule_settings.maintenance_cron)],
         sensors=[sync_devices_sensor, slack_alerts_sensor, record_failed_checks_sensor],
         resources=build_resources(config_dir),
+        executor=build_executor(settings),
     )
 
 

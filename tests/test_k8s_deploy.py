@@ -519,3 +519,29 @@ def test_check_run_job_built_from_the_values(tmp_path, postgres, kubernetes_api,
     assert labels["app.kubernetes.io/part-of"] == "calmon"
     job_spec = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["jobSpecConfig"]
     assert body["spec"]["ttlSecondsAfterFinished"] == job_spec["ttlSecondsAfterFinished"]
+
+
+@pytest.mark.parametrize("executor", ["in_process", "multiprocess", "k8s"])
+def test_every_jobs_run_config_is_valid_under_each_executor(tmp_path, executor):
+    """The run config the schedule, a backfill, the UI (none) and the CLI (console log level) give a
+    job validates whatever `[execution] executor` selects: no job names an executor of its own."""
+    import dagster as dg
+
+    from calmon_assets.definitions import build_definitions
+
+    config_dir = site_config_folder(tmp_path / "configs")
+    ini = config_dir / SETTINGS_FILE
+    ini.write_text(re.sub(r"(?m)^executor = .*$", f"executor = {executor}", ini.read_text()))
+    assert load_settings(config_dir / SETTINGS_FILE).execution.executor == executor
+    defs = build_definitions(str(config_dir))
+    cli_run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    jobs = list(defs.resolve_all_job_defs())
+    assert {"calibration_check", "reprocess_offsets", "reference_scan_job", "results_table_maintenance"} <= {
+        job.name for job in jobs
+    }
+    for job in jobs:
+        assert job.executor_def.name == {"in_process": "in_process", "multiprocess": "multiprocess"}.get(
+            executor, "k8s"
+        ), job.name
+        for run_config in ({}, cli_run_config):
+            dg.validate_run_config(job, run_config)
