@@ -545,3 +545,19 @@ def test_every_jobs_run_config_is_valid_under_each_executor(tmp_path, executor):
         ), job.name
         for run_config in ({}, cli_run_config):
             dg.validate_run_config(job, run_config)
+
+
+def test_shipped_workspace_passes_dagster_definitions_validate(tmp_path):
+    """What the webserver and the daemon load (workspace.yaml), checked by Dagster's own command."""
+    env = {**os.environ, "CALMON_CONFIG_DIR": str(site_config_folder(tmp_path / "configs")), "PYTHONPATH": str(REPO)}
+    env.pop("DAGSTER_HOME", None)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr
