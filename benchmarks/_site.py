@@ -205,7 +205,7 @@ class BenchSite:
             os.environ[WEBHOOK_ENV] = self.slack.url
             os.environ["DAGSTER_HOME"] = str(self.root / "dagster_home")
             os.environ["CALMON_CONFIG_DIR"] = str(self.config_dir)  # for processes Dagster starts
-            from calmon_assets.runner import Platform
+            from calmon_cli.platform import Platform
 
             self.platform = Platform(
                 str(self.config_dir), home=str(self.root / "dagster_home"), console_log_level=console_log_level

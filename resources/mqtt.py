@@ -26,8 +26,9 @@ import dagster as dg
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from calmon_core.capture_ports import CaptureFailed
 from calmon_core.config import TelemetryFields
-from calmon_core.extraction import CaptureFailed, wait_until_stable
+from calmon_core.extraction import wait_until_stable
 from calmon_core.models import TelemetrySample
 from calmon_core.stability import StabilityStatus
 

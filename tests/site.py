@@ -49,7 +49,7 @@ class Site:
     platforms: list = field(default_factory=list)
 
     def platform(self):
-        from calmon_assets.runner import Platform
+        from calmon_cli.platform import Platform
 
         p = Platform(str(self.config_dir), home=str(self.root / "dagster_home"))
         self.platforms.append(p)

@@ -77,9 +77,20 @@ def site(shared_broker):
     fleet.stop()
 
 
+def direct_telemetry(deployment, device) -> MqttTelemetryLatch:
+    """The device's latch at the broker devices.yaml names (direct access, no port-forward)."""
+    return MqttTelemetryLatch(
+        deployment.mqtt.host, deployment.mqtt.port, deployment.topic(device.id), deployment.telemetry_fields
+    )
+
+
+def direct_camera(deployment, device) -> CameraClient:
+    return CameraClient(device.id, device.camera)
+
+
 @pytest.fixture
 def extractor(site, tmp_path):
-    return QueryExtractor(site[1], workdir=tmp_path)
+    return QueryExtractor(site[1], telemetry_factory=direct_telemetry, camera_factory=direct_camera, workdir=tmp_path)
 
 
 def assert_pose_equal(telemetry, pose, tol=1e-6):
@@ -184,7 +195,10 @@ def test_broker_restart_mid_wait_is_survived(broker, tmp_path):
             restarted.set()
 
         extractor = QueryExtractor(
-            Fleet.model_validate(fleet.devices_config()), telemetry_factory=telemetry, workdir=tmp_path
+            Fleet.model_validate(fleet.devices_config()),
+            telemetry_factory=telemetry,
+            camera_factory=direct_camera,
+            workdir=tmp_path,
         )
         thread = threading.Thread(target=restart_when_connected)
         thread.start()
