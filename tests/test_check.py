@@ -76,7 +76,9 @@ def test_no_estimate_after_a_capture_is_a_failed_row_with_the_reason_first_then_
     row = evaluate(outcome(storage_error="files could not be stored: S3 down"), None, failure=reason)
     assert row.status is CheckStatus.failed and row.timestamp == CAPTURED and row.files_location == FILES
     assert row.failure_log == f"{reason}; files could not be stored: S3 down"
-    assert row.failure_log.startswith("no usable reference scan for cam-1; run `calmon collect-references --device cam-1`")
+    assert row.failure_log.startswith(
+        "no usable reference scan for cam-1; run `calmon collect-references --device cam-1`"
+    )
 
 
 def test_notes_beside_an_estimate_go_into_the_row():
