@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from calmon_cli import __version__
-from calmon_cli.options import UsageError
+from calmon_cli.options import UsageError, print_problems
 from calmon_core.config import ConfigError
 
 COMMANDS = [
@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:
-        print(f"calmon {args.command}: {len(exc.problems)} problem(s) in the configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        print_problems(exc.problems, "the configuration", prefix=f"calmon {args.command}: ")
         return 2
     except UsageError as exc:
         print(f"calmon {args.command}: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 class UsageError(Exception):
@@ -32,3 +33,10 @@ def config_dir(args: argparse.Namespace) -> str:
     from calmon_assets.defs.site_config import config_dir_from_env
 
     return args.config or config_dir_from_env()
+
+
+def print_problems(problems: list[str], where: str, prefix: str = "") -> None:
+    """Every problem found in `where`, one a line, on stderr."""
+    print(f"{prefix}{len(problems)} problem(s) in {where}:", file=sys.stderr)
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)

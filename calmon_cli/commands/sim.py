@@ -46,6 +46,7 @@ def _parse_broker(text: str) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from calmon_cli.options import print_problems
     from calmon_core.config import ConfigError
     from calmon_sim.broker import EmbeddedBroker
     from calmon_sim.fleet import SimFleet
@@ -54,9 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = load_fleet_spec(args.fleet)
     except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s) in the fleet file:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        print_problems(exc.problems, "the fleet file")
         return 2
     embedded = None
     if args.embedded_broker:

@@ -6,7 +6,7 @@ import argparse
 import sys
 import warnings
 
-from calmon_cli.options import add_config_option, config_dir
+from calmon_cli.options import add_config_option, config_dir, print_problems
 from calmon_core.config import ConfigError, load_config
 
 HELP = "validate calibration_monitoring.ini and devices.yaml in a config folder (exit 2 on problems)"
@@ -24,9 +24,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             config = load_config(directory)
         except ConfigError as exc:
-            print(f"{len(exc.problems)} problem(s) in {directory}:", file=sys.stderr)
-            for problem in exc.problems:
-                print(f"  - {problem}", file=sys.stderr)
+            print_problems(exc.problems, directory)
             return 2
     for note in deprecations:
         print(f"note: {note.message}", file=sys.stderr)
