@@ -172,23 +172,6 @@ class TelemetryWatch:
             self.sleep(max(0.0, min(POLL_SECONDS, deadline - now)))
 
 
-def wait_until_stable(
-    source: TelemetrySource,
-    stabilize_time: float,
-    timeout: float | None,
-    deadband_deg: float = 0.0,
-    max_silence: float = 2.0,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
-    label: str = "device",
-) -> StabilityStatus:
-    """Block until the source's telemetry is stable; CaptureFailed after `timeout` seconds."""
-    watch = TelemetryWatch(source, stabilize_time, deadband_deg, max_silence, clock, sleep, label)
-    started = clock()
-    limit = default_timeout(stabilize_time) if timeout is None else float(timeout)
-    return watch.wait_stable(started + limit, started=started)
-
-
 @dataclass
 class QueryCapture:
     folder: Path

@@ -14,7 +14,7 @@ import pytest
 from calmon_core.capture_format import encode_jpeg, load_frame_image, read_capture
 from calmon_core.config import CameraEndpoint, Fleet, TelemetryFields
 from calmon_core.conventions import wrap_deg
-from calmon_core.extraction import CaptureFailed, QueryExtractor, image_motion_px
+from calmon_core.extraction import CaptureFailed, QueryExtractor, TelemetryWatch, image_motion_px
 from calmon_core.models import CaptureKind, CaptureMode, TelemetrySample
 from calmon_sim.fleet import SimFleet
 from calmon_sim.fleet_spec import FleetSpec
@@ -23,7 +23,6 @@ from resources.mqtt import (
     MqttResource,
     MqttTelemetryLatch,
     TelemetryUnavailable,
-    publish_ptz_command,
 )
 
 SIZE = [640, 360]
@@ -346,16 +345,16 @@ def test_latch_waits_until_stable_and_times_out_on_silence(shared_broker):
         MqttTelemetryLatch(shared_broker.host, shared_broker.port, topic) as latch,
         pytest.raises(CaptureFailed, match="no usable telemetry arrived.*topic calmon/t/quiet/telemetry"),
     ):
-        latch.wait_until_stable(0.5, timeout=1.0)
+        TelemetryWatch(latch, 0.5, clock=latch.clock).wait_stable(latch.clock() + 1.0)
 
 
-def test_latch_over_the_sim_and_publish_ptz_command(site, shared_broker):
+def test_latch_over_the_sim_and_its_ptz_command(site, shared_broker):
     fleet, config = site
     dep, dev = config.find("mqtt-ptz")
     with MqttTelemetryLatch(shared_broker.host, shared_broker.port, dep.topic(dev.id)) as latch:
-        status = latch.wait_until_stable(0.5, timeout=20)
+        status = TelemetryWatch(latch, 0.5, clock=latch.clock).wait_stable(latch.clock() + 20)
         assert status.stable and latch.latest() is not None
-        publish_ptz_command(shared_broker.host, shared_broker.port, dep.command_topic(dev.id), 4.0, 0.0, 1.0)
+        latch.publish_command(dep.command_topic(dev.id), 4.0, 0.0, 1.0)
         deadline = time.time() + 10
         while time.time() < deadline and fleet.cameras["mqtt-ptz"].target()[0] != 4.0:
             time.sleep(0.05)

@@ -19,6 +19,7 @@ from resources.slack import SlackResource
 
 def build_resources(config_dir: str, settings: Settings) -> dict[str, object]:
     webhook_env = env_reference(Path(config_dir) / SETTINGS_FILE, "slack", "webhook_url") or "SLACK_WEBHOOK_URL"
+    aws = {"region": settings.aws.region, "endpoint_url": settings.aws.endpoint_url}
     return {
         "site": SiteConfigResource(config_dir=config_dir),
         "kubectl": KubectlResource(),
@@ -28,8 +29,7 @@ def build_resources(config_dir: str, settings: Settings) -> dict[str, object]:
             backend=settings.storage.backend,
             bucket=settings.storage.bucket,
             local_root=settings.storage.local_root,
-            region=settings.aws.region,
-            endpoint_url=settings.aws.endpoint_url,
+            **aws,
         ),
         "results_table": ResultsTableResource(
             catalog=settings.results.catalog,
@@ -40,8 +40,7 @@ def build_resources(config_dir: str, settings: Settings) -> dict[str, object]:
             sqlite_path=settings.results.sqlite_path,
             rest_uri=settings.results.rest_uri,
             snapshot_retention_hours=settings.results.snapshot_retention_hours,
-            region=settings.aws.region,
-            endpoint_url=settings.aws.endpoint_url,
+            **aws,
         ),
         # The variable's name, read when the client is made (also outside Dagster, by the CLI); an
         # unset variable means "print instead of post" rather than a run Dagster refuses to start.
