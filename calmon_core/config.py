@@ -70,8 +70,6 @@ class ResultsSettings(BaseModel):
     warehouse: str = ".calmon/warehouse"  # local folder or s3:// URI
     sqlite_path: str = ".calmon/catalog.db"
     rest_uri: str | None = None
-    athena_workgroup: str = "primary"
-    athena_output_location: str | None = None
     # Every check commits a snapshot, and every reader parses the list of them: the maintenance job
     # expires older ones (Athena time travel reaches back this far) and merges the small files.
     snapshot_retention_hours: float = Field(default=2, gt=0)
@@ -91,7 +89,6 @@ class CaptureSettings(BaseModel):
     stabilize_time: float = Field(default=30, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     active_ptz_stops: list[tuple[float, float, float]] = []
-    telemetry_rate_hz: float = Field(default=10, gt=0)
     deadband_deg: float = Field(default=0.0, ge=0)
     image_motion_px: float = Field(default=1.0, gt=0)  # picture shift that betrays frozen telemetry
     reference_stabilize_time: float = Field(default=3, ge=0)  # calmon drives the camera itself
@@ -163,6 +160,11 @@ def env_reference(path: str | Path, section: str, key: str) -> str | None:
     return match.group(1) if match else None
 
 
+# Keys calmon does not read, accepted so that files which set them still load: the Athena workgroup
+# and output location belong to whoever queries, and telemetry arrives at the rate each device sends.
+UNUSED_KEYS = {("results", "athena_workgroup"), ("results", "athena_output_location"), ("capture", "telemetry_rate_hz")}
+
+
 def _move_deprecated_threshold(raw: dict[str, Any], path: Path) -> bool:
     """`[slack] threshold_deg` is read as `[check] threshold_deg` (which wins when both are set);
     True when the value used is the one under [slack]."""
@@ -200,6 +202,11 @@ def load_settings(path: str | Path | None) -> Settings:
             continue
         values: dict[str, Any] = {}
         for key, value in parser.items(section):
+            if (section, key) in UNUSED_KEYS:
+                warnings.warn(
+                    f"{path}: [{section}] {key} is not used by calmon; remove it", DeprecationWarning, stacklevel=2
+                )
+                continue
             value = expand_env(value).strip()
             if value == "":
                 continue

@@ -205,3 +205,11 @@ def test_threshold_is_read_from_check_and_still_from_slack(tmp_path):
     ini.write_text("[slack]\nthreshold_deg = 0.7\n[check]\nthreshold_deg = 0.2\n")
     with pytest.warns(DeprecationWarning):
         assert load_settings(ini).check.threshold_deg == 0.2
+
+
+def test_keys_calmon_does_not_read_still_load_with_a_note(tmp_path):
+    ini = tmp_path / "calibration_monitoring.ini"
+    ini.write_text("[results]\nathena_workgroup = primary\n[capture]\ntelemetry_rate_hz = 10\nstabilize_time = 12\n")
+    with pytest.warns(DeprecationWarning, match=r"\[results\] athena_workgroup is not used by calmon"):
+        settings = load_settings(ini)
+    assert settings.capture.stabilize_time == 12
