@@ -173,7 +173,9 @@ class TelemetryWatch:
 
 
 @dataclass
-class QueryCapture:
+class ExtractedCapture:
+    """A capture taken (query or reference): its folder, manifest and how it went."""
+
     folder: Path
     capture: Capture
     waited_seconds: float
@@ -190,8 +192,9 @@ class _Shot:
     stop: tuple[float, float, float] | None = None
 
 
-class QueryExtractor:
-    """Captures for the devices of a fleet (devices.yaml), through injectable clients."""
+class CaptureExtractor:
+    """Query and reference captures for the devices of a fleet (devices.yaml), through the clients
+    its factories make."""
 
     def __init__(
         self,
@@ -229,7 +232,7 @@ class QueryExtractor:
         stabilize_time: int = 30,
         timeout: Optional[int] = None,  # noqa: UP045
         active_ptz_stops: List[Tuple[float, float, float]] = [],  # noqa: B006, UP006
-    ) -> QueryCapture:
+    ) -> ExtractedCapture:
         """One query capture: passive without stops, active with them (see the module doc)."""
         deployment, device = self._find(device_id)
         stops = [tuple(float(v) for v in stop) for stop in (active_ptz_stops or [])]
@@ -256,7 +259,7 @@ class QueryExtractor:
         stabilize_time: float = 2.0,
         timeout: float | None = None,
         progress: Callable[[int, int], None] | None = None,
-    ) -> QueryCapture:
+    ) -> ExtractedCapture:
         """Drive the camera over its reference grid, a still frame at each pose; then back home."""
         deployment, device = self._find(device_id)
         stops = [(p.yaw, p.pitch, p.zoom) for p in device.reference_grid.poses()]
@@ -274,7 +277,9 @@ class QueryExtractor:
 
     # ------------------------------------------------------------------ passive
 
-    def _passive(self, deployment: Deployment, device: Device, stabilize_time: float, timeout: float) -> QueryCapture:
+    def _passive(
+        self, deployment: Deployment, device: Device, stabilize_time: float, timeout: float
+    ) -> ExtractedCapture:
         label = f"device {device.id}"
         camera = self.camera_factory(deployment, device)
         _probe(camera)
@@ -302,7 +307,7 @@ class QueryExtractor:
         kind: CaptureKind,
         mode: CaptureMode,
         progress: Callable[[int, int], None] | None,
-    ) -> QueryCapture:
+    ) -> ExtractedCapture:
         label = f"device {device.id}"
         if device.camera.ptz == "none":
             raise CaptureFailed(
@@ -526,7 +531,7 @@ class QueryExtractor:
         shots: list[_Shot],
         failed: list[dict],
         summary: dict,
-    ) -> QueryCapture:
+    ) -> ExtractedCapture:
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f"{kind.value}-{device.id}-", dir=self.workdir))
@@ -566,7 +571,7 @@ class QueryExtractor:
         )
         write_capture(folder, capture, images)
         summary["frames"] = len(frames)
-        return QueryCapture(
+        return ExtractedCapture(
             folder=folder,
             capture=capture,
             waited_seconds=self.clock() - started,

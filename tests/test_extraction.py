@@ -14,7 +14,7 @@ import pytest
 from calmon_core.capture_format import encode_jpeg, load_frame_image, read_capture
 from calmon_core.config import CameraEndpoint, Fleet, TelemetryFields
 from calmon_core.conventions import wrap_deg
-from calmon_core.extraction import CaptureFailed, QueryExtractor, TelemetryWatch, image_motion_px
+from calmon_core.extraction import CaptureExtractor, CaptureFailed, TelemetryWatch, image_motion_px
 from calmon_core.models import CaptureKind, CaptureMode, TelemetrySample
 from calmon_sim.fleet import SimFleet
 from calmon_sim.fleet_spec import FleetSpec
@@ -89,7 +89,7 @@ def direct_camera(deployment, device) -> CameraClient:
 
 @pytest.fixture
 def extractor(site, tmp_path):
-    return QueryExtractor(site[1], telemetry_factory=direct_telemetry, camera_factory=direct_camera, workdir=tmp_path)
+    return CaptureExtractor(site[1], telemetry_factory=direct_telemetry, camera_factory=direct_camera, workdir=tmp_path)
 
 
 def assert_pose_equal(telemetry, pose, tol=1e-6):
@@ -193,7 +193,7 @@ def test_broker_restart_mid_wait_is_survived(broker, tmp_path):
             broker.restart(down_seconds=0.5)
             restarted.set()
 
-        extractor = QueryExtractor(
+        extractor = CaptureExtractor(
             Fleet.model_validate(fleet.devices_config()),
             telemetry_factory=telemetry,
             camera_factory=direct_camera,
@@ -458,10 +458,10 @@ def fake_fleet() -> Fleet:
     )
 
 
-def scripted_extractor(tmp_path, clock, source, camera, **kwargs) -> QueryExtractor:
+def scripted_extractor(tmp_path, clock, source, camera, **kwargs) -> CaptureExtractor:
     """An extractor on the fake clock, reading `source` (a ScriptedTelemetry) and grabbing from `camera`."""
     source.samples = []
-    return QueryExtractor(
+    return CaptureExtractor(
         fake_fleet(),
         telemetry_factory=lambda d, v: source,
         camera_factory=lambda d, v: camera,
@@ -539,7 +539,7 @@ def test_image_motion_measures_the_shift_in_full_frame_pixels():
     assert image_motion_px(scene, scene[:180]) == math.inf
 
 
-def frozen_extractor(tmp_path, clock, camera, **kwargs) -> QueryExtractor:
+def frozen_extractor(tmp_path, clock, camera, **kwargs) -> CaptureExtractor:
     frozen = ScriptedTelemetry(clock, lambda t: (10.0, 0.0))  # always the same values
     return scripted_extractor(tmp_path, clock, frozen, camera, **kwargs)
 

@@ -14,7 +14,7 @@ from calmon_core.capture_format import read_capture
 from calmon_core.capture_ports import CaptureFailed
 from calmon_core.check import CaptureOutcome
 from calmon_core.config import CalmonConfig, Deployment, Device
-from calmon_core.extraction import QueryCapture
+from calmon_core.extraction import ExtractedCapture
 from calmon_core.plots import thumbnail_png
 from resources.camera import CameraError, CameraResource
 from resources.kubectl import KubectlError, KubectlResource
@@ -36,7 +36,7 @@ def take_capture(
     connections: tuple[KubectlResource, MqttResource, CameraResource],
     work: Path,
     stops: list[tuple[float, float, float]],
-) -> QueryCapture | str:
+) -> ExtractedCapture | str:
     """The capture, or in plain words why there is none ("capture failed: ...")."""
     capture_settings = config.settings.capture
     stabilize = device.stabilize_time if device.stabilize_time is not None else capture_settings.stabilize_time
@@ -54,13 +54,13 @@ def take_capture(
         return f"capture failed: {where}{exc}"
 
 
-def reresolved_connections(capture: QueryCapture) -> dict[str, Any]:
+def reresolved_connections(capture: ExtractedCapture) -> dict[str, Any]:
     """The connections lost mid-check and restored at a re-resolved address (a restarted port-forward)."""
     summary = capture.telemetry_summary
     return {k: summary[k] for k in ("camera_reresolved", "telemetry_reresolved") if summary.get(k)}
 
 
-def keep_capture(capture: QueryCapture, folder: Path, outcome: CaptureOutcome) -> CaptureOutcome:
+def keep_capture(capture: ExtractedCapture, folder: Path, outcome: CaptureOutcome) -> CaptureOutcome:
     """Move the capture into its check's folder; the outcome then says where it is and what it holds."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -86,7 +86,7 @@ def store_capture(store: ObjectStore, folder: Path, prefix: str, outcome: Captur
         return outcome.model_copy(update={"storage_error": f"files could not be stored: {exc}"})
 
 
-def capture_metadata(capture: QueryCapture, outcome: CaptureOutcome, folder: Path) -> dict[str, Any]:
+def capture_metadata(capture: ExtractedCapture, outcome: CaptureOutcome, folder: Path) -> dict[str, Any]:
     manifest = read_capture(folder)
     metadata: dict[str, Any] = {
         "ok": True,

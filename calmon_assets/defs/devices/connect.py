@@ -1,4 +1,4 @@
-"""Connecting one device's endpoints (direct or port-forwarded) to the query extractor."""
+"""Connecting one device's endpoints (direct or port-forwarded) to the capture extractor."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from calmon_core.config import CalmonConfig, Deployment, Device
-from calmon_core.extraction import QueryExtractor
+from calmon_core.extraction import CaptureExtractor
 from resources.camera import CameraResource
 from resources.kubectl import KubectlResource, device_endpoints
 from resources.mqtt import MqttResource
@@ -22,12 +22,12 @@ def device_extractor(
     mqtt: MqttResource,
     camera: CameraResource,
     workdir: Path,
-) -> Iterator[QueryExtractor]:
-    """A QueryExtractor wired to this device's endpoints; port-forwards close on exit."""
+) -> Iterator[CaptureExtractor]:
+    """A CaptureExtractor wired to this device's endpoints; port-forwards close on exit."""
     with device_endpoints(deployment, device, kubectl_executable=kubectl.executable) as endpoints:
         # clients read the addresses from `endpoints` at every connection: a forward restarted
         # mid-check (ensure_alive) listens on a new local port
-        yield QueryExtractor(
+        yield CaptureExtractor(
             config.fleet,
             telemetry_factory=lambda dep, dev: mqtt.latch(
                 endpoints.mqtt_host,
