@@ -38,42 +38,94 @@ def _print(title: str) -> None:
     print(f"\n=== {title} " + "=" * max(0, 70 - len(title)), flush=True)
 
 
+def _local_slack():
+    """A local receiver standing in for Slack when no webhook is set (None when one is)."""
+    from calmon_sim.slack_receiver import SlackReceiver
+
+    if os.environ.get("SLACK_WEBHOOK_URL"):
+        return None
+    receiver = SlackReceiver().start()
+    os.environ["SLACK_WEBHOOK_URL"] = receiver.url
+    print(f"no SLACK_WEBHOOK_URL set: Slack messages go to a local receiver ({receiver.url.split('/services')[0]})")
+    return receiver
+
+
+def _write_site(fleet, root: Path, stabilize_time: float) -> Path:
+    config_dir = root / "configs"
+    config_dir.mkdir(parents=True)
+    fleet.write_devices_yaml(config_dir / "devices.yaml")
+    (config_dir / "calibration_monitoring.ini").write_text(
+        local_site_settings(root, stabilize_time=stabilize_time, written_by="`calmon demo`")
+    )
+    for device_id, cam in fleet.cameras.items():
+        truth = cam.truth()["true_offset"]
+        print(
+            f"  {device_id:<10} {cam.base_url}  hidden offset yaw {truth['yaw']:+.2f} "
+            f"pitch {truth['pitch']:+.2f} roll {truth['roll']:+.2f}"
+        )
+    return config_dir
+
+
+def _check_cycles(platform, fleet, cycles: list[str], workers: int | None) -> dict[str, dict]:
+    """Two check cycles, the hidden calibration changed between them; the truth of the last one."""
+    from calmon_cli.output import progress_printer
+
+    truths: dict[str, dict] = {}
+    for number, time_key in enumerate(cycles, 1):
+        if number == 2:
+            _print("changing hidden calibration between cycles")
+            for device_id, change in _drift_plan(fleet).items():
+                fleet.cameras[device_id].set_true_offset(*change)
+                print(
+                    f"  {device_id}: hidden offset now yaw {change[0]:+.2f} pitch {change[1]:+.2f} roll {change[2]:+.2f}"
+                )
+        _print(f"{number + 1}. check cycle for partition {time_key}")
+        truths = {device_id: cam.truth()["true_offset"] for device_id, cam in fleet.cameras.items()}
+        platform.run_check_cycle(time_key, workers=workers, progress=progress_printer(f"cycle {number}"))
+        sent = platform.send_alerts()
+        print(f"{len(sent)} Slack message(s):")
+        for text in sent:
+            print("  " + text.replace("\n", "\n  "))
+    return truths
+
+
+def _print_results(platform, time_key: str, truths: dict[str, dict]) -> None:
+    from calmon_cli.output import format_results_table
+
+    _print("results (latest row per device, as Athena would show it)")
+    table = platform.resources["results_table"].get_client()
+    print(format_results_table(table.latest_per_device()))
+    _print("estimate vs the simulator's hidden truth (cycle 2)")
+    for device_id in sorted(truths):
+        row, truth = table.read(device_id, time_key), truths[device_id]
+        if row is None or not row.success:
+            print(f"  {device_id:<10} no estimate ({row.status.value if row else 'no row'})")
+            continue
+        errors = [abs(getattr(row, f"{a}_offset") - truth[a]) for a in ("yaw", "pitch", "roll")]
+        print(
+            f"  {device_id:<10} truth {truth['yaw']:+.3f}/{truth['pitch']:+.3f}/{truth['roll']:+.3f}"
+            f"  estimate {row.yaw_offset:+.3f}/{row.pitch_offset:+.3f}/{row.roll_offset:+.3f}"
+            f"  max error {max(errors):.4f}°"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from calmon_assets.defs.partitions import current_time_key
-    from calmon_cli.output import format_results_table, progress_printer
+    from calmon_cli.output import progress_printer
     from calmon_cli.platform import Platform
     from calmon_sim.broker import EmbeddedBroker
     from calmon_sim.fleet import SimFleet
-    from calmon_sim.slack_receiver import SlackReceiver
 
     started = time.monotonic()
     root = Path(args.workdir).resolve()
     if root.exists():
         shutil.rmtree(root)
-    config_dir = root / "configs"
-    config_dir.mkdir(parents=True)
-
-    receiver = None
-    if not os.environ.get("SLACK_WEBHOOK_URL"):
-        receiver = SlackReceiver().start()
-        os.environ["SLACK_WEBHOOK_URL"] = receiver.url
-        print(f"no SLACK_WEBHOOK_URL set: Slack messages go to a local receiver ({receiver.url.split('/services')[0]})")
-
+    receiver = _local_slack()
     with EmbeddedBroker() as broker:
         print(f"MQTT broker: {broker.kind} on {broker.host}:{broker.port}")
         fleet = SimFleet.from_file(args.fleet, broker_host=broker.host, broker_port=broker.port)
         with fleet:
-            fleet.write_devices_yaml(config_dir / "devices.yaml")
-            (config_dir / "calibration_monitoring.ini").write_text(
-                local_site_settings(root, stabilize_time=args.stabilize_time, written_by="`calmon demo`")
-            )
-            for device_id, cam in fleet.cameras.items():
-                truth = cam.truth()["true_offset"]
-                print(
-                    f"  {device_id:<10} {cam.base_url}  hidden offset yaw {truth['yaw']:+.2f} "
-                    f"pitch {truth['pitch']:+.2f} roll {truth['roll']:+.2f}"
-                )
-
+            config_dir = _write_site(fleet, root, args.stabilize_time)
             platform = Platform(str(config_dir), home=str(root / "dagster_home"))
             _print("1. reference scans")
             print("(taken on freshly calibrated cameras; the hidden offsets above appear afterwards)")
@@ -81,43 +133,10 @@ def run(args: argparse.Namespace) -> int:
                 refs = platform.collect_references(progress=progress_printer("reference scans"))
             if not all(r.succeeded for r in refs):
                 print("some reference scans failed; their checks will say so")
-
             now = datetime.now(UTC)
             cycles = [current_time_key(now - timedelta(hours=1)), current_time_key(now)]
-            truths: dict[str, list[dict]] = {d: [] for d in fleet.cameras}
-            for number, time_key in enumerate(cycles, 1):
-                if number == 2:
-                    _print("changing hidden calibration between cycles")
-                    for device_id, change in _drift_plan(fleet).items():
-                        fleet.cameras[device_id].set_true_offset(*change)
-                        print(
-                            f"  {device_id}: hidden offset now yaw {change[0]:+.2f} pitch {change[1]:+.2f} roll {change[2]:+.2f}"
-                        )
-                _print(f"{number + 1}. check cycle for partition {time_key}")
-                for device_id, cam in fleet.cameras.items():
-                    truths[device_id].append(cam.truth()["true_offset"])
-                platform.run_check_cycle(time_key, workers=args.workers, progress=progress_printer(f"cycle {number}"))
-                sent = platform.send_alerts()
-                print(f"{len(sent)} Slack message(s):")
-                for text in sent:
-                    print("  " + text.replace("\n", "\n  "))
-
-            _print("results (latest row per device, as Athena would show it)")
-            table = platform.resources["results_table"].get_client()
-            print(format_results_table(table.latest_per_device()))
-            _print("estimate vs the simulator's hidden truth (cycle 2)")
-            for device_id in sorted(fleet.cameras):
-                row = table.read(device_id, cycles[-1])
-                truth = truths[device_id][-1]
-                if row is None or not row.success:
-                    print(f"  {device_id:<10} no estimate ({row.status.value if row else 'no row'})")
-                    continue
-                errors = [abs(getattr(row, f"{a}_offset") - truth[a]) for a in ("yaw", "pitch", "roll")]
-                print(
-                    f"  {device_id:<10} truth {truth['yaw']:+.3f}/{truth['pitch']:+.3f}/{truth['roll']:+.3f}"
-                    f"  estimate {row.yaw_offset:+.3f}/{row.pitch_offset:+.3f}/{row.roll_offset:+.3f}"
-                    f"  max error {max(errors):.4f}°"
-                )
+            truths = _check_cycles(platform, fleet, cycles, args.workers)
+            _print_results(platform, cycles[-1], truths)
     if receiver:
         print(f"\nlocal Slack receiver got {len(receiver.messages)} message(s)")
         receiver.stop()
