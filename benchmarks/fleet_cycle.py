@@ -13,7 +13,7 @@ estimation and reference features in os.cpu_count() slots; `all` starts every ch
 at once (with the slots), the design the default replaced.
 
 How each figure is measured, in the benchmark process, which holds calmon only (the simulated
-cameras run in a child process and mosquitto is the broker, see benchmarks/_site.py):
+cameras run in a child process and mosquitto is the broker, see benchmarks/_sim_site.py):
 - wall: monotonic time around run_check_cycle; checks/h = devices / wall x 3600.
 - CPU s/check: getrusage(RUSAGE_SELF) user + sys over the cycle (every thread: Dagster, capture,
   estimation, OpenCV's own pool) / devices.
@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import calmon_assets.defs.checks.measure as measure_module  # noqa: E402
 import calmon_assets.defs.cpu_slots as cpu_slots_module  # noqa: E402
-from benchmarks._site import THRESHOLD_DEG, BenchSite  # noqa: E402
+from benchmarks._sim_site import THRESHOLD_DEG, BenchSite  # noqa: E402
 from calmon_assets.defs.partitions import current_time_key  # noqa: E402
 from calmon_cli.scheduler import default_parallel_runs  # noqa: E402
 from resources.results_table import ResultsTable  # noqa: E402

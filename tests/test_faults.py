@@ -26,7 +26,7 @@ import yaml
 from calmon_assets.defs.partitions import check_partition_key, current_time_key
 from calmon_core.models import CalibrationResult, CheckStatus
 from calmon_sim.broker import EmbeddedBroker
-from tests.site import Site, device, start_site, stop_site
+from tests.sim_site import Site, device, start_site, stop_site
 
 pytestmark = pytest.mark.slow
 

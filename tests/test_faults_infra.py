@@ -31,7 +31,7 @@ from calmon_core.layout import format_timestamp, query_scan_prefix, reference_sc
 from calmon_core.models import CheckStatus
 from resources.results_table import ResultsTable
 from tests.servers import FlakyProxy, ScriptedWebhook, moto_server
-from tests.site import device, start_site, stop_site
+from tests.sim_site import device, start_site, stop_site
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 from calmon_assets.defs.partitions import check_partition_key, current_time_key
 from calmon_core.layout import format_timestamp, query_scan_prefix, reference_scan_prefix
 from calmon_core.models import CheckStatus
-from tests.site import device, start_site, stop_site
+from tests.sim_site import device, start_site, stop_site
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ import yaml
 
 from calmon_core.models import CheckStatus
 from tests.servers import FlakyProxy, ScriptedWebhook, moto_server
-from tests.site import device, start_site, stop_site
+from tests.sim_site import device, start_site, stop_site
 
 pytestmark = pytest.mark.slow
 
