@@ -95,7 +95,7 @@ def failed_check(
     check_partition: str,
     reason: str,
     mode: str,
-    threshold_deg: float,
+    threshold_deg: float = DEFAULT_THRESHOLD_DEG,
     timestamp: datetime | None = None,
     files_location: str | None = None,
     capture_positions: Sequence[Mapping[str, Any]] = (),
