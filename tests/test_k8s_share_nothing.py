@@ -31,7 +31,7 @@ from calmon_sim.fleet_spec import FleetSpec
 from calmon_sim.slack_receiver import SlackReceiver
 from resources.results_table import ResultsTable
 from tests.servers import TEST_AWS_ENV
-from tests.site import device
+from tests.sim_site import device
 from tests.test_k8s_deploy import (
     REPO,
     apply_sensor,
