@@ -502,3 +502,20 @@ def format_digest(fleet_name: str, summaries: Sequence[DeviceSummary], now: date
         for s in drifting:
             lines.append(f"  • {s.deployment_name} / {s.device_id}: {s.forecast_text}")
     return "\n".join(lines)
+
+
+def forecast_columns(
+    result: CalibrationResult, previous_results: Sequence[CalibrationResult], settings: AlertPolicySettings
+) -> dict[str, float | str | None]:
+    """The results row's forecast columns as of this check (all None without enough history)."""
+    moment = _utc(result.timestamp)
+    state = fold((r for r in previous_results if _utc(r.timestamp) < moment), settings)
+    state.advance(result)
+    summary = summarize(state, result.deployment_name, result.device_id)
+    return {
+        "trend_axis": summary.trend_axis,
+        "trend_deg_per_day": summary.trend_deg_per_day,
+        "trend_sigma_deg_per_day": summary.trend_sigma_deg_per_day,
+        "days_to_threshold": summary.days_to_threshold,
+        "days_to_threshold_sigma": summary.days_sigma,
+    }
