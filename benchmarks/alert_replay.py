@@ -170,8 +170,8 @@ def build_fleet(devices: int, days: float, rng: np.random.Generator) -> list[Dev
 
 
 def check_of(d: Device, hour: int, rng: np.random.Generator) -> CalibrationResult:
-    t = hour / 24
     moment = START + timedelta(hours=hour, minutes=5)
+    t = (moment - START).total_seconds() / 86400  # the truth at capture time, as episodes() reads it
     partition = (START + timedelta(hours=hour)).strftime("%Y-%m-%d-%H:00")
     common = dict(
         deployment_name=d.deployment,

@@ -70,6 +70,28 @@ class MaintenanceWindow(BaseModel):
         return _utc(self.start) <= _utc(moment) < _utc(self.end)
 
 
+def parse_maintenance(text: str) -> list[MaintenanceWindow]:
+    """`[alerts] maintenance`: windows separated by ';' or new lines, each
+    'device NAME START/END' or 'deployment NAME START/END' with ISO times (UTC unless a zone is
+    given), e.g. 'deployment harbor-east 2026-12-03T08:00/2026-12-03T12:00'."""
+    windows = []
+    for chunk in re.split(r"[;\n]", text):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        parts = chunk.split()
+        if len(parts) != 3 or parts[0] not in ("device", "deployment") or "/" not in parts[2]:
+            raise ValueError(f"maintenance window {chunk!r} is not 'device|deployment NAME START/END'")
+        start_text, end_text = parts[2].split("/", 1)
+        try:
+            start, end = (datetime.fromisoformat(x.replace("Z", "+00:00")) for x in (start_text, end_text))
+        except ValueError:
+            raise ValueError(f"maintenance window {chunk!r}: times must be ISO, e.g. 2026-12-03T08:00") from None
+        key = "device_id" if parts[0] == "device" else "deployment_name"
+        windows.append(MaintenanceWindow(start=_utc(start), end=_utc(end), **{key: parts[1]}))
+    return windows
+
+
 class AlertPolicySettings(BaseModel):
     """[alerts] of calibration_monitoring.ini. Defaults chosen by benchmarks/alert_replay.py."""
 
@@ -77,6 +99,7 @@ class AlertPolicySettings(BaseModel):
     k_sigma: float = Field(default=1.0, ge=0)  # evidence: |offset| − k·σ above the threshold
     breach_checks: int = Field(default=2, ge=1)  # N ...
     breach_window: int = Field(default=3, ge=1)  # ... of the last M conclusive checks
+    agreement_deg: float = Field(default=0.1, gt=0)  # breach votes count together within this (or 4σ)
     recovery_margin_deg: float = Field(default=0.1, ge=0)  # recovered below threshold − margin
     failed_checks: int = Field(default=3, ge=1)  # failed checks in a row before ❌
     failure_quiet_hours: float = Field(default=24, ge=0)  # a device failing again this soon: digest only
@@ -143,25 +166,40 @@ def _known(values: dict[str, float | None]) -> dict[str, float]:
     return {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
 
 
-def breach_evidence(result: CalibrationResult, threshold_deg: float, k_sigma: float) -> frozenset[tuple[str, int]]:
-    """The (axis, sign) pairs whose offset is above the threshold even after taking k σ off its
-    magnitude. Votes count together only when they agree: a wrong match throws a random axis
-    a random way, a camera that moved keeps pointing the same way."""
+def breach_evidence(
+    result: CalibrationResult, threshold_deg: float, k_sigma: float
+) -> frozenset[tuple[str, int, float, float]]:
+    """(axis, sign, offset, σ) of every axis whose offset is above the threshold even after taking
+    k σ off its magnitude."""
     sigmas = result.uncertainties()
     return frozenset(
-        (axis, 1 if value > 0 else -1)
+        (axis, 1 if value > 0 else -1, value, sigmas.get(axis) or 0.0)
         for axis, value in _known(result.offsets()).items()
         if abs(value) - k_sigma * (sigmas.get(axis) or 0.0) > threshold_deg
     )
 
 
-def _agreeing(votes: Iterable[frozenset[tuple[str, int]]]) -> int:
-    """The most checks that share one (axis, sign) of breach evidence."""
-    counts: dict[tuple[str, int], int] = {}
+def _agreeing(votes: Iterable[frozenset[tuple[str, int, float, float]]], agreement_deg: float) -> int:
+    """The most checks whose breach evidence agrees: the same axis, the same way, offsets within
+    agreement_deg (or 4 σ) of each other. A wrong match throws a random axis a random way by a
+    random amount; a camera that moved stays where it moved to."""
+    groups: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for vote in votes:
-        for key in vote:
-            counts[key] = counts.get(key, 0) + 1
-    return max(counts.values(), default=0)
+        for axis, sign, value, sigma in vote:
+            groups.setdefault((axis, sign), []).append((value, sigma))
+    best = 0
+    for members in groups.values():
+        members.sort()
+        start = 0
+        for end in range(len(members)):
+            while True:
+                window = members[start : end + 1]
+                tolerance = max(agreement_deg, 4 * max(sg for _, sg in window))
+                if members[end][0] - members[start][0] <= tolerance:
+                    break
+                start += 1
+            best = max(best, end - start + 1)
+    return best
 
 
 def recovery_evidence(result: CalibrationResult, threshold_deg: float, margin_deg: float) -> bool:
@@ -246,7 +284,7 @@ class DeviceState:
         self.trends.add(to_days(result.timestamp), result.offsets(), result.uncertainties())
         worst = max(abs(v) for v in _known(result.offsets()).values())
         if not self.in_breach:
-            if _agreeing(self.breach_votes) >= s.breach_checks:
+            if _agreeing(self.breach_votes, s.agreement_deg) >= s.breach_checks:
                 self.breach_since, self.breach_peak_deg = result.timestamp, worst
                 self.recovery_votes.clear()
                 return AlertKind.breach
@@ -327,7 +365,7 @@ def format_alert(
             lines.insert(
                 1,
                 f"{s.breach_checks} of the last {s.breach_window} checks beyond {result.threshold_deg:g}° "
-                f"the same way by more than {s.k_sigma:g}σ",
+                f"the same way by more than {s.k_sigma:g}σ, agreeing",
             )
         elif kind is AlertKind.failing:
             lines[0] += f" ({state.failed_in_a_row} checks in a row)"

@@ -432,6 +432,11 @@ class ResultsTable:
             data = data.slice(0, max(0, limit))
         return list(reversed(from_arrow(data)))
 
+    def rows_since(self, since: datetime) -> list[CalibrationResult]:
+        """Every device's rows from `since` on, oldest first (day partitions prune the rest)."""
+        data = self._scan(GreaterThanOrEqual("timestamp", _utc(since).isoformat()))
+        return from_arrow(data.sort_by([("timestamp", "ascending"), ("device_id", "ascending")]))
+
     def all_rows(self) -> list[CalibrationResult]:
         return from_arrow(self._scan().sort_by([("timestamp", "ascending"), ("device_id", "ascending")]))
 

@@ -3,6 +3,7 @@ early warning, the digest, and the every_check policy's unchanged messages."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from calmon_core.alert_policy import (
     digest_due,
     fold,
     format_digest,
+    parse_maintenance,
     summarize,
 )
 from calmon_core.alerts import classify, format_slack_message
@@ -79,6 +81,9 @@ def test_one_outlier_is_no_breach_and_two_outliers_pointing_different_ways_neith
     two = [check(h) for h in range(10)]
     two[4], two[5] = check(4, yaw=1.3), check(5, yaw=0.1, pitch=-0.9)
     assert alerts(two) == []
+    disagreeing = [check(h) for h in range(10)]
+    disagreeing[4], disagreeing[5] = check(4, yaw=1.3), check(5, yaw=0.7)  # same way, 0.6° apart
+    assert alerts(disagreeing) == []
 
 
 def test_evidence_takes_k_sigma_off_the_offset():
@@ -224,3 +229,16 @@ def test_settings_reject_impossible_values():
     with pytest.raises(ValidationError, match="names a device_id or a deployment_name"):
         MaintenanceWindow(start=START, end=START + timedelta(hours=1))
     assert not AlertPolicySettings(night_hours="").is_night(START.replace(hour=23))
+
+
+def test_maintenance_windows_from_the_ini_text():
+    windows = parse_maintenance(
+        "deployment harbor-east 2026-12-03T08:00/2026-12-03T12:00;\n device cam-07 2026-12-04T22:00Z/2026-12-05T02:00Z"
+    )
+    assert [(w.deployment_name, w.device_id) for w in windows] == [("harbor-east", None), (None, "cam-07")]
+    assert windows[0].start == datetime(2026, 12, 3, 8, tzinfo=UTC)
+    assert windows[1].covers("anywhere", "cam-07", datetime(2026, 12, 5, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match=re.escape("'site cam-07 x/y' is not 'device|deployment NAME START/END'")):
+        parse_maintenance("site cam-07 x/y")
+    with pytest.raises(ValueError, match="times must be ISO"):
+        parse_maintenance("device cam-07 tomorrow/later")
