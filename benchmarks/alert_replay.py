@@ -499,7 +499,7 @@ def main() -> None:
     rows["every_check (before)"] = evaluate(fleet, checks, replay_every_check(fleet, checks), args.days)
     if args.sweep:
         grid = [(0.0, 1, 1, 0.0)] + [
-            (k, n, m, margin) for k in (0.0, 1.0, 2.0) for n, m in ((2, 3), (3, 4)) for margin in (0.05, 0.1)
+            (k, n, m, margin) for k in (0.0, 1.0, 2.0) for n, m in ((2, 2), (2, 3), (3, 4)) for margin in (0.05, 0.1)
         ]
         for k, n, m, margin in grid:
             s = AlertPolicySettings(

@@ -98,7 +98,7 @@ class AlertPolicySettings(BaseModel):
     policy: Literal["state_change", "every_check"] = "state_change"
     k_sigma: float = Field(default=1.0, ge=0)  # evidence: |offset| − k·σ above the threshold
     breach_checks: int = Field(default=2, ge=1)  # N ...
-    breach_window: int = Field(default=3, ge=1)  # ... of the last M conclusive checks
+    breach_window: int = Field(default=2, ge=1)  # ... of the last M conclusive checks
     agreement_deg: float = Field(default=0.1, gt=0)  # breach votes count together within this (or 4σ)
     recovery_margin_deg: float = Field(default=0.1, ge=0)  # recovered below threshold − margin
     failed_checks: int = Field(default=3, ge=1)  # failed checks in a row before ❌
@@ -362,11 +362,12 @@ def format_alert(
         text = format_slack_message(result, files_url=link, recovered=kind is AlertKind.recovered or recovered)
         lines = text.split("\n")
         if kind is AlertKind.breach:
-            lines.insert(
-                1,
-                f"{s.breach_checks} of the last {s.breach_window} checks beyond {result.threshold_deg:g}° "
-                f"the same way by more than {s.k_sigma:g}σ, agreeing",
+            checks = (
+                f"{s.breach_checks} checks in a row"
+                if s.breach_checks == s.breach_window
+                else f"{s.breach_checks} of the last {s.breach_window} checks"
             )
+            lines.insert(1, f"{checks} beyond {result.threshold_deg:g}° the same way, by more than {s.k_sigma:g}σ")
         elif kind is AlertKind.failing:
             lines[0] += f" ({state.failed_in_a_row} checks in a row)"
         elif kind is AlertKind.inconclusive:
