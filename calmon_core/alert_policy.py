@@ -310,9 +310,16 @@ class DeviceState:
         return None
 
 
+def check_order(result: CalibrationResult) -> tuple[str, datetime]:
+    """Checks in the schedule's order: by partition (time keys sort as text), then capture time. A
+    failed check is stamped with its partition's start, a measured one with its capture time, and a
+    late run of an old partition is still that partition's check."""
+    return (result.check_partition, _utc(result.timestamp))
+
+
 def fold(results: Iterable[CalibrationResult], settings: AlertPolicySettings) -> DeviceState:
     state = DeviceState(settings)
-    for result in sorted(results, key=lambda r: _utc(r.timestamp)):
+    for result in sorted(results, key=check_order):
         state.advance(result)
     return state
 
@@ -388,17 +395,14 @@ def decide_alert(
 ) -> Alert | None:
     """The message (if any) this new check calls for, given the device's earlier checks.
 
-    every_check: always one, today's text (✅ recovered when the last decided check breached).
-    state_change: only when the check changes the device's state (see the module docstring).
-    Rows at or after the new check's time in `previous_results` are ignored (a re-run of an old
-    partition is judged on what came before it)."""
-    moment = _utc(result.timestamp)
-    earlier = [
-        r
-        for r in previous_results
-        if _utc(r.timestamp) < moment and not (r.check_partition == result.check_partition and r is not result)
-    ]
+    every_check: always one, today's text (✅ recovered when the last decided check before it in
+    time breached).
+    state_change: only when the check changes the device's state (see the module docstring); the
+    checks before it are those of earlier partitions (a re-run of an old partition is judged on
+    what came before it, not on what came after)."""
     if policy.policy == "every_check":
+        moment = _utc(result.timestamp)
+        earlier = [r for r in previous_results if _utc(r.timestamp) < moment]
         recovered = False
         if CheckStatus(result.status) is CheckStatus.ok:
             decided = [r for r in sorted(earlier, key=lambda r: _utc(r.timestamp)) if is_conclusive(r)]
@@ -408,7 +412,7 @@ def decide_alert(
         if page:
             text += f"\ndagster: <{page}>"
         return _alert(AlertKind.check, result, text)
-    state = fold(earlier, policy)
+    state = fold((r for r in previous_results if r.check_partition < result.check_partition), policy)
     kind = state.advance(result)
     if kind is None:
         return None
@@ -547,8 +551,7 @@ def forecast_columns(
     result: CalibrationResult, previous_results: Sequence[CalibrationResult], settings: AlertPolicySettings
 ) -> dict[str, float | str | None]:
     """The results row's forecast columns as of this check (all None without enough history)."""
-    moment = _utc(result.timestamp)
-    state = fold((r for r in previous_results if _utc(r.timestamp) < moment), settings)
+    state = fold((r for r in previous_results if r.check_partition < result.check_partition), settings)
     state.advance(result)
     summary = summarize(state, result.deployment_name, result.device_id)
     return {

@@ -242,3 +242,14 @@ def test_maintenance_windows_from_the_ini_text():
         parse_maintenance("site cam-07 x/y")
     with pytest.raises(ValueError, match="times must be ISO"):
         parse_maintenance("device cam-07 tomorrow/later")
+
+
+def test_checks_are_ordered_by_partition_not_by_stamp():
+    # a late capture of partition 09:00 is stamped after partition 10:00's failed row (stamped with
+    # its partition's start): the schedule's order still holds
+    late = check(1, yaw=0.9).model_copy(update={"timestamp": START + timedelta(hours=2, minutes=40)})
+    failed = check(2, status=CheckStatus.failed).model_copy(update={"timestamp": START + timedelta(hours=2)})
+    seq = [check(0, yaw=0.9), late, failed]
+    state = fold(seq, POLICY)
+    assert state.in_breach and state.failed_in_a_row == 1
+    assert decide_alert(late, seq, POLICY).kind is AlertKind.breach
