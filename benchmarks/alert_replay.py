@@ -523,9 +523,9 @@ def main() -> None:
     rows["state_change (default)"] = evaluate(
         fleet, checks, replay_state_change(fleet, checks, default, args.days), args.days
     )
-    kalman = default.model_copy(update={"forecast_method": ForecastMethod.kalman})
-    rows["state_change, Kalman forecast"] = evaluate(
-        fleet, checks, replay_state_change(fleet, checks, kalman, args.days), args.days
+    theil_sen = default.model_copy(update={"forecast_method": ForecastMethod.theil_sen})
+    rows["state_change, Theil–Sen forecast"] = evaluate(
+        fleet, checks, replay_state_change(fleet, checks, theil_sen, args.days), args.days
     )
     print_side_by_side(rows, args.days, args.devices)
     print(
@@ -552,6 +552,7 @@ def main() -> None:
             "Theil–Sen, last 72 checks": ("theil_sen", 72),
             "Theil–Sen, last 120 checks": ("theil_sen", 120),
             "Kalman, slope walk 0.005": ("kalman", KalmanSettings(slope_walk=0.005)),
+            "Kalman, slope walk 0.01 (default)": ("kalman", KalmanSettings(slope_walk=0.01)),
             "Kalman, slope walk 0.02": ("kalman", KalmanSettings(slope_walk=0.02)),
             "Kalman, slope walk 0.1": ("kalman", KalmanSettings(slope_walk=0.1)),
         }

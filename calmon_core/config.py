@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from calmon_core.alert_policy import AlertPolicySettings, parse_maintenance
 from calmon_core.layout import DEFAULT_BUCKET, UnsafeNameError, check_segment
 from calmon_core.models import Intrinsics, Pose
 
@@ -109,6 +110,7 @@ class Settings(BaseModel):
     slack: SlackSettings = SlackSettings()
     capture: CaptureSettings = CaptureSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    alerts: AlertPolicySettings = AlertPolicySettings()
 
 
 def parse_stops(text: str) -> list[tuple[float, float, float]]:
@@ -182,6 +184,12 @@ def load_settings(path: str | Path | None) -> Settings:
                 except ValueError as exc:
                     problems.append(f"{path}: [capture] active_ptz_stops: {exc}")
                 continue
+            if section == "alerts" and key == "maintenance":
+                try:
+                    values[key] = parse_maintenance(value)
+                except ValueError as exc:
+                    problems.append(f"{path}: [alerts] maintenance: {exc}")
+                continue
             values[key] = value
         raw[section] = values
     try:
@@ -212,6 +220,7 @@ def local_site_settings(
     max_concurrent_per_deployment: int | None = None,
     snapshot_retention_hours: float | None = None,
     written_by: str = "calmon",
+    alert_policy: str | None = None,
 ) -> str:
     """calibration_monitoring.ini for a self-contained site under `root`: object store (or an
     S3-compatible endpoint), SQLite Iceberg catalog and capture work folder all inside it. What the
@@ -234,6 +243,8 @@ def local_site_settings(
     )
     if max_concurrent_per_deployment is not None:
         text += f"\n[schedule]\nmax_concurrent_per_deployment = {max_concurrent_per_deployment}\n"
+    if alert_policy is not None:
+        text += f"\n[alerts]\npolicy = {alert_policy}\n"
     return text
 
 

@@ -127,7 +127,7 @@ class KalmanSettings:
     level jumps by `level_walk` ° per √day beside the slope; innovations beyond `gate` σ are
     outliers, and `reset_after` of them in a row mean the camera really moved (start again)."""
 
-    slope_walk: float = 0.02
+    slope_walk: float = 0.01  # benchmarks/alert_replay.py: 0.005 lags onsets, 0.02 is noisy on slow ramps
     level_walk: float = 0.005
     gate: float = 4.0
     reset_after: int = 3

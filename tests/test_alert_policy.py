@@ -253,3 +253,32 @@ def test_checks_are_ordered_by_partition_not_by_stamp():
     state = fold(seq, POLICY)
     assert state.in_breach and state.failed_in_a_row == 1
     assert decide_alert(late, seq, POLICY).kind is AlertKind.breach
+
+
+def test_the_alerts_section_of_the_ini(tmp_path):
+    from calmon_core.config import ConfigError, load_settings
+
+    ini = tmp_path / "calibration_monitoring.ini"
+    ini.write_text(
+        "[alerts]\npolicy = every_check\nk_sigma = 2\nmaintenance = deployment harbor 2026-12-03T08:00/2026-12-03T12:00\n"
+    )
+    settings = load_settings(ini).alerts
+    assert settings.policy == "every_check" and settings.k_sigma == 2
+    assert settings.maintenance[0].deployment_name == "harbor"
+    ini.write_text("[alerts]\nbreach_checks = 5\nmaintenance = cam-07 now/later\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(ini)
+    text = str(error.value)
+    assert f"{ini}: [alerts] maintenance: maintenance window 'cam-07 now/later'" in text
+    ini.write_text("[alerts]\nbreach_checks = 5\n")
+    with pytest.raises(ConfigError, match="breach_checks"):
+        load_settings(ini)
+
+
+def test_the_shipped_ini_loads_with_the_benchmarked_defaults():
+    from pathlib import Path
+
+    from calmon_core.config import load_settings
+
+    shipped = load_settings(Path(__file__).resolve().parent.parent / "configs" / "calibration_monitoring.ini").alerts
+    assert shipped == AlertPolicySettings(forecast_method=shipped.forecast_method, ui_base_url=shipped.ui_base_url)
