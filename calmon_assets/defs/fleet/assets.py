@@ -72,7 +72,10 @@ def fleet_health(site: SiteConfigResource, results_table: ResultsTableResource) 
         image_md(_trend_png(s, histories[s.device_id], threshold), s.device_id, "image/png").value  # type: ignore[union-attr]
         for s in worst
     )
-    counts = {status: sum(1 for s in summaries if s.status == status) for status in ("breach", "failing", "inconclusive", "ok")}
+    counts = {
+        status: sum(1 for s in summaries if s.status == status)
+        for status in ("breach", "failing", "inconclusive", "ok")
+    }
     return dg.MaterializeResult(
         metadata={
             "fleet": dg.MetadataValue.md(markdown_table(summaries)),

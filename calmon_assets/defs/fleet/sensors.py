@@ -23,9 +23,7 @@ def latest_result_id(instance: dg.DagsterInstance) -> int:
 
 
 def checks_running(instance: dg.DagsterInstance) -> bool:
-    return any(
-        instance.get_runs_count(dg.RunsFilter(job_name=job, statuses=_UNFINISHED)) > 0 for job in CHECK_JOBS
-    )
+    return any(instance.get_runs_count(dg.RunsFilter(job_name=job, statuses=_UNFINISHED)) > 0 for job in CHECK_JOBS)
 
 
 @dg.sensor(
