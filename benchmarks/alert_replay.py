@@ -1,4 +1,4 @@
-"""Alert replay: synthetic check histories of a fleet through the alert policy, side by side with the
+"""PolicyAlert replay: synthetic check histories of a fleet through the alert policy, side by side with the
 "every check" policy calmon had before; and the drift forecast's methods on known ramps.
 
     .venv/bin/python benchmarks/alert_replay.py                      # 200 devices x 30 days hourly
@@ -47,7 +47,7 @@ from calmon_core.alert_policy import (  # noqa: E402
     AlertPolicySettings,
     DeviceState,
     MaintenanceWindow,
-    decide_alert,
+    alert_for_check,
     digest_due,
     format_digest,
     is_conclusive,
@@ -234,7 +234,7 @@ class Sent:
 def replay_state_change(
     fleet: list[Device], checks: dict[str, list[CalibrationResult]], settings: AlertPolicySettings, days: float
 ) -> list[Sent]:
-    """Every device's checks in time order through DeviceState.advance (the fold decide_alert
+    """Every device's checks in time order through DeviceState.advance (the fold alert_for_check
     runs), the digest at its hour."""
     sent: list[Sent] = []
     states = {d.device_id: DeviceState(settings) for d in fleet}
@@ -379,7 +379,7 @@ def _fmt_hours(values: list[float]) -> str:
 def print_side_by_side(rows: dict[str, dict], days: float, devices: int) -> None:
     names = list(rows)
     width = 40
-    print(f"\n## Alert replay: {devices} devices x {days:g} days, hourly checks\n")
+    print(f"\n## PolicyAlert replay: {devices} devices x {days:g} days, hourly checks\n")
     print("| metric | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
 
@@ -535,16 +535,16 @@ def main() -> None:
         f"early_warning_days={default.early_warning_days:g}, forecast={default.forecast_method.value} "
         f"over {default.forecast_window_checks} checks"
     )
-    # decide_alert (the stateless seam) must agree with the fold on a sample device's month
+    # alert_for_check (the stateless seam) must agree with the fold on a sample device's month
     sample = next(d for d in fleet if d.kind in ("step", "drift"))
     seam = [
         a.kind
         for i, r in enumerate(checks[sample.device_id])
-        if (a := decide_alert(r, checks[sample.device_id][max(0, i - 200) : i], default)) is not None
+        if (a := alert_for_check(r, checks[sample.device_id][max(0, i - 200) : i], default)) is not None
     ]
     state = DeviceState(default)
     folded = [k for r in checks[sample.device_id] if (k := state.advance(r)) is not None]
-    print(f"decide_alert on {sample.device_id} ({sample.kind}): {[k.value for k in seam]} (fold: {seam == folded})")
+    print(f"alert_for_check on {sample.device_id} ({sample.kind}): {[k.value for k in seam]} (fold: {seam == folded})")
     if not args.no_forecast:
         rates = (0.05, 0.1, 0.2, 0.3, 0.5)
         methods = {

@@ -11,7 +11,7 @@ Two policies:
   evidence. A daily digest sums the fleet up.
 - `every_check`: one message per check, what calmon always did (a site may choose it).
 
-A device's state is a fold over its checks in time order (`DeviceState.advance`); `decide_alert`
+A device's state is a fold over its checks in time order (`DeviceState.advance`); `alert_for_check`
 folds the previous rows and asks what the new one changes, so the caller keeps no state.
 """
 
@@ -149,7 +149,7 @@ class AlertKind(StrEnum):
     check = "check"  # every_check: one message per check
 
 
-class Alert(BaseModel):
+class PolicyAlert(BaseModel):
     kind: AlertKind
     deployment_name: str
     device_id: str
@@ -387,12 +387,12 @@ def format_alert(
     return "\n".join(lines)
 
 
-def decide_alert(
+def alert_for_check(
     result: CalibrationResult,
     previous_results: Sequence[CalibrationResult],
     policy: AlertPolicySettings,
     files_url: str | None = None,
-) -> Alert | None:
+) -> PolicyAlert | None:
     """The message (if any) this new check calls for, given the device's earlier checks.
 
     every_check: always one, today's text (✅ recovered when the last decided check before it in
@@ -419,8 +419,8 @@ def decide_alert(
     return _alert(kind, result, format_alert(kind, result, state, files_url=files_url))
 
 
-def _alert(kind: AlertKind, result: CalibrationResult, text: str) -> Alert:
-    return Alert(
+def _alert(kind: AlertKind, result: CalibrationResult, text: str) -> PolicyAlert:
+    return PolicyAlert(
         kind=kind,
         deployment_name=result.deployment_name,
         device_id=result.device_id,

@@ -14,7 +14,7 @@ from calmon_core.alert_policy import (
     AlertPolicySettings,
     DeviceState,
     MaintenanceWindow,
-    decide_alert,
+    alert_for_check,
     digest_due,
     fold,
     format_digest,
@@ -55,11 +55,11 @@ def check(hour: int, yaw: float | None = 0.1, sigma: float = 0.02, status: Check
 
 
 def alerts(checks: list[CalibrationResult], policy: AlertPolicySettings = POLICY) -> list[tuple[int, AlertKind]]:
-    """(index, kind) of every message the sequence produces, each decided by decide_alert on the
+    """(index, kind) of every message the sequence produces, each decided by alert_for_check on the
     checks before it, as the sensor does."""
     out = []
     for i, result in enumerate(checks):
-        alert = decide_alert(result, checks[:i], policy)
+        alert = alert_for_check(result, checks[:i], policy)
         if alert is not None:
             out.append((i, alert.kind))
     return out
@@ -98,7 +98,7 @@ def test_recovery_needs_the_hysteresis_margin():
     fixed = [check(h, yaw=0.05) for h in range(9, 12)]
     found = alerts(breach + in_band + fixed)
     assert found == [(1, AlertKind.breach), (10, AlertKind.recovered)]
-    text = decide_alert((breach + in_band + fixed)[10], (breach + in_band + fixed)[:10], POLICY).text
+    text = alert_for_check((breach + in_band + fixed)[10], (breach + in_band + fixed)[:10], POLICY).text
     assert text.startswith("✅ *harbor-east* / *cam-07*: recovered, back within 0.5°")
 
 
@@ -120,7 +120,7 @@ def test_persistent_inconclusive_daytime_alerts_once_and_night_inconclusives_nev
     day = [check(0)] + [check(h, status=CheckStatus.inconclusive) for h in range(1, 9)]
     found = alerts(day)
     assert found == [(6, AlertKind.inconclusive)]
-    assert "6 checks in a row" in decide_alert(day[6], day[:6], POLICY).text
+    assert "6 checks in a row" in alert_for_check(day[6], day[:6], POLICY).text
     night = [check(10)] + [check(h, status=CheckStatus.inconclusive) for h in range(11, 22)]  # 18:05 .. 05:05
     assert alerts(night) == []
 
@@ -151,7 +151,7 @@ def test_early_warning_once_per_episode_before_the_breach():
     assert kinds == [AlertKind.early_warning, AlertKind.breach]
     warned_at = found[0][0] / 24
     assert 1.0 <= warned_at <= 2.0  # days to go ≈ 3 when first under the horizon
-    text = decide_alert(seq[found[0][0]], seq[: found[0][0]], POLICY).text
+    text = alert_for_check(seq[found[0][0]], seq[: found[0][0]], POLICY).text
     assert text.startswith("⏳ *harbor-east* / *cam-07*: drifting towards the 0.5° threshold")
     assert "at this rate yaw reaches +0.5° in ~" in text
 
@@ -166,14 +166,14 @@ def test_decide_alert_agrees_with_the_fold():
 def test_a_rerun_of_an_old_partition_is_judged_on_what_came_before_it():
     seq = [check(h) for h in range(4)] + [check(h, yaw=0.9) for h in range(4, 8)]
     rerun = check(5, yaw=0.9)
-    assert decide_alert(rerun, seq, POLICY).kind is AlertKind.breach  # same as the first time
-    assert decide_alert(check(7, yaw=0.9), seq, POLICY) is None
+    assert alert_for_check(rerun, seq, POLICY).kind is AlertKind.breach  # same as the first time
+    assert alert_for_check(check(7, yaw=0.9), seq, POLICY) is None
 
 
 def test_every_check_policy_is_todays_message_for_every_check():
     policy = AlertPolicySettings(policy="every_check")
     seq = [check(0), check(1, yaw=0.8), check(2, status=CheckStatus.inconclusive), check(3)]
-    texts = [decide_alert(r, seq[:i], policy).text for i, r in enumerate(seq)]
+    texts = [alert_for_check(r, seq[:i], policy).text for i, r in enumerate(seq)]
     assert texts[0] == format_slack_message(seq[0])
     assert texts[1] == format_slack_message(seq[1])
     assert texts[2] == format_slack_message(seq[2])
@@ -184,7 +184,7 @@ def test_every_check_policy_is_todays_message_for_every_check():
 def test_messages_link_the_asset_page_when_the_ui_url_is_set():
     policy = AlertPolicySettings(ui_base_url="http://dagster.example:3000/")
     seq = [check(0, yaw=0.9), check(1, yaw=0.9)]
-    text = decide_alert(seq[1], seq[:1], policy).text
+    text = alert_for_check(seq[1], seq[:1], policy).text
     assert (
         "dagster: <http://dagster.example:3000/assets/calibration_offsets?partition=cam-07%7C2026-11-24-09%3A00>"
         in text
@@ -252,7 +252,7 @@ def test_checks_are_ordered_by_partition_not_by_stamp():
     seq = [check(0, yaw=0.9), late, failed]
     state = fold(seq, POLICY)
     assert state.in_breach and state.failed_in_a_row == 1
-    assert decide_alert(late, seq, POLICY).kind is AlertKind.breach
+    assert alert_for_check(late, seq, POLICY).kind is AlertKind.breach
 
 
 def test_the_alerts_section_of_the_ini(tmp_path):
