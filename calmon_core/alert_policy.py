@@ -11,7 +11,7 @@ Two policies:
   evidence. A daily digest sums the fleet up.
 - `every_check`: one message per check, what calmon always did (a site may choose it).
 
-A device's state is a fold over its checks in time order (`DeviceState.advance`); `alert_for_check`
+A device's state is a fold over its checks in the schedule's order (`DeviceState.advance`); `alert_for_check`
 folds the previous rows and asks what the new one changes, so the caller keeps no state.
 """
 
