@@ -53,7 +53,7 @@ from calmon_core.alert_policy import (  # noqa: E402
     is_conclusive,
     summarize,
 )
-from calmon_core.alerts import classify  # noqa: E402
+from calmon_core.check import classify  # noqa: E402
 from calmon_core.forecast import (  # noqa: E402
     AXES,
     ForecastMethod,

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
-from tests.sim_site import device, start_site, stop_site
 
 from calmon_assets.defs.partitions import check_partition_key, current_time_key
 from calmon_core.models import CheckStatus
+from tests.sim_site import device, start_site, stop_site
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,8 @@ from calmon_core.alert_policy import (
     parse_maintenance,
     summarize,
 )
-from calmon_core.alerts import classify, format_slack_message
+from calmon_core.alerts import format_slack_message
+from calmon_core.check import classify
 from calmon_core.models import CalibrationResult, CheckStatus
 
 START = datetime(2026, 11, 24, 8, 5, tzinfo=UTC)  # daytime: the default night is 18-7 UTC
