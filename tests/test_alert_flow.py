@@ -1,7 +1,4 @@
-"""(Rename to test_alert_flow.py once branch shape is merged: it uses the defs/ layout, tests/sim_site.py and
-Platform.refresh_fleet_health, which the wiring adds.)
-
-End to end through Dagster with the state_change alert policy: a scripted sequence of check
+"""End to end through Dagster with the state_change alert policy: a scripted sequence of check
 cycles on the simulated fleet (real broker, local object store, SQLite Iceberg catalog, a local
 Slack receiver over HTTP) must post exactly the expected messages, a backfill must not re-alert,
 and fleet_health must materialize with its table and pictures."""
