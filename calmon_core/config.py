@@ -105,6 +105,13 @@ class ScheduleSettings(BaseModel):
     maintenance_cron: str = "50 * * * *"  # results table upkeep, away from the checks at :05
 
 
+class ExecutionSettings(BaseModel):
+    # How a launched run executes its steps: in its own process (a check's steps run one after the
+    # other, and a process per step costs more CPU than the check), one process per step, or one
+    # Kubernetes Job per step (dagster-k8s's k8s_job_executor).
+    executor: Literal["in_process", "multiprocess", "k8s"] = "in_process"
+
+
 class Settings(BaseModel):
     aws: AwsSettings = AwsSettings()
     storage: StorageSettings = StorageSettings()
@@ -114,6 +121,7 @@ class Settings(BaseModel):
     capture: CaptureSettings = CaptureSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     alerts: AlertPolicySettings = AlertPolicySettings()
+    execution: ExecutionSettings = ExecutionSettings()
 
 
 def parse_stops(text: str) -> list[tuple[float, float, float]]:
