@@ -10,7 +10,6 @@ from datetime import timedelta
 import dagster as dg
 
 from calmon_assets.defs.metadata import image_md
-from calmon_assets.defs.runs import IN_PROCESS
 from calmon_assets.defs.site_config import SiteConfigResource
 from calmon_core.alert_policy import DeviceSummary, format_digest
 from calmon_core.fleet_view import daily_max_offsets, fleet_summaries, markdown_table
@@ -95,5 +94,4 @@ fleet_health_job = dg.define_asset_job(
     "fleet_health_refresh",
     selection=dg.AssetSelection.assets("fleet_health"),
     description="Refresh the fleet view (after each check cycle).",
-    config=IN_PROCESS,
 )
