@@ -21,7 +21,8 @@ import yaml
 
 from calmon_core.config import Fleet
 from calmon_sim.camera import SimCamera
-from calmon_sim.fleet_spec import FleetSpec, SimDeploymentSpec, load_fleet_spec
+from calmon_sim.fleet_spec import FleetSpec, SimDeploymentSpec, SimDeviceSpec, load_fleet_spec
+from calmon_sim.onvif_service import PAN_LIMITS, TILT_LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class SimFleet:
                         if connected:
                             topic = self._telemetry_topic[cam.device_id]
                             for payload in payloads:
-                                client.publish(topic, payload, qos=0)
+                                client.publish(topic, payload, qos=0, retain=cam.telemetry_retain)
                                 self.published += 1
                     except Exception:  # one broken camera must not silence the fleet
                         log.exception("simulated camera %s: telemetry failed", cam.device_id)
@@ -206,7 +207,7 @@ class SimFleet:
                 cam = self.cameras[dev.id]
                 device: dict[str, Any] = {
                     "id": dev.id,
-                    "camera": {"base_url": cam.base_url, "ptz": "http"},
+                    "camera": camera_section(dev, cam.base_url),
                     "intrinsics": {
                         "width": cam.width,
                         "height": cam.height,
@@ -217,6 +218,9 @@ class SimFleet:
                 }
                 if dev.active_ptz_stops:
                     device["active_ptz_stops"] = [list(s) for s in dev.active_ptz_stops]
+                telemetry = telemetry_section(dev)
+                if telemetry:
+                    device["telemetry"] = telemetry
                 devices.append(device)
             deployments.append(
                 {
@@ -231,6 +235,10 @@ class SimFleet:
         document = {"deployments": deployments}
         Fleet.model_validate(document)  # never hand out a file calmon would refuse
         return document
+
+    def camera_secrets(self) -> dict[str, str]:
+        """The environment variables devices_config() refers to for camera passwords, with values."""
+        return {password_env(dev.id): dev.password or "" for _, dev in self.spec.devices() if dev.username is not None}
 
     def write_devices_yaml(self, path: str | Path) -> Path:
         path = Path(path)
@@ -250,3 +258,43 @@ class SimFleet:
             }
             for cam in self.cameras.values()
         ]
+
+
+def password_env(device_id: str) -> str:
+    return "CALMON_CAMERA_PASSWORD_" + "".join(c if c.isalnum() else "_" for c in device_id.upper())
+
+
+def camera_section(dev: SimDeviceSpec, base_url: str) -> dict[str, Any]:
+    """devices.yaml's camera section for a simulated camera, as its installer would write it."""
+    camera: dict[str, Any] = {"base_url": base_url, "ptz": "http"}
+    if dev.protocol != "http":
+        camera["protocol"] = dev.protocol
+    if dev.username is not None:
+        camera["username"] = dev.username
+        camera["password"] = "${" + password_env(dev.id) + "}"  # the value stays in the environment
+    lo, hi = dev.zoom_limits()
+    if dev.protocol == "vapix":
+        camera["vapix"] = {"zoom_range": [lo, hi]}
+    elif dev.protocol == "onvif":
+        onvif: dict[str, Any] = {"zoom_range": [lo, hi]}
+        if not dev.onvif_degrees:
+            onvif.update(pan_range=list(PAN_LIMITS), tilt_range=list(TILT_LIMITS))
+        camera["onvif"] = onvif
+    return camera
+
+
+def telemetry_section(dev: SimDeviceSpec) -> dict[str, Any]:
+    """devices.yaml's per-device telemetry section matching how the simulated camera publishes."""
+    telemetry: dict[str, Any] = {}
+    if dev.telemetry_mode == "none":
+        telemetry["source"] = "poll"
+    elif dev.telemetry_mode in ("on_change", "retained_only"):
+        telemetry["mode"] = "on_change"
+    transform: dict[str, Any] = {}
+    if dev.telemetry_units == "tenths":
+        transform.update(yaw_scale=0.1, pitch_scale=0.1, roll_scale=0.1, zoom_scale=0.1, wrap="0_360")
+    if dev.telemetry_tilt_inverted:
+        transform["pitch_sign"] = -1
+    if transform and dev.telemetry_mode != "none":
+        telemetry["transform"] = transform
+    return telemetry
