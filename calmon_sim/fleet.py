@@ -288,8 +288,10 @@ def telemetry_section(dev: SimDeviceSpec) -> dict[str, Any]:
     telemetry: dict[str, Any] = {}
     if dev.telemetry_mode == "none":
         telemetry["source"] = "poll"
-    elif dev.telemetry_mode in ("on_change", "retained_only"):
+    elif dev.telemetry_mode == "on_change":
         telemetry["mode"] = "on_change"
+    # retained_only is a dead publisher whose last retained message stays on the broker: the site
+    # was configured for the telemetry it sent while it worked (periodic)
     transform: dict[str, Any] = {}
     if dev.telemetry_units == "tenths":
         transform.update(yaw_scale=0.1, pitch_scale=0.1, roll_scale=0.1, zoom_scale=0.1, wrap="0_360")
