@@ -184,3 +184,60 @@ def test_onvif_addresses_are_rewritten_to_the_forwarded_one(cameras):
 def test_credentials_never_inside_a_url():
     with pytest.raises(ValueError, match="credentials inside a URL are not allowed"):
         CameraEndpoint(base_url="http://admin:hunter2@10.0.0.5/", protocol="vapix")
+
+
+def test_kubectl_forwards_every_port_the_onvif_driver_needs(cameras, fake_kubectl, monkeypatch):
+    """ONVIF on its own port (8000) beside HTTP (80): both forwarded, each restartable, and the
+    addresses the camera hands out rewritten to the forwarded ones."""
+    import json
+    import os
+    import signal
+
+    from calmon_core.config import Deployment, Device
+    from resources.kubectl import device_endpoints
+
+    cam = cameras("onvif")
+    cam.base_url = "http://cam-onvif.cameras.svc:8000"  # what it advertises inside the cluster
+    monkeypatch.setenv(
+        "FAKE_KUBECTL_SERVICES", json.dumps({"cameras/cam-onvif:80": cam.port, "cameras/cam-onvif:8000": cam.port})
+    )
+    camera = {key: value for key, value in camera_section(cam.spec, "").items() if key != "base_url"}
+    camera.update(service="cam-onvif", port=80, password=PASSWORD)
+    camera["onvif"]["port"] = 8000
+    deployment = Deployment(name="k8s", access="kubectl", kube_context="fake-cluster", namespace="cameras")
+    device = Device.model_validate(
+        {
+            "id": cam.device_id,
+            "camera": camera,
+            "intrinsics": {"width": 320, "height": 180, "hfov_by_zoom": {1.0: 60.0}},
+            "reference_grid": {"yaws": [0], "pitches": [0]},
+        }
+    )
+    with device_endpoints(deployment, device) as endpoints:
+        assert sorted(endpoints.camera_ports()) == [80, 8000]
+        client = OnvifCamera(
+            cam.device_id,
+            device.camera,
+            base_url=lambda: endpoints.camera_base_url,
+            reresolve=endpoints.ensure_alive,
+            port_map=endpoints.camera_ports,
+        )
+        try:
+            client.move_absolute(15.0, 2.0, 1.0)
+            assert cam.target()[:2] == pytest.approx((15.0, 2.0), abs=1e-3)
+            onvif_forward = endpoints.camera_port_forwards[8000]
+            assert client.device_service_url == f"http://127.0.0.1:{onvif_forward.local_port}/onvif/device_service"
+            os.kill(onvif_forward.pid, signal.SIGUSR1)  # the ONVIF port's forward dies mid-check
+            for _ in range(250):
+                if not onvif_forward.alive():
+                    break
+                time.sleep(0.02)
+            endpoints.ensure_alive()
+            assert onvif_forward.restarts == 1 and endpoints.camera_forward.restarts == 0
+            client.move_absolute(-15.0, 1.0, 1.0)  # reconnects at the restarted forward's port
+            assert cam.target()[:2] == pytest.approx((-15.0, 1.0), abs=1e-3)
+            assert client.snapshot_url.startswith(f"http://127.0.0.1:{onvif_forward.local_port}/")
+            image, _ = client.grab()
+            assert image.shape[:2] == (180, 320)
+        finally:
+            client.close()

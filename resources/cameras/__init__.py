@@ -66,9 +66,12 @@ def camera_client(
     base_url: str | Callable[[], str | None] | None = None,
     timeout: float = 10.0,
     reresolve: Callable[[], object] | None = None,
+    port_map: Callable[[], dict[int, int]] | None = None,
 ) -> CameraClient:
     """The driver for the endpoint's protocol."""
-    return DRIVERS[endpoint.protocol](device_id, endpoint, base_url=base_url, timeout=timeout, reresolve=reresolve)
+    return DRIVERS[endpoint.protocol](
+        device_id, endpoint, base_url=base_url, timeout=timeout, reresolve=reresolve, port_map=port_map
+    )
 
 
 class CameraResource(dg.ConfigurableResource):
@@ -82,5 +85,8 @@ class CameraResource(dg.ConfigurableResource):
         endpoint: CameraEndpoint,
         base_url: str | Callable[[], str | None] | None = None,
         reresolve: Callable[[], object] | None = None,
+        port_map: Callable[[], dict[int, int]] | None = None,
     ) -> CameraClient:
-        return camera_client(device_id, endpoint, base_url=base_url, timeout=self.timeout_seconds, reresolve=reresolve)
+        return camera_client(
+            device_id, endpoint, base_url=base_url, timeout=self.timeout_seconds, reresolve=reresolve, port_map=port_map
+        )

@@ -75,8 +75,11 @@ class CameraClient:
         timeout: float = 10.0,
         mqtt_command: MqttCommand | None = None,
         reresolve: Callable[[], object] | None = None,
+        port_map: Callable[[], dict[int, int]] | None = None,
     ):
         self.device_id = device_id
+        # kubectl mode: the camera's forwarded ports, remote -> local (ONVIF's own port, RTSP)
+        self.port_map = port_map
         self.endpoint = endpoint
         self.timeout = timeout
         self.mqtt_command = mqtt_command
@@ -106,8 +109,23 @@ class CameraClient:
     def base_url(self) -> str | None:
         return self._override() or self.endpoint.base_url
 
+    def forwarded_port(self, remote: int) -> int | None:
+        """The local port forwarded to the camera's `remote` port (kubectl mode), if any."""
+        return (self.port_map() if self.port_map else {}).get(remote)
+
     def _url(self, path: str, explicit: str | None) -> str | None:
         override = self._override()
+        if override and explicit:
+            parts = urlsplit(explicit)
+            if parts.scheme == "rtsp":  # its own port, forwarded separately
+                local = self.forwarded_port(parts.port or 554)
+                if local is None:
+                    raise CameraError(
+                        f"device {self.device_id}: {explicit} is on port {parts.port or 554}, which is not "
+                        "port-forwarded"
+                    )
+                return parts._replace(netloc=f"127.0.0.1:{local}").geturl()
+            return urlsplit(override)._replace(path=parts.path, query=parts.query).geturl()
         if override:  # a port-forward replaces the host: the paths apply to it
             return _join(override, path)
         base = self.endpoint.base_url

@@ -88,8 +88,14 @@ class OnvifCamera(CameraClient):
         parts = urlsplit(base)
         forwarded = self._override() is not None
         port = parts.port or 80
-        if self.endpoint.onvif.port and not forwarded:
-            port = self.endpoint.onvif.port
+        onvif_port = self.endpoint.onvif.port
+        if onvif_port and not forwarded:
+            port = onvif_port
+        elif onvif_port and onvif_port != self.endpoint.port:
+            local = self.forwarded_port(onvif_port)
+            if local is None:
+                raise CameraError(f"device {self.device_id}: ONVIF port {onvif_port} is not port-forwarded")
+            port = local
         return parts.hostname or "127.0.0.1", port
 
     @property
