@@ -446,6 +446,7 @@ def test_example_fleet_file_is_valid():
     assert any(max(abs(d.true_offset.yaw), abs(d.true_offset.pitch)) > 0.5 for d in devices)
     assert any(d.drift.yaw_deg_per_day for d in devices)
     assert any(d.mode == "active" and d.active_ptz_stops for d in devices)
+    assert any(d.protocol == "onvif" and d.username for d in devices)  # `calmon demo` shows one
 
 
 def test_missing_scene_file_names_the_device(tmp_path, monkeypatch):
