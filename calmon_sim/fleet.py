@@ -8,6 +8,7 @@ cameras at their rates, so 200 cameras at 10 Hz stay cheap; frames are rendered 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -74,6 +75,10 @@ class SimFleet:
         seconds for the broker (then keeps trying in the background)."""
         for cam in self.cameras.values():
             cam.start()
+        # the site's operator knows the cameras' passwords: devices_config() names them ${NAME},
+        # and a calmon running in this process (`calmon demo`) finds them in its environment
+        for name, value in self.camera_secrets().items():
+            os.environ.setdefault(name, value)
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"calmon-sim-{id(self):x}", clean_session=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
