@@ -58,6 +58,16 @@ class OnvifOptions(_Strict):
 
     _ranges = field_validator("pan_range", "tilt_range", "zoom_range")(_range)
 
+    @model_validator(mode="after")
+    def _both_ranges(self) -> OnvifOptions:
+        if (self.pan_range is None) != (self.tilt_range is None):
+            raise ValueError("pan_range and tilt_range go together (the generic space has both axes)")
+        if not self.use_degrees and self.pan_range is None:
+            raise ValueError(
+                "use_degrees: false moves in the generic -1...1 space, which needs pan_range and tilt_range"
+            )
+        return self
+
 
 class VapixOptions(_Strict):
     """Axis VAPIX PTZ API: /axis-cgi/com/ptz.cgi, /axis-cgi/jpg/image.cgi.

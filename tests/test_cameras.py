@@ -241,3 +241,20 @@ def test_kubectl_forwards_every_port_the_onvif_driver_needs(cameras, fake_kubect
             assert image.shape[:2] == (180, 320)
         finally:
             client.close()
+
+
+def test_onvif_options_are_validated_with_key_paths(tmp_path):
+    from calmon_core.config import ConfigError, load_fleet
+
+    path = tmp_path / "devices.yaml"
+    path.write_text(
+        "deployments:\n  - name: d\n    devices:\n      - id: cam\n        camera:\n"
+        "          base_url: http://10.0.0.9\n          protocol: onvif\n"
+        "          onvif: {use_degrees: false, zoom_range: [5, 1]}\n"
+        "        intrinsics: {width: 640, height: 360, hfov_by_zoom: {1.0: 60.0}}\n"
+        "        reference_grid: {yaws: [0], pitches: [0]}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_fleet(path)
+    text = str(caught.value)
+    assert "deployments[0].devices[0].camera.onvif.zoom_range: Value error, must be [low, high]" in text
