@@ -95,3 +95,23 @@ def test_position_polled_over_onvif_feeds_the_stability_detector(fleet, tmp_path
     result = extractor(fleet, tmp_path).extract_query("polled", stabilize_time=1, timeout=15)
     assert pose_of(result).yaw == pytest.approx(33.0, abs=1e-3)
     assert result.telemetry_summary["received_count"] >= 5
+
+
+def test_ptz_over_mqtt_with_the_sites_payload_template(fleet, tmp_path):
+    from resources.mqtt import TelemetryUnavailable, command_payload
+
+    template = '{"command": "absolute", "yaw": $yaw, "pitch": $pitch, "zoom": $zoom}'
+    assert command_payload(12.5, -3.0, 2.0, template) == (
+        b'{"command": "absolute", "yaw": 12.5000, "pitch": -3.0000, "zoom": 2.0000}'
+    )
+    with pytest.raises(TelemetryUnavailable, match="mqtt_command_template .* is not usable"):
+        command_payload(1, 2, 3, '{"pan": $pan}')
+    doc = fleet.devices_config()
+    for dev in doc["deployments"][0]["devices"]:
+        if dev["id"] == "inverted":
+            dev["camera"].update(ptz="mqtt", mqtt_command_template=template)
+    result = QueryExtractor(Fleet.model_validate(doc), workdir=tmp_path).extract_query(
+        "inverted", stabilize_time=1, timeout=15, active_ptz_stops=[(14.0, 3.0, 1.0)]
+    )
+    assert (pose_of(result).yaw, pose_of(result).pitch) == pytest.approx((14.0, 3.0), abs=1e-6)
+    assert fleet.cameras["inverted"].target()[:2] == pytest.approx((10.0, 5.0))  # and back home
