@@ -281,8 +281,11 @@ def test_fault_offline_refuses_connections_and_silences_telemetry(fleet, recorde
 def test_offline_camera_keeps_its_port_so_it_can_come_back():
     from calmon_sim.http_api import CameraHttpServer
 
+    class Spec:  # the credentials it demands
+        username = password = None
+
     class Camera:  # what the server asks of a camera before any request
-        device_id, offline = "cam-port", False
+        device_id, offline, spec = "cam-port", False, Spec()
 
     camera = Camera()
     server = CameraHttpServer(camera, "127.0.0.1")  # type: ignore[arg-type]
