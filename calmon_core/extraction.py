@@ -584,7 +584,8 @@ class QueryExtractor:
                 raise CaptureFailed(
                     f"device {device.id}: telemetry.source is poll but its camera client cannot report a position"
                 )
-            return PollingSource(reader, config.poll_hz, label=f"device {device.id} ({device.camera.protocol})")
+            label = f"device {device.id} ({device.camera.protocol})"
+            return PollingSource(reader, config.poll_hz, label=label, clock=self.clock)
         source = self.telemetry_factory(deployment, device)
         configure = getattr(source, "configure_telemetry", None)
         if callable(configure):
