@@ -10,6 +10,8 @@ from calmon_core.config import Fleet
 from calmon_core.extraction import CaptureFailed, QueryExtractor
 from calmon_sim.fleet import SimFleet
 from calmon_sim.fleet_spec import FleetSpec
+from resources.cameras import camera_client
+from resources.mqtt import MqttResource
 
 
 def device(id_: str, **extra) -> dict:
@@ -40,7 +42,19 @@ def extractor(fleet: SimFleet, tmp_path, telemetry: dict | None = None, device_i
             dev["camera"]["password"] = "pw-1"
         if dev["id"] == device_id and telemetry is not None:
             dev["telemetry"] = telemetry
-    return QueryExtractor(Fleet.model_validate(doc), workdir=tmp_path)
+    return site_extractor(doc, tmp_path)
+
+
+def site_extractor(doc: dict, tmp_path) -> QueryExtractor:
+    """Direct mode: the broker and cameras at the addresses devices.yaml gives."""
+    return QueryExtractor(
+        Fleet.model_validate(doc),
+        telemetry_factory=lambda dep, dev: MqttResource().latch(
+            dep.mqtt.host, dep.mqtt.port, dep.topic(dev.id), dep.telemetry_fields
+        ),
+        camera_factory=lambda dep, dev: camera_client(dev.id, dev.camera),
+        workdir=tmp_path,
+    )
 
 
 def pose_of(result):
@@ -110,7 +124,7 @@ def test_ptz_over_mqtt_with_the_sites_payload_template(fleet, tmp_path):
     for dev in doc["deployments"][0]["devices"]:
         if dev["id"] == "inverted":
             dev["camera"].update(ptz="mqtt", mqtt_command_template=template)
-    result = QueryExtractor(Fleet.model_validate(doc), workdir=tmp_path).extract_query(
+    result = site_extractor(doc, tmp_path).extract_query(
         "inverted", stabilize_time=1, timeout=15, active_ptz_stops=[(14.0, 3.0, 1.0)]
     )
     assert (pose_of(result).yaw, pose_of(result).pitch) == pytest.approx((14.0, 3.0), abs=1e-6)
