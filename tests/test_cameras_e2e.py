@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from calmon_assets.schedules import current_time_key
-from tests.site import device, start_site, stop_site
+from tests.sim_site import device, start_site, stop_site
 
 pytestmark = pytest.mark.slow
 

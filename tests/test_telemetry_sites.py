@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from calmon_core.capture_format import read_capture
+from calmon_core.capture_ports import CaptureFailed
 from calmon_core.config import Fleet
-from calmon_core.extraction import CaptureFailed, QueryExtractor
+from calmon_core.extraction import CaptureExtractor
 from calmon_sim.fleet import SimFleet
 from calmon_sim.fleet_spec import FleetSpec
 from resources.cameras import camera_client
@@ -34,7 +35,7 @@ def fleet(shared_broker):
         yield sim
 
 
-def extractor(fleet: SimFleet, tmp_path, telemetry: dict | None = None, device_id: str = "") -> QueryExtractor:
+def extractor(fleet: SimFleet, tmp_path, telemetry: dict | None = None, device_id: str = "") -> CaptureExtractor:
     """Extractor on the fleet's devices.yaml; `telemetry` replaces the device's telemetry section."""
     doc = fleet.devices_config()
     for dev in doc["deployments"][0]["devices"]:
@@ -45,9 +46,9 @@ def extractor(fleet: SimFleet, tmp_path, telemetry: dict | None = None, device_i
     return site_extractor(doc, tmp_path)
 
 
-def site_extractor(doc: dict, tmp_path) -> QueryExtractor:
+def site_extractor(doc: dict, tmp_path) -> CaptureExtractor:
     """Direct mode: the broker and cameras at the addresses devices.yaml gives."""
-    return QueryExtractor(
+    return CaptureExtractor(
         Fleet.model_validate(doc),
         telemetry_factory=lambda dep, dev: MqttResource().latch(
             dep.mqtt.host, dep.mqtt.port, dep.topic(dev.id), dep.telemetry_fields

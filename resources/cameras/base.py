@@ -22,8 +22,8 @@ import requests
 from requests.auth import HTTPDigestAuth
 
 from calmon_core.capture_format import CaptureFormatError, decode_image, encode_jpeg
+from calmon_core.capture_ports import CameraCredentialsRefused, CameraFault
 from calmon_core.config import CameraEndpoint
-from calmon_core.extraction import CameraCredentialsRefused, CameraFault
 
 MqttCommand = Callable[[float, float, float], None]
 T = TypeVar("T")
