@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from calmon_core.camera_config import TelemetryTransform
@@ -19,6 +19,17 @@ from calmon_core.conventions import wrap_deg
 from calmon_core.models import TelemetrySample
 
 HISTORY = 20000
+
+
+def samples_after(samples: Sequence[TelemetrySample], t: float) -> list[TelemetrySample]:
+    """The samples stamped strictly after t, oldest first, from a buffer ordered by time (newest last)."""
+    out = []
+    for sample in reversed(samples):
+        if sample.timestamp <= t:
+            break
+        out.append(sample)
+    out.reverse()
+    return out
 
 
 class ImplausibleTelemetry(ValueError):
@@ -179,13 +190,7 @@ class PollingSource:
 
     def samples_since(self, t: float) -> list[TelemetrySample]:
         with self._lock:
-            out = []
-            for sample in reversed(self._samples):
-                if sample.timestamp <= t:
-                    break
-                out.append(sample)
-        out.reverse()
-        return out
+            return samples_after(self._samples, t)
 
     def describe(self) -> str:
         text = f"position polled from {self.label} at {1.0 / self.period:g} Hz: {self.received_count} answers"

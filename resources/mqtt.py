@@ -31,6 +31,7 @@ from calmon_core.camera_config import TelemetryConfig
 from calmon_core.capture_ports import CaptureFailed
 from calmon_core.config import TelemetryFields
 from calmon_core.models import TelemetrySample
+from calmon_core.telemetry import samples_after
 
 HISTORY = 20000  # samples kept (over half an hour at 10 Hz)
 
@@ -290,13 +291,7 @@ class MqttTelemetryLatch:
     def samples_since(self, t: float) -> list[TelemetrySample]:
         """Samples received strictly after t (latch clock), oldest first."""
         with self._lock:
-            out = []
-            for sample in reversed(self._samples):
-                if sample.timestamp <= t:
-                    break
-                out.append(sample)
-        out.reverse()
-        return out
+            return samples_after(self._samples, t)
 
     def device_clock_offset(self) -> float | None:
         """Median of device timestamp minus arrival time over recent samples (seconds)."""
