@@ -26,6 +26,14 @@ from pydantic import (
 )
 
 from calmon_core.alert_policy import AlertPolicySettings, parse_maintenance
+from calmon_core.camera_config import (
+    CameraProtocol,
+    IsapiOptions,
+    OnvifOptions,
+    TelemetryConfig,
+    VapixOptions,
+    reject_url_credentials,
+)
 from calmon_core.check import DEFAULT_THRESHOLD_DEG
 from calmon_core.layout import DEFAULT_BUCKET, UnsafeNameError, check_segment
 from calmon_core.lens import CalibrationAtZoom, calibration_at_zoom, zoom_sweep_poses
@@ -149,7 +157,9 @@ def _pydantic_problems(error: ValidationError, source: str, prefix: str = "") ->
         for part in item["loc"]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         got = item.get("input")
-        got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+        # a password (or a URL carrying one) must not be echoed into an error message
+        secret = "password" in str(item["loc"]) or "credentials inside a URL" in item["msg"]
+        got_text = "" if isinstance(got, dict) or secret else f" (got {got!r})"
         problems.append(f"{source}: {loc or '<root>'}: {item['msg']}{got_text}")
     return problems
 
@@ -313,13 +323,30 @@ class CameraEndpoint(_Strict):
     snapshot_path: str = "/snapshot.jpg"
     stream_path: str = "/stream.mjpg"
     ptz_path: str = "/ptz/absolute"
+    # http: through the camera's own protocol (below); mqtt: a command on the deployment's
+    # command topic (payload from mqtt_command_template); none: a fixed camera
     ptz: Literal["http", "mqtt", "none"] = "http"
     grab: Literal["snapshot", "stream"] = "snapshot"
+    protocol: CameraProtocol = "http"
+    username: str | None = None
+    password: SecretStr | None = None  # write ${ENV_VAR}: read from the environment at load time
+    onvif: OnvifOptions = OnvifOptions()
+    vapix: VapixOptions = VapixOptions()
+    isapi: IsapiOptions = IsapiOptions()
+    mqtt_command_template: str | None = None  # e.g. '{"pan": $yaw, "tilt": $pitch, "zoom": $zoom}'
+
+    _no_url_credentials = field_validator("base_url", "snapshot_url", "stream_url")(
+        classmethod(lambda cls, v: reject_url_credentials(v))
+    )
 
     @model_validator(mode="after")
     def _reachable(self) -> CameraEndpoint:
         if not (self.base_url or self.snapshot_url or self.stream_url or (self.service and self.port)):
             raise ValueError("camera needs base_url, snapshot_url, stream_url, or service and port")
+        if self.protocol != "http" and not (self.base_url or (self.service and self.port)):
+            raise ValueError(f"protocol {self.protocol} needs base_url (or service and port)")
+        if self.password is not None and not self.username:
+            raise ValueError("camera.password is set but camera.username is not")
         return self
 
 
@@ -412,6 +439,7 @@ class Device(_Strict):
     active_ptz_stops: list[tuple[float, float, float]] = []
     stabilize_time: float | None = Field(default=None, ge=0)
     reference_grid: ReferenceGrid
+    telemetry: TelemetryConfig | None = None  # overrides the deployment's telemetry section
 
     @field_validator("id")
     @classmethod
@@ -450,6 +478,7 @@ class Deployment(_Strict):
     topic_template: str = "calmon/{deployment}/{device}/telemetry"
     command_topic_template: str = "calmon/{deployment}/{device}/ptz"
     telemetry_fields: TelemetryFields = TelemetryFields()
+    telemetry: TelemetryConfig = TelemetryConfig()
     devices: list[Device] = []
 
     @field_validator("name")
@@ -475,6 +504,9 @@ class Deployment(_Strict):
 
     def command_topic(self, device_id: str) -> str:
         return self.command_topic_template.format(deployment=self.name, device=device_id)
+
+    def telemetry_of(self, device: Device) -> TelemetryConfig:
+        return device.telemetry or self.telemetry
 
 
 class Fleet(_Strict):

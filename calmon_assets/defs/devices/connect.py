@@ -42,7 +42,11 @@ def device_extractor(
                 dev.id,
                 dev.camera,
                 base_url=lambda: endpoints.camera_base_url,
-                reresolve=endpoints.ensure_alive if endpoints.camera_forward else None,
+                reresolve=endpoints.ensure_alive
+                if endpoints.camera_forward or endpoints.camera_port_forwards
+                else None,
+                # ONVIF on a port other than camera.port, RTSP: their local ends in kubectl mode
+                port_map=endpoints.camera_ports,
             ),
             workdir=workdir,
             deadband_deg=config.settings.capture.deadband_deg,
