@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from calmon_core.capture_format import MANIFEST, load_frame_image, read_capture
+from calmon_core.capture_format import MANIFEST, CaptureFormatError, decode_image, load_frame_image, read_capture
 from calmon_core.conventions import rotation_from_ypr, ypr_from_rotation
 from calmon_core.models import Capture
 
@@ -117,10 +117,14 @@ class ReferenceMap:
     def gray_image(self, i: int) -> np.ndarray | None:
         """Frame i's grey image from the reference folder (cached), None when unavailable."""
         if i not in self._images:
-            path = None if self.folder is None else self.folder / self.frames[i].image
-            image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path and path.is_file() else None
-            if image is None:
+            frame = self.frames[i]
+            path = None if self.folder is None else self.folder / frame.image
+            if path is None or not path.is_file():
                 return None
+            try:
+                image = decode_image(path.read_bytes(), str(path), (frame.width, frame.height), grayscale=True)
+            except CaptureFormatError:
+                return None  # photometric refinement then goes without it, as without the file
             self._images[i] = image
         return self._images[i]
 
