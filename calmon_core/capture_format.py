@@ -133,7 +133,7 @@ def decode_image(
         raise CaptureFormatError(f"{source}: empty image")
     size = image_size(data)
     if size is None:
-        raise CaptureFormatError(f"{source}: not a JPEG or PNG (or no image size in its header)")
+        raise CaptureFormatError(f"{source}: cannot decode image (not a JPEG or PNG, or no size in its header)")
     width, height = size
     if expected is not None and (width, height) != tuple(expected):
         raise CaptureFormatError(
