@@ -22,6 +22,7 @@ import yaml
 from calmon_core.config import Fleet
 from calmon_sim.camera import SimCamera
 from calmon_sim.fleet_spec import FleetSpec, SimDeploymentSpec, load_fleet_spec
+from calmon_sim.http_api import FleetControlServer
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class SimFleet:
         broker_port: int = 1883,
         host: str = "127.0.0.1",
         base_port: int | None = None,
+        control_port: int = 0,
     ):
         self.spec = spec
         self.broker_host = broker_host
@@ -53,6 +55,7 @@ class SimFleet:
                 self._deployment_of[dev.id] = dep
                 self._telemetry_topic[dev.id] = dep.topic_template.format(deployment=dep.name, device=dev.id)
                 self._command_topic[dep.command_topic_template.format(deployment=dep.name, device=dev.id)] = cam
+            self.control = FleetControlServer(self.cameras, host=host, port=control_port)
         except Exception:
             self._stop_cameras()
             raise
@@ -73,6 +76,7 @@ class SimFleet:
         seconds for the broker (then keeps trying in the background)."""
         for cam in self.cameras.values():
             cam.start()
+        self.control.start()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"calmon-sim-{id(self):x}", clean_session=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -102,6 +106,7 @@ class SimFleet:
             self._client.disconnect()
             self._client.loop_stop()
             self._client = None
+        self.control.stop()
         self._stop_cameras()
 
     def _stop_cameras(self) -> None:
@@ -111,6 +116,11 @@ class SimFleet:
         # in parallel: each server takes up to a poll interval to notice it should stop
         with ThreadPoolExecutor(max_workers=min(32, len(cams))) as pool:
             list(pool.map(lambda c: c.stop(), cams))
+
+    @property
+    def control_url(self) -> str:
+        """The fleet control service (calmon_sim.http_api.FleetControlServer): faults of any camera."""
+        return self.control.url
 
     def __enter__(self) -> SimFleet:
         return self.start()
