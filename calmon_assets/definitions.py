@@ -20,6 +20,7 @@ from calmon_assets.jobs import (
 )
 from calmon_assets.schedules import build_check_schedule, build_maintenance_schedule
 from calmon_assets.sensors import (
+    fail_dead_check_runs_sensor,
     record_failed_checks_sensor,
     slack_alerts_sensor,
     sync_devices_sensor,
@@ -84,7 +85,7 @@ def build_definitions(config_dir: str | None = None) -> dg.Definitions:
         assets=ASSETS,
         jobs=[calibration_check_job, reference_scan_job, reprocess_offsets_job, results_table_maintenance_job],
         schedules=[build_check_schedule(cron), build_maintenance_schedule(schedule_settings.maintenance_cron)],
-        sensors=[sync_devices_sensor, slack_alerts_sensor, record_failed_checks_sensor],
+        sensors=[sync_devices_sensor, slack_alerts_sensor, record_failed_checks_sensor, fail_dead_check_runs_sensor],
         resources=build_resources(config_dir),
     )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from calmon_assets.dead_runs import WORKER_TAG, fail_dead_runs, stale_after_seconds, this_worker
 from calmon_assets.devices import sync_devices
 from calmon_assets.jobs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG
 from calmon_assets.partitions import check_partition_key
@@ -55,6 +56,14 @@ def dagster_yaml(max_concurrent_per_deployment: int) -> str:
         "        value:\n"
         "          applyLimitPerUniqueValue: true\n"
         f"        limit: {max_concurrent_per_deployment}\n"
+        # a run stuck STARTING (its worker never came up) is failed; slots of ended runs are freed.
+        # Runs STARTED by a worker that died are calmon's fail_dead_check_runs sensor's: Dagster cannot
+        # tell an in-process run's worker is gone, and its timeout ends runs CANCELED, not failed.
+        "run_monitoring:\n"
+        "  enabled: true\n"
+        "  start_timeout_seconds: 180\n"
+        "  poll_interval_seconds: 60\n"
+        "  free_slots_after_run_end_seconds: 300\n"
         "telemetry:\n"
         "  enabled: false\n"
     )
@@ -147,7 +156,7 @@ class Platform:
             result = job.execute_in_process(
                 partition_key=partition_key,
                 instance=self.instance,
-                tags=tags,
+                tags={**tags, WORKER_TAG: this_worker()},  # so a later sweep can tell this process died
                 raise_on_error=False,
                 run_config=self.run_config,
             )
@@ -219,6 +228,7 @@ class Platform:
         progress: Callable[[int, int, CheckRun], None] | None = None,
     ) -> list[CheckRun]:
         """One check per device for one time partition, devices in parallel (they mostly wait)."""
+        self.fail_dead_runs()
         self.sync_devices()
         tags_extra = {REALERT_TAG: "true"} if realert else {}
         jobs = [
@@ -234,6 +244,24 @@ class Platform:
             if not run.succeeded and run.run_id:
                 self._record_failed(run)
         return runs
+
+    def fail_dead_runs(self) -> list[CheckRun]:
+        """Check runs whose worker died (an earlier `calmon monitor` killed mid-cycle): marked failed,
+        given their failed row (and so their ❌) here, as record_failed_checks does in the daemon."""
+        most_stops = max((len(dev.active_ptz_stops) for _, dev in self.config.fleet.devices()), default=0)
+        stale_after = stale_after_seconds(self.config.settings, most_stops)
+        swept = []
+        for dead in fail_dead_runs(self.instance, ["calibration_check"], stale_after):
+            run = CheckRun(
+                dead.run.tags.get(DEVICE_TAG, ""),
+                dead.run.tags.get("dagster/partition", ""),
+                dead.run.run_id,
+                False,
+                dead.reason,
+            )
+            self._record_failed(run)
+            swept.append(run)
+        return swept
 
     def _record_failed(self, run: CheckRun) -> None:
         """What the run-failure sensor does in the daemon, done here for in-process runs."""

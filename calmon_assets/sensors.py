@@ -250,3 +250,23 @@ def record_failed_checks_sensor(
         fallback=context.failure_event.message if context.failure_event else "run failed",
     )
     record_failed_run(context.instance, context.dagster_run, message, site.load(), results_table.get_client())
+
+
+@dg.sensor(
+    name="fail_dead_check_runs",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A check run whose worker died (killed, crashed, its machine lost) is marked failed, "
+    "so record_failed_checks writes its row and slack_alerts its ❌, and its deployment's slot frees.",
+)
+def fail_dead_check_runs_sensor(context: dg.SensorEvaluationContext, site: SiteConfigResource):
+    from calmon_assets.dead_runs import fail_dead_runs, stale_after_seconds
+
+    config = site.load()
+    most_stops = max((len(dev.active_ptz_stops) for _, dev in config.fleet.devices()), default=0)
+    dead = fail_dead_runs(
+        context.instance, [calibration_check_job.name], stale_after_seconds(config.settings, most_stops)
+    )
+    for item in dead:
+        context.log.warning(f"run {item.run.run_id} marked failed: {item.reason}")
+    return dg.SkipReason(f"{len(dead)} dead check run(s) marked failed" if dead else "no dead check runs")
