@@ -60,10 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from calmon_core.config import ConfigError
+    from resources.results_table import ResultsTableError
+
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except (ConfigError, ResultsTableError) as exc:  # bad config, a lost or broken catalog: say so, no traceback
+        print(f"calmon {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -105,6 +105,57 @@ def open_instance(config: CalmonConfig, home: str | None = None) -> dg.DagsterIn
     return instance
 
 
+# What a check run imports on first use, imported before runs start in parallel threads: two threads
+# importing one module at once can see it half initialised ("partially initialized module
+# 'sqlalchemy.orm.exc'", a false ❌ once in ~15 cycles). tests/test_thread_imports.py runs a real
+# cycle in a fresh interpreter and fails on any module still first imported off the main thread.
+RUN_IMPORTS = (
+    "calmon_core.colmap_db",
+    "calmon_core.diagnostics",
+    "calmon_core.reference_map",
+    "pycolmap",
+    "pycolmap.utils",
+    "pyceres",
+    "encodings.cp437",  # zipfile's names in numpy's .npz
+    "sqlalchemy.orm",
+    "pyiceberg.catalog.sql",
+    "pyiceberg.table.update.validate",
+    "pyiceberg.avro.decoder_fast",
+    "pyarrow.acero",
+    "dagster._core.execution.execute_in_process",
+    "dagster._core.executor.in_process",
+    "dagster._core.execution.plan.active",
+    "dagster._core.instance.runs.run_domain",
+    "dagster._core.system_config.composite_descent",
+    "dagster._core.definitions.repository_definition.repository_data_builder",
+    "dateutil.rrule",
+    "netrc",
+    "xml.parsers.expat",
+    "mpl_toolkits.mplot3d",
+    "fontTools.agl",
+    "fontTools.misc.loggingTools",
+    "matplotlib.backends.backend_agg",
+    "pyiceberg_core",
+)
+
+
+def import_what_runs_need() -> None:
+    import importlib
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # as calmon_core.plots does
+    import matplotlib.pyplot  # noqa: F401
+    import PIL.Image
+
+    PIL.Image.init()  # its format plugins, loaded on the first save otherwise
+    for name in RUN_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # a module another version of a library no longer has: nothing to race on
+
+
 @dataclass
 class CheckRun:
     device_id: str
@@ -192,6 +243,7 @@ class Platform:
         queues: dict[str, deque] = {}
         for job in jobs:
             queues.setdefault(job[2].get(DEPLOYMENT_TAG, ""), deque()).append(job)
+        import_what_runs_need()
         busy: Counter[str] = Counter()
         running: dict[Future, str] = {}
         runs: list[CheckRun] = []
