@@ -125,7 +125,11 @@ def image_size(data: bytes) -> tuple[int, int] | None:
 
 
 def decode_image(
-    data: bytes, source: str, expected: tuple[int, int] | None = None, grayscale: bool = False
+    data: bytes,
+    source: str,
+    expected: tuple[int, int] | None = None,
+    grayscale: bool = False,
+    at_most: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Decode JPEG/PNG bytes to BGR (or grey); a corrupt, truncated, oversized or other-sized image is an
     error naming it. The size is read from the header and checked before decoding allocates."""
@@ -139,6 +143,11 @@ def decode_image(
         raise CaptureFormatError(
             f"{source}: declares {width}x{height} pixels, but {expected[0]}x{expected[1]} was expected "
             "(manifest or intrinsics); not decoded"
+        )
+    if at_most is not None and (width > at_most[0] or height > at_most[1]):
+        raise CaptureFormatError(
+            f"{source}: declares {width}x{height} pixels, more than the {at_most[0]}x{at_most[1]} allowed "
+            "for this camera (from its intrinsics); not decoded"
         )
     if width * height > MAX_IMAGE_PIXELS or width == 0 or height == 0:
         raise CaptureFormatError(

@@ -665,6 +665,15 @@ def _intrinsics(device: Device, zoom: float, width: int, height: int) -> dict[st
     return out
 
 
+MAX_FRAME_SCALE = 2  # a camera may deliver frames up to this much larger than its intrinsics say
+
+
+def max_frame_size(device: Device) -> tuple[int, int]:
+    """The largest frame accepted from a device: its intrinsics' size, scaled (frames of another size
+    are used with scaled intrinsics), so a header declaring more is refused before decoding."""
+    return device.intrinsics.width * MAX_FRAME_SCALE, device.intrinsics.height * MAX_FRAME_SCALE
+
+
 def _probe(camera: CameraControl) -> None:
     """Fail fast on an unreachable camera instead of waiting out the telemetry."""
     probe = getattr(camera, "probe", None)
@@ -693,4 +702,4 @@ def _default_telemetry(deployment: Deployment, device: Device) -> TelemetrySourc
 def _default_camera(deployment: Deployment, device: Device) -> CameraControl:
     from resources.camera import CameraClient
 
-    return CameraClient(device.id, device.camera)
+    return CameraClient(device.id, device.camera, max_image_size=max_frame_size(device))

@@ -55,10 +55,10 @@ class CameraClient:
         timeout: float = 10.0,
         mqtt_command: MqttCommand | None = None,
         reresolve: Callable[[], object] | None = None,
-        image_size: tuple[int, int] | None = None,
+        max_image_size: tuple[int, int] | None = None,
     ):
         self.device_id = device_id
-        self.image_size = image_size  # (width, height) of the intrinsics: a snapshot of another size is refused
+        self.max_image_size = max_image_size  # (width, height): a larger frame is refused before decoding
         self.endpoint = endpoint
         self.timeout = timeout
         self.mqtt_command = mqtt_command
@@ -200,7 +200,7 @@ class CameraClient:
             kind = response.headers.get("Content-Type", "unknown type")
             raise self._fail(f"snapshot is not a JPEG ({kind}, {len(data)} bytes, starts {data[:8]!r})", url)
         try:
-            image = decode_image(data, f"device {self.device_id} snapshot", expected=self.image_size)
+            image = decode_image(data, f"device {self.device_id} snapshot", at_most=self.max_image_size)
         except CaptureFormatError as exc:
             raise self._fail(f"snapshot cannot be decoded: {exc}", url) from None
         return image, data
@@ -218,9 +218,10 @@ class CameraClient:
                 self._probe()  # says "offline" (CameraRefused) when nothing listens
                 raise self._fail("stream cannot be opened (not MJPEG/RTSP, or no frames)", url)
             size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-            if size[0] * size[1] > MAX_IMAGE_PIXELS or (self.image_size and size != tuple(self.image_size)):
-                expected = f", expected {self.image_size[0]}x{self.image_size[1]}" if self.image_size else ""
-                raise self._fail(f"stream frames are {size[0]}x{size[1]}{expected} (not decoded)", url)
+            limit = self.max_image_size
+            if size[0] * size[1] > MAX_IMAGE_PIXELS or (limit and (size[0] > limit[0] or size[1] > limit[1])):
+                allowed = f", more than {limit[0]}x{limit[1]}" if limit else ""
+                raise self._fail(f"stream frames are {size[0]}x{size[1]}{allowed} (not decoded)", url)
             ok, image = capture.read()
             if not ok or image is None or image.size == 0:
                 raise self._fail("stream gave no decodable frame", url)

@@ -100,11 +100,11 @@ def test_a_camera_snapshot_bomb_is_a_camera_error_not_an_allocation(httpserver):
     assert "cam-b" in str(info.value) and "20000x20000" in str(info.value)
 
 
-def test_a_camera_snapshot_of_the_wrong_size_is_refused(httpserver):
-    httpserver.expect_request("/snapshot.jpg").respond_with_data(real_jpeg(320, 180), content_type="image/jpeg")
+def test_a_camera_snapshot_larger_than_its_intrinsics_allow_is_refused(httpserver):
+    httpserver.expect_request("/snapshot.jpg").respond_with_data(real_jpeg(1600, 900), content_type="image/jpeg")
     endpoint = CameraEndpoint(base_url=httpserver.url_for("/"), ptz="none")
     with pytest.raises(CameraError) as info:
-        CameraClient("cam-s", endpoint, image_size=(640, 360)).grab()
-    assert "320x180" in str(info.value) and "640x360" in str(info.value)
-    image, _ = CameraClient("cam-s", endpoint, image_size=(320, 180)).grab()
-    assert image.shape == (180, 320, 3)
+        CameraClient("cam-s", endpoint, max_image_size=(1280, 720)).grab()
+    assert "1600x900" in str(info.value) and "1280x720" in str(info.value)
+    image, _ = CameraClient("cam-s", endpoint, max_image_size=(3200, 1800)).grab()
+    assert image.shape == (900, 1600, 3)
