@@ -20,8 +20,8 @@ import numpy as np
 import requests
 
 from calmon_core.capture_format import MAX_IMAGE_PIXELS, CaptureFormatError, decode_image, encode_jpeg
+from calmon_core.capture_ports import CameraFault
 from calmon_core.config import CameraEndpoint
-from calmon_core.extraction import CameraFault
 
 MqttCommand = Callable[[float, float, float], None]
 T = TypeVar("T")
@@ -273,5 +273,13 @@ class CameraResource(dg.ConfigurableResource):
         endpoint: CameraEndpoint,
         base_url: str | Callable[[], str | None] | None = None,
         reresolve: Callable[[], object] | None = None,
+        max_image_size: tuple[int, int] | None = None,
     ) -> CameraClient:
-        return CameraClient(device_id, endpoint, base_url=base_url, timeout=self.timeout_seconds, reresolve=reresolve)
+        return CameraClient(
+            device_id,
+            endpoint,
+            base_url=base_url,
+            timeout=self.timeout_seconds,
+            reresolve=reresolve,
+            max_image_size=max_image_size,
+        )

@@ -28,7 +28,7 @@ DEVICES = """deployments:
 def calmon(*args: str, home: Path) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
     return subprocess.run(
-        [sys.executable, "-m", "calmon_assets.cli", *args], capture_output=True, text=True, cwd=REPO, env=env
+        [sys.executable, "-m", "calmon_cli", *args], capture_output=True, text=True, cwd=REPO, env=env
     )
 
 

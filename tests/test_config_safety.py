@@ -101,7 +101,7 @@ def test_an_empty_devices_yaml_is_an_error(tmp_path, body):
 def test_validate_config_of_an_empty_devices_yaml_exits_non_zero(tmp_path):
     (tmp_path / "devices.yaml").write_text("")
     proc = subprocess.run(
-        [sys.executable, "-m", "calmon_assets.cli", "validate-config", str(tmp_path)],
+        [sys.executable, "-m", "calmon_cli", "validate-config", str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=REPO,

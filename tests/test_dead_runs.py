@@ -14,9 +14,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from calmon_assets.schedules import current_time_key
+from calmon_assets.defs.partitions import current_time_key
 from calmon_core.models import CheckStatus
-from tests.site import device, start_site, stop_site
+from tests.sim_site import device, start_site, stop_site
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC)
@@ -46,7 +46,7 @@ def started_runs(instance: dg.DagsterInstance, time_key: str) -> list[dg.Dagster
 def kill_monitor_mid_cycle(site, time_key: str) -> dg.DagsterRun:
     """`calmon monitor` in its own process, SIGKILLed while its check run is under way."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "calmon_assets.cli", "monitor", "--config", str(site.config_dir)]
+        [sys.executable, "-m", "calmon_cli", "monitor", "--config", str(site.config_dir)]
         + ["--device", STALLED, "--partition", time_key, "--no-alerts", "--no-maintenance"],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
@@ -86,7 +86,8 @@ def test_a_killed_monitor_is_swept_by_the_next_monitor(site):
 
 
 def test_a_killed_run_is_failed_by_the_daemon_sensors(site):
-    from calmon_assets.sensors import fail_dead_check_runs_sensor, record_failed_checks_sensor
+    from calmon_assets.defs.checks.dead_runs import fail_dead_check_runs_sensor
+    from calmon_assets.defs.checks.failed_runs import record_failed_checks_sensor
 
     killed = kill_monitor_mid_cycle(site, HOUR_KILLED_DAEMON)
     platform = site.platform()
@@ -111,7 +112,7 @@ def test_a_killed_run_is_failed_by_the_daemon_sensors(site):
 
 
 def test_a_run_under_way_too_long_is_failed_even_if_its_worker_cannot_be_checked(site):
-    from calmon_assets.dead_runs import fail_dead_runs
+    from calmon_assets.defs.checks.dead_runs import fail_dead_runs
 
     killed = kill_monitor_mid_cycle(site, current_time_key(NOW - timedelta(hours=37)))
     instance = site.platform().instance

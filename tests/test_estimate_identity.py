@@ -64,7 +64,7 @@ def test_features_are_built_into_the_cache_never_into_the_reference_folder(scans
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "calmon_assets.cli", "estimate", *args], capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-m", "calmon_cli", "estimate", *args], capture_output=True, text=True, cwd=REPO
     )
 
 

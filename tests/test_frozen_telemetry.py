@@ -7,7 +7,7 @@ import math
 import pytest
 
 from calmon_core.capture_format import read_capture
-from calmon_core.extraction import CaptureFailed
+from calmon_core.capture_ports import CaptureFailed
 from tests.test_extraction import FakeCamera, FakeClock, ScriptedTelemetry, scripted_extractor, shifted, texture
 
 PX_PER_6_DEG = 500.0 * math.tan(math.radians(6.0))  # the fake fleet's fx is 500 px

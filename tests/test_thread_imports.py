@@ -35,7 +35,7 @@ def test_many_threads_importing_at_once_after_the_preload_all_succeed():
     table (pyiceberg's SQL catalog, SQLAlchemy's ORM) and reading and writing it; 5 rounds."""
     script = """
 import sys, tempfile, threading
-from calmon_assets.runner import import_what_runs_need
+from calmon_cli.scheduler import import_what_runs_need
 import_what_runs_need()
 from calmon_core.config import ResultsSettings
 from resources.results_table import ResultsTable

@@ -17,7 +17,7 @@ def main() -> None:
     import pytest
 
     from calmon_sim.broker import EmbeddedBroker
-    from tests.site import device, start_site, stop_site
+    from tests.sim_site import device, start_site, stop_site
 
     off_main: list[str] = []
 

@@ -1,0 +1,20 @@
+"""What every run of calmon carries: its tags, and the executor its jobs use."""
+
+import dagster as dg
+
+from calmon_core.config import Settings
+
+DEPLOYMENT_TAG = "calmon/deployment"
+DEVICE_TAG = "calmon/device"
+REALERT_TAG = "calmon/realert"
+BACKFILL_TAG = "dagster/backfill"
+
+
+def build_executor(settings: Settings) -> dg.ExecutorDefinition:
+    """Every job's executor, from [execution] executor; the jobs' run config names none, so each
+    job's config is valid under each choice."""
+    if settings.execution.executor == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return dg.multiprocess_executor if settings.execution.executor == "multiprocess" else dg.in_process_executor
