@@ -20,6 +20,10 @@ class CameraFault(Exception):
     """Base of the errors a CameraControl raises (offline, timeout, not a JPEG, undecodable)."""
 
 
+class CameraCredentialsRefused(CameraFault):
+    """The camera refused calmon's credentials: the whole capture stops (retrying risks a lockout)."""
+
+
 @runtime_checkable
 class TelemetrySource(Protocol):
     """A device's telemetry stream. Sample timestamps are on the caller's clock."""

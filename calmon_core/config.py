@@ -28,6 +28,14 @@ from pydantic import (
 )
 
 from calmon_core.alert_policy import AlertPolicySettings, parse_maintenance
+from calmon_core.camera_config import (
+    CameraProtocol,
+    IsapiOptions,
+    OnvifOptions,
+    TelemetryConfig,
+    VapixOptions,
+    reject_url_credentials,
+)
 from calmon_core.check import DEFAULT_THRESHOLD_DEG
 from calmon_core.layout import DEFAULT_BUCKET, UnsafeNameError, check_segment
 from calmon_core.models import Intrinsics, Pose
@@ -240,7 +248,7 @@ def _shown_input(item: Any, substituted: dict[str, str]) -> str:
     if isinstance(got, dict) or item["type"] == "extra_forbidden":
         return ""
     names = [str(part).lower() for part in item["loc"]]
-    if any(word in name for name in names for word in _SECRET_KEYS):
+    if any(word in name for name in names for word in _SECRET_KEYS) or "credentials inside a URL" in item["msg"]:
         return " (value not shown)"
     text = repr(got)
     from_env = sorted({name for value, name in substituted.items() if value in text})
@@ -410,13 +418,30 @@ class CameraEndpoint(_Strict):
     snapshot_path: str = "/snapshot.jpg"
     stream_path: str = "/stream.mjpg"
     ptz_path: str = "/ptz/absolute"
+    # http: through the camera's own protocol (below); mqtt: a command on the deployment's
+    # command topic (payload from mqtt_command_template); none: a fixed camera
     ptz: Literal["http", "mqtt", "none"] = "http"
     grab: Literal["snapshot", "stream"] = "snapshot"
+    protocol: CameraProtocol = "http"
+    username: str | None = None
+    password: SecretStr | None = None  # write ${ENV_VAR}: read from the environment at load time
+    onvif: OnvifOptions = OnvifOptions()
+    vapix: VapixOptions = VapixOptions()
+    isapi: IsapiOptions = IsapiOptions()
+    mqtt_command_template: str | None = None  # e.g. '{"pan": $yaw, "tilt": $pitch, "zoom": $zoom}'
+
+    _no_url_credentials = field_validator("base_url", "snapshot_url", "stream_url")(
+        classmethod(lambda cls, v: reject_url_credentials(v))
+    )
 
     @model_validator(mode="after")
     def _reachable(self) -> CameraEndpoint:
         if not (self.base_url or self.snapshot_url or self.stream_url or (self.service and self.port)):
             raise ValueError("camera needs base_url, snapshot_url, stream_url, or service and port")
+        if self.protocol != "http" and not (self.base_url or (self.service and self.port)):
+            raise ValueError(f"protocol {self.protocol} needs base_url (or service and port)")
+        if self.password is not None and not self.username:
+            raise ValueError("camera.password is set but camera.username is not")
         return self
 
 
@@ -487,6 +512,7 @@ class Device(_Strict):
     active_ptz_stops: list[tuple[float, float, float]] = []
     stabilize_time: float | None = Field(default=None, ge=0)
     reference_grid: ReferenceGrid
+    telemetry: TelemetryConfig | None = None  # overrides the deployment's telemetry section
 
     @field_validator("id")
     @classmethod
@@ -525,6 +551,7 @@ class Deployment(_Strict):
     topic_template: str = "calmon/{deployment}/{device}/telemetry"
     command_topic_template: str = "calmon/{deployment}/{device}/ptz"
     telemetry_fields: TelemetryFields = TelemetryFields()
+    telemetry: TelemetryConfig = TelemetryConfig()
     devices: list[Device] = []
 
     @field_validator("name")
@@ -550,6 +577,9 @@ class Deployment(_Strict):
 
     def command_topic(self, device_id: str) -> str:
         return self.command_topic_template.format(deployment=self.name, device=device_id)
+
+    def telemetry_of(self, device: Device) -> TelemetryConfig:
+        return device.telemetry or self.telemetry
 
 
 class Fleet(_Strict):

@@ -24,11 +24,18 @@ import cv2
 import numpy as np
 
 from calmon_core.capture_format import write_capture
-from calmon_core.capture_ports import CameraControl, CameraFault, CaptureFailed, TelemetrySource
+from calmon_core.capture_ports import (
+    CameraControl,
+    CameraCredentialsRefused,
+    CameraFault,
+    CaptureFailed,
+    TelemetrySource,
+)
 from calmon_core.config import Deployment, Device, Fleet
 from calmon_core.conventions import wrap_deg
 from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose, TelemetrySample
 from calmon_core.stability import StabilityDetector, StabilityStatus
+from calmon_core.telemetry import PollingSource, TransformedSource
 
 POLL_SECONDS = 0.05
 # A stop counts as reached when telemetry reports the commanded pose within this (degrees; zoom
@@ -101,9 +108,13 @@ class TelemetryWatch:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         label: str = "device",
+        hold_last: bool = False,
     ):
         self.source = source
         self.detector = StabilityDetector(stabilize_time, deadband_deg, max_silence)
+        # publish-on-change telemetry: the last value holds until a new one arrives, so no news
+        # after a moment is evidence that nothing changed up to it
+        self.hold_last = hold_last
         self.clock = clock
         self.sleep = sleep
         self.label = label
@@ -172,6 +183,8 @@ class TelemetryWatch:
             if self.newest is not None and self.newest.timestamp > t:
                 return True
             now = self.clock()
+            if self.hold_last and self.newest is not None and now > t:
+                return True
             if now >= deadline:
                 return False
             self.sleep(max(0.0, min(POLL_SECONDS, deadline - now)))
@@ -289,15 +302,16 @@ class CaptureExtractor:
         camera = self.camera_factory(deployment, device)
         _probe(camera)
         started = self.clock()
-        source = self.telemetry_factory(deployment, device)
+        source = self._telemetry(deployment, device, camera)
         source.start()
         try:
-            watch = self._watch(source, stabilize_time, label)
+            watch = self._watch(source, stabilize_time, label, deployment, device)
             discarded: list[str] = []
             shot = self._grab_when_still(watch, camera, started + timeout, started, None, discarded)
             summary = self._summary(watch, source, camera, discarded)
         finally:
             source.stop()
+            _close(camera)
         return self._write(deployment, device, CaptureKind.query, CaptureMode.passive, started, [shot], [], summary)
 
     # ------------------------------------------------------------------ active and reference
@@ -322,7 +336,7 @@ class CaptureExtractor:
         camera = self.camera_factory(deployment, device)
         _probe(camera)
         started = self.clock()
-        source = self.telemetry_factory(deployment, device)
+        source = self._telemetry(deployment, device, camera)
         source.start()
         shots: list[_Shot] = []
         failed: list[dict] = []
@@ -330,8 +344,8 @@ class CaptureExtractor:
         home: Pose | None = None
         home_report: dict[str, Any] = {}
         try:
-            watch = self._watch(source, stabilize_time, label)
-            home = self._current_pose(watch, min(timeout, max(5.0, 3 * self.max_silence)))
+            watch = self._watch(source, stabilize_time, label, deployment, device)
+            home = self._current_pose(watch, min(timeout, max(5.0, 3 * min(watch.detector.max_silence, 10.0))))
             for index, stop in enumerate(stops):
                 deadline = self.clock() + timeout
                 try:
@@ -339,6 +353,8 @@ class CaptureExtractor:
                     shot = self._grab_when_still(watch, camera, deadline, self.clock(), stop, discarded)
                     shot.stop = stop
                     shots.append(shot)
+                except CameraCredentialsRefused:
+                    raise
                 except (CaptureFailed, CameraFault) as exc:
                     failed.append({"index": index, "stop": list(stop), "reason": str(exc)})
                 if progress is not None:
@@ -349,6 +365,7 @@ class CaptureExtractor:
                 home_report = self._return_home(deployment, device, source, camera, home, timeout)
             finally:
                 source.stop()
+                _close(camera)
         summary["home"] = home_report
         if not shots:
             reasons = "; ".join(f"stop {f['stop']}: {f['reason']}" for f in failed)
@@ -373,7 +390,11 @@ class CaptureExtractor:
         publish = getattr(source, "publish_command", None)
         if device.camera.ptz == "mqtt" and callable(publish):
             # the telemetry connection reaches the site's broker (port-forwarded in kubectl mode)
-            publish(deployment.command_topic(device.id), yaw, pitch, zoom)
+            template = device.camera.mqtt_command_template
+            if template:
+                publish(deployment.command_topic(device.id), yaw, pitch, zoom, template=template)
+            else:
+                publish(deployment.command_topic(device.id), yaw, pitch, zoom)
         else:
             camera.move_absolute(yaw, pitch, zoom)
 
@@ -413,7 +434,7 @@ class CaptureExtractor:
             return {**report, "returned": False, "reason": f"return command failed: {exc}"}
         check = self._arrived((home.yaw, home.pitch, home.zoom))
         deadline = self.clock() + min(timeout, 60.0)
-        watch = self._watch(source, 0.0, f"device {device.id}")
+        watch = self._watch(source, 0.0, f"device {device.id}", deployment, device)
         while True:
             status = watch.status()
             if status.mean_pose is not None and check(status) is None and status.stable:
@@ -461,7 +482,9 @@ class CaptureExtractor:
             grab_end = self.clock()
             confirm_until = grab_end + self.confirm_seconds
             # the confirmation belongs to a grab already made: it may run past the deadline
-            got_sample = watch.wait_sample_after(confirm_until, confirm_until + self.max_silence)
+            got_sample = watch.wait_sample_after(
+                confirm_until, confirm_until + min(watch.detector.max_silence, self.max_silence)
+            )
             status = watch.status()
             refusal = accept(status) if accept and status.stable else None
             if (
@@ -533,10 +556,44 @@ class CaptureExtractor:
         except KeyError as exc:
             raise CaptureFailed(str(exc.args[0])) from None
 
-    def _watch(self, source: TelemetrySource, stabilize_time: float, label: str) -> TelemetryWatch:
+    def _watch(
+        self, source: TelemetrySource, stabilize_time: float, label: str, deployment: Deployment, device: Device
+    ) -> TelemetryWatch:
+        config = deployment.telemetry_of(device)
+        limit = config.silence_limit()
+        if limit is None:
+            max_silence = math.inf
+        elif config.max_silence is None:
+            max_silence = self.max_silence  # the site's default (2 s periodic)
+        else:
+            max_silence = limit
         return TelemetryWatch(
-            source, stabilize_time, self.deadband_deg, self.max_silence, self.clock, self.sleep, label
+            source,
+            stabilize_time,
+            self.deadband_deg,
+            max_silence,
+            self.clock,
+            self.sleep,
+            label,
+            hold_last=config.mode == "on_change",
         )
+
+    def _telemetry(self, deployment: Deployment, device: Device, camera: CameraControl) -> TelemetrySource:
+        """The device's telemetry: polled from the camera, or the site's stream through its transform."""
+        config = deployment.telemetry_of(device)
+        if config.source == "poll":
+            reader = getattr(camera, "read_position", None)
+            if not callable(reader):
+                raise CaptureFailed(
+                    f"device {device.id}: telemetry.source is poll but its camera client cannot report a position"
+                )
+            label = f"device {device.id} ({device.camera.protocol})"
+            return PollingSource(reader, config.poll_hz, label=label, clock=self.clock)
+        source = self.telemetry_factory(deployment, device)
+        configure = getattr(source, "configure_telemetry", None)
+        if callable(configure):
+            configure(config)  # e.g. the MQTT latch: whether a retained message gives the last value
+        return TransformedSource(source, config.transform)  # type: ignore[return-value]
 
     def _summary(
         self, watch: TelemetryWatch, source: TelemetrySource, camera: CameraControl, discarded: list[str]
@@ -637,6 +694,12 @@ def max_frame_size(device: Device) -> tuple[int, int]:
     """The largest frame accepted from a device: its intrinsics' size, scaled (frames of another size
     are used with scaled intrinsics), so a header declaring more is refused before decoding."""
     return device.intrinsics.width * MAX_FRAME_SCALE, device.intrinsics.height * MAX_FRAME_SCALE
+
+
+def _close(camera: CameraControl) -> None:
+    close = getattr(camera, "close", None)
+    if callable(close):
+        close()
 
 
 def _probe(camera: CameraControl) -> None:

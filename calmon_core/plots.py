@@ -132,8 +132,7 @@ def fleet_heat_map_png(
     top = 2 * threshold_deg
     cmap = LinearSegmentedColormap.from_list(
         "calmon", [(0, "#1a9850"), (0.35, "#a6d96a"), (0.5, "#fee08b"), (0.5001, "#f46d43"), (1, "#a50026")]
-    )
-    cmap.set_bad("#d9d9d9")
+    ).with_extremes(bad="#d9d9d9")
     height = max(2.5, 0.18 * len(devices) + 1.2)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(day_starts) + 3), height), dpi=100)
     image = ax.imshow(

@@ -91,7 +91,8 @@ class StabilityDetector:
         )
         # samples older than this (relative to the newest) are folded into a min/max summary:
         # they still bound the window's spread but no longer count towards the mean
-        self._keep_seconds = self.stabilize_time + self.max_silence + 1.0
+        # (max_silence is inf for publish-on-change telemetry, where silence means "unchanged")
+        self._keep_seconds = self.stabilize_time + min(self.max_silence, 60.0) + 1.0
         self.reset()
 
     def reset(self) -> None:

@@ -127,6 +127,8 @@ class SimCamera:
         self._render_lock = threading.Lock()
         self.next_telemetry_due = 0.0
         self._garbage_count = 0
+        self._last_published: tuple[float, ...] | None = None
+        self._published_retained = False
         from calmon_sim.http_api import CameraHttpServer  # the server needs this class
 
         self._http = CameraHttpServer(self, host, port)
@@ -303,15 +305,39 @@ class SimCamera:
             oy, op, orl = self._current_offset(now)
         return Pose(yaw=wrap_deg(yaw + oy), pitch=pitch + op, roll=wrap_deg(orl), zoom=zoom)
 
+    @property
+    def telemetry_retain(self) -> bool:
+        """Whether its MQTT messages are published retained (sites that publish on change do)."""
+        return self.spec.telemetry_mode in ("on_change", "retained_only")
+
+    def _site_values(self, values: tuple[float, float, float, float]) -> tuple[float, ...]:
+        """The pose as this site writes it: its resolution, units and tilt sign."""
+        spec = self.spec
+        step = spec.telemetry_step_deg
+        yaw, pitch, roll, zoom = (quantise(v, step) for v in values)
+        if spec.telemetry_tilt_inverted:
+            pitch = -pitch
+        if spec.telemetry_units == "tenths":
+            return (round((yaw % 360.0) * 10), round(pitch * 10), round(roll * 10), round(zoom * 10))
+        return (yaw, pitch, roll, quantise(values[3]))
+
     def telemetry_payloads(self, now: float) -> list[bytes]:
-        """The MQTT payloads this camera publishes at `now` (empty when offline): one JSON sample,
-        plus interleaved junk under the garbage_mqtt fault."""
+        """The MQTT payloads this camera publishes at `now` (empty when offline or when its
+        telemetry mode has nothing to say): one JSON sample, plus interleaved junk under the
+        garbage_mqtt fault."""
         with self._lock:
             if self._faults.get("offline"):
                 return []
+            mode = self.spec.telemetry_mode
+            if mode == "none" or (mode == "retained_only" and self._published_retained):
+                return []
             if self._frozen:
                 self._mechanical(now)  # the head keeps patrolling on time: only its telemetry froze
-            values = self._frozen or self._telemetry_values(now)
+            values = self._site_values(self._frozen or self._telemetry_values(now))
+            if mode == "on_change" and values == self._last_published:
+                return []
+            self._last_published = values
+            self._published_retained = True
             sample = {
                 "yaw": values[0],
                 "pitch": values[1],

@@ -8,6 +8,7 @@ cameras at their rates, so 200 cameras at 10 Hz stay cheap; frames are rendered 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -21,8 +22,9 @@ import yaml
 
 from calmon_core.config import Fleet
 from calmon_sim.camera import SimCamera
-from calmon_sim.fleet_spec import FleetSpec, SimDeploymentSpec, load_fleet_spec
+from calmon_sim.fleet_spec import FleetSpec, SimDeploymentSpec, SimDeviceSpec, load_fleet_spec
 from calmon_sim.http_api import FleetControlServer
+from calmon_sim.onvif_service import PAN_LIMITS, TILT_LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,10 @@ class SimFleet:
         for cam in self.cameras.values():
             cam.start()
         self.control.start()
+        # the site's operator knows the cameras' passwords: devices_config() names them ${NAME},
+        # and a calmon running in this process (`calmon demo`) finds them in its environment
+        for name, value in self.camera_secrets().items():
+            os.environ.setdefault(name, value)
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"calmon-sim-{id(self):x}", clean_session=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -198,7 +204,7 @@ class SimFleet:
                         if connected:
                             topic = self._telemetry_topic[cam.device_id]
                             for payload in payloads:
-                                client.publish(topic, payload, qos=0)
+                                client.publish(topic, payload, qos=0, retain=cam.telemetry_retain)
                                 self.published += 1
                     except Exception:  # one broken camera must not silence the fleet
                         log.exception("simulated camera %s: telemetry failed", cam.device_id)
@@ -216,7 +222,7 @@ class SimFleet:
                 cam = self.cameras[dev.id]
                 device: dict[str, Any] = {
                     "id": dev.id,
-                    "camera": {"base_url": cam.base_url, "ptz": "http"},
+                    "camera": camera_section(dev, cam.base_url),
                     "intrinsics": {
                         "width": cam.width,
                         "height": cam.height,
@@ -227,6 +233,9 @@ class SimFleet:
                 }
                 if dev.active_ptz_stops:
                     device["active_ptz_stops"] = [list(s) for s in dev.active_ptz_stops]
+                telemetry = telemetry_section(dev)
+                if telemetry:
+                    device["telemetry"] = telemetry
                 devices.append(device)
             deployments.append(
                 {
@@ -241,6 +250,10 @@ class SimFleet:
         document = {"deployments": deployments}
         Fleet.model_validate(document)  # never hand out a file calmon would refuse
         return document
+
+    def camera_secrets(self) -> dict[str, str]:
+        """The environment variables devices_config() refers to for camera passwords, with values."""
+        return {password_env(dev.id): dev.password or "" for _, dev in self.spec.devices() if dev.username is not None}
 
     def write_devices_yaml(self, path: str | Path) -> Path:
         path = Path(path)
@@ -260,3 +273,45 @@ class SimFleet:
             }
             for cam in self.cameras.values()
         ]
+
+
+def password_env(device_id: str) -> str:
+    return "CALMON_CAMERA_PASSWORD_" + "".join(c if c.isalnum() else "_" for c in device_id.upper())
+
+
+def camera_section(dev: SimDeviceSpec, base_url: str) -> dict[str, Any]:
+    """devices.yaml's camera section for a simulated camera, as its installer would write it."""
+    camera: dict[str, Any] = {"base_url": base_url, "ptz": "http"}
+    if dev.protocol != "http":
+        camera["protocol"] = dev.protocol
+    if dev.username is not None:
+        camera["username"] = dev.username
+        camera["password"] = "${" + password_env(dev.id) + "}"  # the value stays in the environment
+    lo, hi = dev.zoom_limits()
+    if dev.protocol == "vapix":
+        camera["vapix"] = {"zoom_range": [lo, hi]}
+    elif dev.protocol == "onvif":
+        onvif: dict[str, Any] = {"zoom_range": [lo, hi]}
+        if not dev.onvif_degrees:
+            onvif.update(pan_range=list(PAN_LIMITS), tilt_range=list(TILT_LIMITS))
+        camera["onvif"] = onvif
+    return camera
+
+
+def telemetry_section(dev: SimDeviceSpec) -> dict[str, Any]:
+    """devices.yaml's per-device telemetry section matching how the simulated camera publishes."""
+    telemetry: dict[str, Any] = {}
+    if dev.telemetry_mode == "none":
+        telemetry["source"] = "poll"
+    elif dev.telemetry_mode == "on_change":
+        telemetry["mode"] = "on_change"
+    # retained_only is a dead publisher whose last retained message stays on the broker: the site
+    # was configured for the telemetry it sent while it worked (periodic)
+    transform: dict[str, Any] = {}
+    if dev.telemetry_units == "tenths":
+        transform.update(yaw_scale=0.1, pitch_scale=0.1, roll_scale=0.1, zoom_scale=0.1, wrap="0_360")
+    if dev.telemetry_tilt_inverted:
+        transform["pitch_sign"] = -1
+    if transform and dev.telemetry_mode != "none":
+        telemetry["transform"] = transform
+    return telemetry

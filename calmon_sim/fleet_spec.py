@@ -100,6 +100,20 @@ class SimDeviceSpec(_Strict):
     mode: Literal["passive", "active"] = "passive"
     active_ptz_stops: list[tuple[float, float, float]] = []
     reference_grid: SimReferenceGrid = SimReferenceGrid()
+    # the dialect the camera speaks (calmon_sim.dialects, calmon_sim.onvif_service) and the
+    # credentials it demands (HTTP Digest, ONVIF WS-Security); none: open to anyone
+    protocol: Literal["http", "vapix", "isapi", "onvif"] = "http"
+    username: str | None = None
+    password: str | None = None
+    onvif_degrees: bool = True  # the PTZ node offers SphericalPositionSpaceDegrees (else generic only)
+    refuse_absolute_move: bool = False  # a head that only knows presets / continuous moves
+    clock_skew_s: float = 0.0  # the camera's clock minus the true time (WS-Security timestamps)
+    # telemetry as sites send it: periodic, on_change (retained, only when the pose changes),
+    # retained_only (one retained message at start, then silence), none (position by polling only)
+    telemetry_mode: Literal["periodic", "on_change", "retained_only", "none"] = "periodic"
+    telemetry_step_deg: float = Field(default=0.01, gt=0)  # resolution of the published angles
+    telemetry_units: Literal["degrees", "tenths"] = "degrees"
+    telemetry_tilt_inverted: bool = False  # published tilt grows downwards
 
     @field_validator("id")
     @classmethod

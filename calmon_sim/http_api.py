@@ -8,6 +8,12 @@
     GET  /truth                the hidden offset (tests and benchmarks only)
     POST /truth                {"yaw", "pitch", "roll"} sets the hidden offset (a step)
 
+Those are the `http` protocol's routes (calmon's own JSON dialect). A camera with another
+`protocol` serves that vendor's routes instead (calmon_sim.dialects: vapix, isapi;
+calmon_sim.onvif_service: onvif) and answers 404 to the JSON ones; /status, /faults and /truth stay
+for tests. With credentials configured every camera route needs HTTP Digest (ONVIF SOAP:
+WS-Security UsernameToken instead).
+
 The offline fault closes the listening socket (connection refused) and reopens it on the same port
 when cleared. Meanwhile the port stays bound without listening: connections are still refused, and
 no other socket (an outgoing connection's ephemeral port, say) can take it and make the camera
@@ -27,11 +33,16 @@ from urllib.parse import parse_qs, urlsplit
 if TYPE_CHECKING:
     from calmon_sim.camera import SimCamera
 
+from calmon_sim import dialects
+from calmon_sim.onvif_service import SERVICE_PATHS, SNAPSHOT_PATH, OnvifService
+
 STREAM_BOUNDARY = "calmonframe"
 DEFAULT_STREAM_FPS = 5.0
 MAX_STREAM_FPS = 30.0
 POLL_INTERVAL_S = 0.25  # how quickly a stopping server notices; 200 idle servers cost ~nothing
 CONTROL_PATHS = ("/faults", "/truth")  # never slowed down, so tests can always undo a fault
+OPEN_PATHS = (*CONTROL_PATHS, "/status", "/")  # the simulator's own: no dialect, no credentials
+JSON_CAMERA_PATHS = ("/snapshot.jpg", "/ptz/absolute")
 
 
 class _Server(ThreadingHTTPServer):
@@ -47,6 +58,9 @@ class _Server(ThreadingHTTPServer):
     ):
         self.camera = camera
         self.closing = closing
+        self.onvif = OnvifService(camera)
+        spec = camera.spec
+        self.digest = dialects.DigestAuth(spec.username, spec.password or "") if spec.username else None
         if bound is None:
             super().__init__(address, _Handler)
             return
@@ -114,11 +128,73 @@ class _Handler(BaseHTTPRequestHandler):
         if delay > 0 and path not in CONTROL_PATHS:
             self.server.closing.wait(delay)
 
+    def _send(self, status: int, content_type: str, data: bytes, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorized(self, method: str) -> bool:
+        """HTTP Digest when the camera has credentials; answers 401 with a challenge otherwise."""
+        digest = self.server.digest
+        if digest is None or digest.check(method, self.headers.get("Authorization")):
+            return True
+        self._send(401, "text/plain", b"401 Unauthorized\n", {"WWW-Authenticate": digest.challenge()})
+        return False
+
+    def _dialect(self, method: str) -> bool:
+        """Answer the request if it is not the JSON dialect's to answer; True when answered."""
+        url = urlsplit(self.path)
+        cam = self.server.camera
+        protocol = cam.spec.protocol
+        if url.path in OPEN_PATHS:
+            return False
+        if protocol == "onvif" and url.path in SERVICE_PATHS:
+            self._maybe_slow(url.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            status, data = self.server.onvif.handle(url.path, self.rfile.read(length) if length else b"", cam.base_url)
+            self._send(status, "application/soap+xml; charset=utf-8", data)
+            return True
+        if not self._authorized(method):
+            return True
+        if protocol == "http" or url.path == "/stream.mjpg":
+            return False
+        self._maybe_slow(url.path)
+        answer = None
+        if protocol == "onvif" and url.path == SNAPSHOT_PATH and method == "GET":
+            answer = (200, "image/jpeg", cam.snapshot_jpeg())
+        elif protocol == "vapix":
+            answer = dialects.vapix(cam, method, url.path, url.query)
+        elif protocol == "isapi":
+            length = int(self.headers.get("Content-Length") or 0)
+            answer = dialects.isapi(cam, method, url.path, self.rfile.read(length) if length else b"")
+        if answer is None:
+            self._send(404, "text/plain", f"404 no such endpoint {url.path} on a {protocol} camera\n".encode())
+        else:
+            self._send(*answer)
+        return True
+
     # -------------------------------------------------------------- routes
+
+    def do_PUT(self) -> None:  # noqa: N802 - stdlib name
+        try:
+            if not self._dialect("PUT"):
+                self._json(404, {"error": f"no such endpoint {urlsplit(self.path).path}"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         url = urlsplit(self.path)
         cam = self.server.camera
+        try:
+            if self._dialect("GET"):
+                return
+        except (BrokenPipeError, ConnectionResetError):
+            return
         self._maybe_slow(url.path)
         try:
             if url.path == "/snapshot.jpg":
@@ -159,6 +235,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         url = urlsplit(self.path)
         cam = self.server.camera
+        try:
+            if self._dialect("POST"):
+                return
+        except (BrokenPipeError, ConnectionResetError):
+            return
         self._maybe_slow(url.path)
         try:
             body = self._body()

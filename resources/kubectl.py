@@ -20,10 +20,11 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import dagster as dg
 
-from calmon_core.config import Deployment, Device
+from calmon_core.config import CameraEndpoint, Deployment, Device
 
 _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
 _UNKNOWN_CONTEXT = re.compile(r'context "?([^"\s]*)"? (?:not found|does not exist)|context was not found')
@@ -246,6 +247,8 @@ class DeviceEndpoints:
     forwards: list[PortForward] = field(default_factory=list)
     camera_forward: PortForward | None = None
     mqtt_forward: PortForward | None = None
+    # the camera's other ports a driver needs (ONVIF on its own port, RTSP): remote -> forward
+    camera_port_forwards: dict[int, PortForward] = field(default_factory=dict)
     # the camera client (check thread) and the MQTT latch (paho's thread) may both find a dead forward
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -256,12 +259,31 @@ class DeviceEndpoints:
                 self.camera_base_url = f"http://127.0.0.1:{self.camera_forward.ensure_alive()}"
             if self.mqtt_forward is not None:
                 self.mqtt_port = self.mqtt_forward.ensure_alive()
+            for forward in self.camera_port_forwards.values():
+                forward.ensure_alive()
         return self
+
+    def camera_ports(self) -> dict[int, int]:
+        """The camera's forwarded ports, remote -> local (the HTTP port included)."""
+        out = {remote: forward.local_port for remote, forward in self.camera_port_forwards.items()}
+        if self.camera_forward is not None:
+            out[self.camera_forward.remote_port] = self.camera_forward.local_port
+        return out
 
     def mqtt_address(self) -> tuple[str, int]:
         """The broker's address after restarting a dead forward (the MQTT latch's reresolve)."""
         self.ensure_alive()
         return self.mqtt_host, self.mqtt_port
+
+
+def camera_extra_ports(camera: CameraEndpoint) -> list[int]:
+    """Ports of the camera's service besides camera.port that its driver needs."""
+    ports = []
+    if camera.protocol == "onvif" and camera.onvif.port and camera.onvif.port != camera.port:
+        ports.append(camera.onvif.port)
+    if camera.grab == "stream" and camera.stream_url and urlsplit(camera.stream_url).scheme == "rtsp":
+        ports.append(urlsplit(camera.stream_url).port or 554)
+    return sorted(set(ports) - {camera.port})
 
 
 @contextmanager
@@ -290,6 +312,10 @@ def device_endpoints(
             endpoints.forwards.append(forward)
             endpoints.camera_forward = forward
             endpoints.camera_base_url = f"http://127.0.0.1:{forward.local_port}"
+            for port in camera_extra_ports(camera):
+                extra = stack.enter_context(kubectl.port_forward(deployment.namespace, camera.service, port))
+                endpoints.forwards.append(extra)
+                endpoints.camera_port_forwards[port] = extra
         if mqtt.service:
             forward = stack.enter_context(kubectl.port_forward(deployment.namespace, mqtt.service, mqtt.port))
             endpoints.forwards.append(forward)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import string
 import threading
 import time
 import uuid
@@ -26,9 +27,11 @@ import dagster as dg
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from calmon_core.camera_config import TelemetryConfig
 from calmon_core.capture_ports import CaptureFailed
 from calmon_core.config import TelemetryFields
 from calmon_core.models import TelemetrySample
+from calmon_core.telemetry import samples_after
 
 HISTORY = 20000  # samples kept (over half an hour at 10 Hz)
 
@@ -144,6 +147,8 @@ class MqttTelemetryLatch:
         self.duplicate_count = 0
         self.out_of_order_count = 0
         self.connections = 0
+        self.retained_ignored = 0  # retained messages: old news the broker replays on subscribe
+        self.accept_retained = False  # on_change telemetry: a retained message gives the last value
         self.reresolve = reresolve
         self.reresolved = 0  # failed connections answered by a new address (restarted forwards)
         self.endpoint_error: str | None = None  # the address could not be re-resolved
@@ -154,6 +159,11 @@ class MqttTelemetryLatch:
         self._lock = threading.Condition()
         self._connected = threading.Event()
         self._client: mqtt.Client | None = None
+
+    def configure_telemetry(self, config: TelemetryConfig) -> None:
+        """How the site publishes: with on_change telemetry the retained message is the last value
+        (stamped at its arrival, so it says nothing about how long the camera has been still)."""
+        self.accept_retained = config.mode == "on_change"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -235,6 +245,10 @@ class MqttTelemetryLatch:
             client.connect_async(self.host, self.port, keepalive=15)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.retain and not self.accept_retained:
+            with self._lock:
+                self.retained_ignored += 1  # a stale message is no evidence the camera is alive
+            return
         try:
             self.feed(message.payload)
         except Exception:  # a device must never be able to kill paho's network thread
@@ -277,13 +291,7 @@ class MqttTelemetryLatch:
     def samples_since(self, t: float) -> list[TelemetrySample]:
         """Samples received strictly after t (latch clock), oldest first."""
         with self._lock:
-            out = []
-            for sample in reversed(self._samples):
-                if sample.timestamp <= t:
-                    break
-                out.append(sample)
-        out.reverse()
-        return out
+            return samples_after(self._samples, t)
 
     def device_clock_offset(self) -> float | None:
         """Median of device timestamp minus arrival time over recent samples (seconds)."""
@@ -297,6 +305,8 @@ class MqttTelemetryLatch:
             f"MQTT {self.host}:{self.port} topic {self.topic} {state}: {self.received_count} samples, "
             f"{self.garbage_count} garbage payloads rejected"
         )
+        if self.retained_ignored:
+            text += f", {self.retained_ignored} retained (stale) messages ignored"
         if self.duplicate_count or self.out_of_order_count:
             text += f", {self.duplicate_count} repeated and {self.out_of_order_count} out-of-order dropped"
         if self.connections > 1:
@@ -307,19 +317,26 @@ class MqttTelemetryLatch:
             text += f"; the address could not be re-resolved: {self.endpoint_error}"
         return text
 
-    def publish_command(self, topic: str, yaw: float, pitch: float, zoom: float) -> None:
+    def publish_command(self, topic: str, yaw: float, pitch: float, zoom: float, template: str | None = None) -> None:
         """A PTZ command over this latch's connection (devices with camera.ptz: mqtt)."""
         client = self._client
         if client is None or not self.connected:
             raise TelemetryUnavailable(
                 f"MQTT broker {self.host}:{self.port}: not connected, cannot send the PTZ command to {topic}"
             )
-        info = client.publish(topic, _command_payload(yaw, pitch, zoom), qos=1)
+        info = client.publish(topic, command_payload(yaw, pitch, zoom, template), qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise TelemetryUnavailable(f"MQTT PTZ command to {topic} failed: {mqtt.error_string(info.rc)}")
 
 
-def _command_payload(yaw: float, pitch: float, zoom: float) -> bytes:
+def command_payload(yaw: float, pitch: float, zoom: float, template: str | None = None) -> bytes:
+    """{"yaw", "pitch", "zoom"}, or the site's template with $yaw, $pitch, $zoom substituted."""
+    if template:
+        values = {"yaw": f"{float(yaw):.4f}", "pitch": f"{float(pitch):.4f}", "zoom": f"{float(zoom):.4f}"}
+        try:
+            return string.Template(template).substitute(values).encode()
+        except (KeyError, ValueError) as exc:
+            raise TelemetryUnavailable(f"camera.mqtt_command_template {template!r} is not usable: {exc}") from None
     return json.dumps({"yaw": float(yaw), "pitch": float(pitch), "zoom": float(zoom)}).encode()
 
 

@@ -79,6 +79,8 @@ def start_site(root: Path, broker, deployments: list[dict], s3_endpoint: str | N
     monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
     spec = FleetSpec.model_validate({"deployments": deployments})
     fleet = SimFleet(spec, broker_host=broker.host, broker_port=broker.port).start()
+    for name, value in fleet.camera_secrets().items():  # devices.yaml names them as ${NAME}
+        monkeypatch.setenv(name, value)
     config_dir = root / "configs"
     config_dir.mkdir(exist_ok=True)
     fleet.write_devices_yaml(config_dir / "devices.yaml")

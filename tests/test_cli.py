@@ -65,7 +65,7 @@ def test_validate_config_reads_the_config_dir_the_way_every_command_does(sites):
     by_option = calmon("validate-config", "--config", str(sites / "good"), cwd=sites)
     by_env = calmon("validate-config", cwd=sites, CALMON_CONFIG_DIR=str(sites / "good"))
     assert by_option.returncode == by_env.returncode == 0, (by_option.stderr, by_env.stderr)
-    assert "3 device(s)" in by_option.stdout and "3 device(s)" in by_env.stdout
+    assert "7 device(s)" in by_option.stdout and "7 device(s)" in by_env.stdout  # configs/devices.example.yaml
     bad_input(calmon("validate-config", cwd=sites, CALMON_CONFIG_DIR=str(sites / "binary")), "UTF-8")
 
 

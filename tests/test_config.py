@@ -164,7 +164,7 @@ def test_validate_config_cli_exit_codes(tmp_path):
         cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "3 device(s)" in proc.stdout
+    assert "3 deployment(s), 7 device(s)" in proc.stdout
 
 
 def test_local_site_settings_load_and_keep_the_webhook_a_reference(tmp_path, monkeypatch):

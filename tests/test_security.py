@@ -1,9 +1,10 @@
 """Secrets stay secret, servers stay on loopback, no shell anywhere.
 
 A whole cycle runs with planted secrets (a webhook URL with a unique token, unique AWS credentials,
-a kubeconfig holding a unique token, an MQTT password), through the error paths too (S3 500s, Slack
-down, a port-forward to a service that does not exist), and then everything calmon and Dagster
-wrote or sent is searched for them.
+a kubeconfig holding a unique token, an MQTT password, camera passwords for ONVIF, ISAPI behind a
+port-forward and VAPIX configured wrong), through the error paths too (S3 500s, Slack down, a
+port-forward to a service that does not exist, a camera refusing the credentials), and then
+everything calmon and Dagster wrote or sent is searched for them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ SECRETS = {
     "AWS secret access key": _token("awssecret"),
     "kubeconfig token": _token("kubetoken"),
     "MQTT password": _token("mqttpw"),
+    "ONVIF camera password": _token("onvifpw"),
+    "ISAPI camera password": _token("isapipw"),
+    "VAPIX camera password": _token("vapixpw"),
+    "wrong VAPIX camera password": _token("wrongpw"),
 }
 
 
@@ -71,8 +76,37 @@ def secure_site(tmp_path_factory, shared_broker):
     with moto_server() as endpoint, FlakyProxy(endpoint, failures=0) as proxy:
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
         deployments = [
-            {"name": "harbor", "devices": [device("cam-d", 31, yaw=5.0, offset=(0.7, 0.0, 0.0))]},
-            {"name": "city", "devices": [device("cam-k", 32, yaw=0.0, offset=(0.0, 0.2, 0.0))]},
+            {
+                "name": "harbor",
+                "devices": [
+                    device(
+                        "cam-d",
+                        31,
+                        yaw=5.0,
+                        offset=(0.7, 0.0, 0.0),
+                        protocol="onvif",
+                        username="calmon",
+                        password=SECRETS["ONVIF camera password"],
+                    ),
+                    device(
+                        "cam-wrong", 33, protocol="vapix", username="calmon", password=SECRETS["VAPIX camera password"]
+                    ),
+                ],
+            },
+            {
+                "name": "city",
+                "devices": [
+                    device(
+                        "cam-k",
+                        32,
+                        yaw=0.0,
+                        offset=(0.0, 0.2, 0.0),
+                        protocol="isapi",
+                        username="admin",
+                        password=SECRETS["ISAPI camera password"],
+                    )
+                ],
+            },
         ]
         site = start_site(tmp_path_factory.mktemp("security"), shared_broker, deployments, proxy.url, mp)
         hook = ScriptedWebhook()
@@ -95,11 +129,15 @@ def secure_site(tmp_path_factory, shared_broker):
             ),
         )
         mp.setenv("CALMON_TEST_MQTT_PASSWORD", SECRETS["MQTT password"])
+        mp.setenv("CALMON_TEST_WRONG_CAMERA_PASSWORD", SECRETS["wrong VAPIX camera password"])
         doc = site.fleet.devices_config()
+        doc["deployments"][0]["devices"][1]["camera"]["password"] = "${CALMON_TEST_WRONG_CAMERA_PASSWORD}"
         city = doc["deployments"][1]
         cam_k = city["devices"][0]
-        cam_k["camera"] = {"service": "cam-k", "port": 80, "ptz": "http"}
+        cam_k["camera"] = {key: value for key, value in cam_k["camera"].items() if key != "base_url"}
+        cam_k["camera"].update(service="cam-k", port=80)
         cam_gone = {**cam_k, "id": "cam-gone", "camera": {"service": "cam-gone", "port": 80, "ptz": "http"}}
+        cam_gone.pop("telemetry", None)
         city.update(
             access="kubectl",
             kube_context="fake-cluster",
@@ -132,7 +170,14 @@ def test_no_secret_anywhere_after_a_cycle(secure_site, capfd, caplog):
     platform = site.platform()
     with site.fleet.calibrated():
         references = platform.collect_references()
-    assert {r.device_id: r.succeeded for r in references} == {"cam-d": True, "cam-k": True, "cam-gone": False}
+    assert {r.device_id: r.succeeded for r in references} == {
+        "cam-d": True,
+        "cam-k": True,
+        "cam-gone": False,
+        "cam-wrong": False,
+    }
+    wrong = next(r for r in references if r.device_id == "cam-wrong")
+    assert "device cam-wrong: camera refused the credentials (HTTP 401" in wrong.error
 
     hook.script = [(500, {})] * 4  # Slack is down for the first tick's first message
     proxy.failures = proxy.failed + 3  # and S3 answers 500 three times
@@ -140,15 +185,17 @@ def test_no_secret_anywhere_after_a_cycle(secure_site, capfd, caplog):
     assert all(r.succeeded for r in runs)
     first = platform.send_alerts()
     second = platform.send_alerts()
-    assert first == [] and len(second) == 3
+    assert first == [] and len(second) == 4
     table = platform.resources["results_table"].get_client()
     rows = {r.device_id: r for r in table.all_rows()}
     assert rows["cam-d"].status == CheckStatus.breach and rows["cam-k"].success
     assert rows["cam-gone"].status == CheckStatus.failed
+    assert rows["cam-wrong"].status == CheckStatus.failed
+    assert "device cam-wrong: camera refused the credentials (HTTP 401" in rows["cam-wrong"].failure_log
     assert "kubeconfig" in rows["cam-gone"].failure_log  # the error names the file, not its content
 
     # the secrets were really in use: the webhook's path, the kubeconfig flag, the AWS chain, MQTT
-    assert all(r.path.endswith(SECRETS["webhook token"]) for r in hook.requests) and len(hook.requests) == 7
+    assert all(r.path.endswith(SECRETS["webhook token"]) for r in hook.requests) and len(hook.requests) == 8
     calls = [json.loads(line) for line in (kube / "kubectl-calls.jsonl").read_text().splitlines()]
     assert calls and all(["--kubeconfig", str(kube / "config")] == c[2:4] for c in calls)
     credentials = boto3.Session().get_credentials()

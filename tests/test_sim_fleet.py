@@ -281,8 +281,11 @@ def test_fault_offline_refuses_connections_and_silences_telemetry(fleet, recorde
 def test_offline_camera_keeps_its_port_so_it_can_come_back():
     from calmon_sim.http_api import CameraHttpServer
 
+    class Spec:  # the credentials it demands
+        username = password = None
+
     class Camera:  # what the server asks of a camera before any request
-        device_id, offline = "cam-port", False
+        device_id, offline, spec = "cam-port", False, Spec()
 
     camera = Camera()
     server = CameraHttpServer(camera, "127.0.0.1")  # type: ignore[arg-type]
@@ -446,6 +449,7 @@ def test_example_fleet_file_is_valid():
     assert any(max(abs(d.true_offset.yaw), abs(d.true_offset.pitch)) > 0.5 for d in devices)
     assert any(d.drift.yaw_deg_per_day for d in devices)
     assert any(d.mode == "active" and d.active_ptz_stops for d in devices)
+    assert any(d.protocol == "onvif" and d.username for d in devices)  # `calmon demo` shows one
 
 
 def test_missing_scene_file_names_the_device(tmp_path, monkeypatch):

@@ -42,7 +42,11 @@ def device_extractor(
                 dev.id,
                 dev.camera,
                 base_url=lambda: endpoints.camera_base_url,
-                reresolve=endpoints.ensure_alive if endpoints.camera_forward else None,
+                reresolve=endpoints.ensure_alive
+                if endpoints.camera_forward or endpoints.camera_port_forwards
+                else None,
+                # ONVIF on a port other than camera.port, RTSP: their local ends in kubectl mode
+                port_map=endpoints.camera_ports,
                 max_image_size=max_frame_size(dev),
             ),
             workdir=workdir,
