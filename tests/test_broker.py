@@ -76,6 +76,7 @@ def test_broker_restarts_many_times_with_clients_attached(kind, caplog):
         for c in chatters:
             c.close()
         broker.stop()
+    chatters.clear()  # paho keeps a client's wake-up socket pair until the client is freed
     gc.collect()
     # every socket, pipe and event loop of the 15 restarts is closed once broker and clients are
     # (counted after the clients' own reconnect sockets are gone, so a busy machine cannot tip it)
