@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint dev
+.PHONY: demo test test-amqtt lint dev
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(VENV)/bin/dg check defs
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+# the same tests on the in-process amqtt broker (what runs where mosquitto is not installed)
+test-amqtt: $(STAMP)
+	CALMON_TEST_BROKER=amqtt $(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -24,6 +24,14 @@ def dagster_yaml(max_concurrent_per_deployment: int) -> str:
         "        value:\n"
         "          applyLimitPerUniqueValue: true\n"
         f"        limit: {max_concurrent_per_deployment}\n"
+        # a run stuck STARTING (its worker never came up) is failed; slots of ended runs are freed.
+        # Runs STARTED by a worker that died are calmon's fail_dead_check_runs sensor's: Dagster cannot
+        # tell an in-process run's worker is gone, and its timeout ends runs CANCELED, not failed.
+        "run_monitoring:\n"
+        "  enabled: true\n"
+        "  start_timeout_seconds: 180\n"
+        "  poll_interval_seconds: 60\n"
+        "  free_slots_after_run_end_seconds: 300\n"
         "telemetry:\n"
         "  enabled: false\n"
     )

@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from resources.results_table import ResultsTableError
+
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print_problems(exc.problems, "the configuration", prefix=f"calmon {args.command}: ")
         return 2
-    except UsageError as exc:
+    except (UsageError, ResultsTableError) as exc:  # a lost or broken catalog: say so, no traceback
         print(f"calmon {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import dagster as dg
 
 from calmon_assets.defs.alerts.sensors import SLACK_CURSOR_KEY, send_pending_alerts
+from calmon_assets.defs.checks.dead_runs import WORKER_TAG, fail_dead_check_runs, this_worker
 from calmon_assets.defs.checks.failed_runs import record_failed_run, run_failure_reason
 from calmon_assets.defs.devices.sync import sync_devices
 from calmon_assets.defs.partitions import check_partition_key
 from calmon_assets.defs.runs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG
 from calmon_cli.instance import open_instance
 from calmon_cli.options import UsageError
-from calmon_cli.scheduler import default_parallel_runs, run_in_threads
+from calmon_cli.scheduler import default_parallel_runs, import_what_runs_need, run_in_threads
 from calmon_core.alerts import AlertPolicy
 from calmon_core.config import load_config
 
@@ -85,7 +86,7 @@ class Platform:
             result = self.defs.resolve_job_def(job_name).execute_in_process(
                 partition_key=partition_key,
                 instance=self.instance,
-                tags=tags,
+                tags={**tags, WORKER_TAG: this_worker()},  # so a later sweep can tell this process died
                 raise_on_error=False,
                 run_config=self.run_config,
             )
@@ -100,6 +101,7 @@ class Platform:
         and per deployment the [schedule] max_concurrent_per_deployment the daemon's run queue
         applies too, so a cluster sees the same number of port-forwards whichever way its checks run."""
         settings = self.config.settings
+        import_what_runs_need()
         runs = run_in_threads(
             jobs,
             self._execute,
@@ -130,6 +132,7 @@ class Platform:
         progress: Callable[[int, int, CheckRun], None] | None = None,
     ) -> list[CheckRun]:
         """One check per device for one time partition, devices in parallel (they mostly wait)."""
+        self.fail_dead_runs()
         self.sync_devices()
         tags_extra = {REALERT_TAG: "true"} if realert else {}
         jobs = [
@@ -145,6 +148,22 @@ class Platform:
             if not run.succeeded and run.run_id:
                 self._record_failed(run)
         return runs
+
+    def fail_dead_runs(self) -> list[CheckRun]:
+        """Check runs whose worker died (an earlier `calmon monitor` killed mid-cycle): marked failed,
+        given their failed row (and so their ❌) here, as record_failed_checks does in the daemon."""
+        swept = []
+        for dead in fail_dead_check_runs(self.instance, self.config):
+            run = CheckRun(
+                dead.run.tags.get(DEVICE_TAG, ""),
+                dead.run.tags.get("dagster/partition", ""),
+                dead.run.run_id,
+                False,
+                dead.reason,
+            )
+            self._record_failed(run)
+            swept.append(run)
+        return swept
 
     def _record_failed(self, run: CheckRun) -> None:
         """What the run-failure sensor does in the daemon, done here for in-process runs."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from collections import Counter, deque
@@ -25,6 +26,55 @@ def default_parallel_runs(stabilize_time: float, cpus: int | None = None) -> int
     GIL, and 200 runs started together starved their own captures (MQTT connections timed out)."""
     cpus = cpus or os.cpu_count() or 1
     return max(cpus, math.ceil(cpus * (stabilize_time + CHECK_EXTRA_SECONDS) / CHECK_CPU_SECONDS))
+
+
+# What a check run imports on first use, imported before runs start in parallel threads: two threads
+# importing one module at once can see it half initialised ("partially initialized module
+# 'sqlalchemy.orm.exc'", a false ❌ once in ~15 cycles). tests/test_thread_imports.py runs a real
+# cycle in a fresh interpreter and fails on any module still first imported off the main thread.
+RUN_IMPORTS = (
+    "calmon_core.colmap_db",
+    "calmon_core.diagnostics",
+    "calmon_core.reference_map",
+    "pycolmap",
+    "pycolmap.utils",
+    "pyceres",
+    "encodings.cp437",  # zipfile's names in numpy's .npz
+    "sqlalchemy.orm",
+    "pyiceberg.catalog.sql",
+    "pyiceberg.table.update.validate",
+    "pyiceberg.avro.decoder_fast",
+    "pyarrow.acero",
+    "dagster._core.execution.execute_in_process",
+    "dagster._core.executor.in_process",
+    "dagster._core.execution.plan.active",
+    "dagster._core.instance.runs.run_domain",
+    "dagster._core.system_config.composite_descent",
+    "dagster._core.definitions.repository_definition.repository_data_builder",
+    "dateutil.rrule",
+    "netrc",
+    "xml.parsers.expat",
+    "mpl_toolkits.mplot3d",
+    "fontTools.agl",
+    "fontTools.misc.loggingTools",
+    "matplotlib.backends.backend_agg",
+    "pyiceberg_core",
+)
+
+
+def import_what_runs_need() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # as calmon_core.plots does
+    import matplotlib.pyplot  # noqa: F401
+    import PIL.Image
+
+    PIL.Image.init()  # its format plugins, loaded on the first save otherwise
+    for name in RUN_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # a module another version of a library no longer has: nothing to race on
 
 
 def run_in_threads(

@@ -90,12 +90,71 @@ def read_capture(folder: str | Path) -> Capture:
     return capture
 
 
-def decode_image(data: bytes, source: str) -> np.ndarray:
-    """Decode JPEG/PNG bytes to BGR; a corrupt or truncated image is an error naming it."""
+# A PTZ camera's frame is at most a few tens of megapixels (8K is 33 MP); a header declaring more
+# is a decompression bomb (a 1 MB PNG can declare 20000x20000, 1.2 GB decoded).
+MAX_IMAGE_PIXELS = 40_000_000
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) a PNG or JPEG declares in its header, without decoding it; None if neither."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header before them
+            return None
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _JPEG_SOF and i + 9 <= len(data):
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height
+        i += 2 + length
+    return None
+
+
+def decode_image(
+    data: bytes,
+    source: str,
+    expected: tuple[int, int] | None = None,
+    grayscale: bool = False,
+    at_most: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Decode JPEG/PNG bytes to BGR (or grey); a corrupt, truncated, oversized or other-sized image is an
+    error naming it. The size is read from the header and checked before decoding allocates."""
     if not data:
         raise CaptureFormatError(f"{source}: empty image")
+    size = image_size(data)
+    if size is None:
+        raise CaptureFormatError(f"{source}: cannot decode image (not a JPEG or PNG, or no size in its header)")
+    width, height = size
+    if expected is not None and (width, height) != tuple(expected):
+        raise CaptureFormatError(
+            f"{source}: declares {width}x{height} pixels, but {expected[0]}x{expected[1]} was expected "
+            "(manifest or intrinsics); not decoded"
+        )
+    if at_most is not None and (width > at_most[0] or height > at_most[1]):
+        raise CaptureFormatError(
+            f"{source}: declares {width}x{height} pixels, more than the {at_most[0]}x{at_most[1]} allowed "
+            "for this camera (from its intrinsics); not decoded"
+        )
+    if width * height > MAX_IMAGE_PIXELS or width == 0 or height == 0:
+        raise CaptureFormatError(
+            f"{source}: declares {width}x{height} pixels; a frame may have 1 to {MAX_IMAGE_PIXELS:,} (not decoded)"
+        )
     array = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(array, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(array, cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR)
     if image is None:
         raise CaptureFormatError(f"{source}: cannot decode image (corrupt or not JPEG/PNG)")
     if data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
@@ -109,7 +168,7 @@ def load_frame_image(folder: str | Path, capture: Capture, index: int) -> np.nda
     path = resolve_image(folder, frame.image)
     if not path.is_file():
         raise CaptureFormatError(f"{folder / MANIFEST}: frames[{index}].image {frame.image!r} is missing")
-    return decode_image(path.read_bytes(), str(path))
+    return decode_image(path.read_bytes(), str(path), expected=(frame.width, frame.height))
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 92) -> bytes:

@@ -10,7 +10,9 @@ import configparser
 import math
 import os
 import re
+import secrets
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +44,7 @@ from calmon_core.models import Intrinsics, Pose
 SETTINGS_FILE = "calibration_monitoring.ini"
 DEVICES_FILE = "devices.yaml"
 DEFAULT_CONFIG_DIR = Path("configs")
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a fleet of thousands of devices is well under this
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -53,9 +56,74 @@ class ConfigError(ValueError):
         super().__init__("\n".join(problems))
 
 
-def expand_env(value: str) -> str:
-    """Replace ${NAME} and ${NAME:-default} with the environment's values ('' when unset)."""
-    return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+def expand_env(value: str, substituted: dict[str, str] | None = None) -> str:
+    """Replace ${NAME} and ${NAME:-default} with the environment's values ('' when unset).
+
+    Each value taken from the environment is recorded in `substituted` (value -> NAME), so that
+    error messages can name the variable instead of printing what may be a secret.
+    """
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            return match.group(2) or ""
+        value = os.environ[name]
+        if substituted is not None and value:
+            substituted[value] = name
+        return value
+
+    return _ENV_REF.sub(one, value)
+
+
+def expand_env_in_values(node: Any, fill: Callable[[str], str]) -> Any:
+    """`fill` applied to every string value of a parsed document, never to keys or structure."""
+    if isinstance(node, str):
+        return fill(node)
+    if isinstance(node, dict):
+        return {key: expand_env_in_values(value, fill) for key, value in node.items()}
+    if isinstance(node, list):
+        return [expand_env_in_values(value, fill) for value in node]
+    return node
+
+
+def check_config_size(path: Path) -> None:
+    """Refuse a config file too large to be one, before reading it (parsing 40 MB of YAML takes minutes)."""
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: {size:,} bytes, larger than the {MAX_CONFIG_BYTES:,} bytes a config file may be"])
+
+
+def read_config_yaml(path: Path) -> tuple[Any, dict[str, str]]:
+    """A YAML config file parsed, then ${VAR} expanded into its values: (document, value -> NAME).
+
+    An environment value is data, never YAML: each ${...} is parsed as a placeholder word (valid
+    anywhere, quoted or not, block or flow style) and the value goes into the parsed strings, so
+    'x, host: attacker.example' stays one string.
+    """
+    check_config_size(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not a UTF-8 text file: {exc.reason} at byte {exc.start}"]) from exc
+    nonce = secrets.token_hex(6)
+    references: dict[str, str] = {}
+
+    def placeholder(match: re.Match[str]) -> str:
+        word = f"calmon-env-{nonce}-{len(references)}"
+        references[word] = match.group(0)
+        return word
+
+    try:
+        raw = yaml.safe_load(_ENV_REF.sub(placeholder, text))
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    substituted: dict[str, str] = {}
+    words = re.compile("|".join(re.escape(w) for w in references)) if references else None
+
+    def fill(value: str) -> str:
+        return words.sub(lambda m: expand_env(references[m.group(0)], substituted), value) if words else value
+
+    return expand_env_in_values(raw, fill), substituted
 
 
 # ----------------------------------------------------------------------------- settings (.ini)
@@ -134,34 +202,60 @@ class Settings(BaseModel):
 
 
 def parse_stops(text: str) -> list[tuple[float, float, float]]:
-    """'pan,tilt,zoom; pan,tilt,zoom' -> list of triples."""
-    stops = []
+    """'pan,tilt,zoom; pan,tilt,zoom' -> list of triples; a ValueError names every bad stop."""
+    stops, bad = [], []
     for chunk in re.split(r"[;\n]", text):
         chunk = chunk.strip()
         if not chunk:
             continue
         parts = [p.strip() for p in chunk.split(",")]
         if len(parts) != 3:
-            raise ValueError(f"stop {chunk!r} is not a pan,tilt,zoom triple")
-        values = tuple(float(p) for p in parts)
+            bad.append(f"stop {chunk!r} is not a pan,tilt,zoom triple")
+            continue
+        try:
+            values = tuple(float(p) for p in parts)
+        except ValueError:
+            bad.append(f"stop {chunk!r} has a part that is not a number")
+            continue
         if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"stop {chunk!r} has a non-finite number")
+            bad.append(f"stop {chunk!r} has a non-finite number")
+            continue
         stops.append(values)
+    if bad:
+        raise ValueError("; ".join(bad))
     return stops  # type: ignore[return-value]
 
 
-def _pydantic_problems(error: ValidationError, source: str, prefix: str = "") -> list[str]:
+_SECRET_KEYS = ("password", "secret", "token", "webhook", "credential", "key")
+
+
+def _pydantic_problems(
+    error: ValidationError, source: str, prefix: str = "", substituted: dict[str, str] | None = None
+) -> list[str]:
+    """One line per problem, naming file and key. The offending value is shown only when it cannot be a
+    secret: never for a secret-like key or an unknown key, and a value from the environment is named
+    by its variable."""
     problems = []
     for item in error.errors():
         loc = prefix
         for part in item["loc"]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        got = item.get("input")
-        # a password (or a URL carrying one) must not be echoed into an error message
-        secret = "password" in str(item["loc"]) or "credentials inside a URL" in item["msg"]
-        got_text = "" if isinstance(got, dict) or secret else f" (got {got!r})"
-        problems.append(f"{source}: {loc or '<root>'}: {item['msg']}{got_text}")
+        problems.append(f"{source}: {loc or '<root>'}: {item['msg']}{_shown_input(item, substituted or {})}")
     return problems
+
+
+def _shown_input(item: Any, substituted: dict[str, str]) -> str:
+    got = item.get("input")
+    if isinstance(got, dict) or item["type"] == "extra_forbidden":
+        return ""
+    names = [str(part).lower() for part in item["loc"]]
+    if any(word in name for name in names for word in _SECRET_KEYS) or "credentials inside a URL" in item["msg"]:
+        return " (value not shown)"
+    text = repr(got)
+    from_env = sorted({name for value, name in substituted.items() if value in text})
+    if from_env:
+        return f" (got the value of {', '.join('${' + n + '}' for n in from_env)})"
+    return f" (got {text})"
 
 
 def env_reference(path: str | Path, section: str, key: str) -> str | None:
@@ -209,6 +303,7 @@ def load_settings(path: str | Path | None) -> Settings:
     if path is None or not Path(path).exists():
         return Settings()
     path = Path(path)
+    check_config_size(path)
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
@@ -216,6 +311,7 @@ def load_settings(path: str | Path | None) -> Settings:
         raise ConfigError([f"{path}: not a valid INI file: {exc}"]) from exc
     raw: dict[str, Any] = {}
     problems: list[str] = []
+    substituted: dict[str, str] = {}
     known = set(Settings.model_fields)
     for section in parser.sections():
         if section not in known:
@@ -228,7 +324,7 @@ def load_settings(path: str | Path | None) -> Settings:
                     f"{path}: [{section}] {key} is not used by calmon; remove it", DeprecationWarning, stacklevel=2
                 )
                 continue
-            value = expand_env(value).strip()
+            value = expand_env(value, substituted).strip()
             if value == "":
                 continue
             if section == "capture" and key == "active_ptz_stops":
@@ -249,7 +345,7 @@ def load_settings(path: str | Path | None) -> Settings:
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        found = _pydantic_problems(exc, str(path))
+        found = _pydantic_problems(exc, str(path), substituted=substituted)
         if threshold_under_slack:  # name the key where the file has it
             found = [p.replace(": check.threshold_deg:", ": slack.threshold_deg:") for p in found]
         problems.extend(found)
@@ -545,20 +641,18 @@ def load_fleet(path: str | Path) -> Fleet:
         example = path.with_name("devices.example.yaml")
         hint = f" (start from {example}, or let `calmon sim --write-devices` write one)" if example.is_file() else ""
         raise ConfigError([f"{path}: file not found{hint}"])
-    try:
-        raw = yaml.safe_load(expand_env(path.read_text(encoding="utf-8")))
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: not a UTF-8 text file: {exc}"]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    raw, substituted = read_config_yaml(path)
     if raw is None:
-        raw = {}
+        raise ConfigError([f"{path}: no devices: the file is empty (list them under 'deployments')"])
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: top level must be a mapping with 'deployments'"])
     try:
-        return Fleet.model_validate(raw)
+        fleet = Fleet.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(exc, str(path))) from exc
+        raise ConfigError(_pydantic_problems(exc, str(path), substituted=substituted)) from exc
+    if not fleet.devices():
+        raise ConfigError([f"{path}: no devices in any deployment; there is nothing to monitor"])
+    return fleet
 
 
 class CalmonConfig(BaseModel):

@@ -30,6 +30,7 @@ from calmon_core.features import (
     QUERY_NFEATURES,
     ReferenceMap,
     build_reference_features,
+    cached_features_dir,
     detect,
     has_reference_features,
     load_reference_map,
@@ -38,7 +39,7 @@ from calmon_core.features import (
 )
 from calmon_core.lens import Lens, LensAtFrame
 from calmon_core.matching import QueryMatcher, flow_correspondences
-from calmon_core.models import Capture, Frame
+from calmon_core.models import Capture, CaptureKind, Frame
 from calmon_core.rotation import (
     Refinement,
     ransac_rotation,
@@ -545,14 +546,40 @@ class ReferenceScanError(CaptureFormatError):
     """The reference scan (manifest, images or features/) cannot be used; the fix is a new scan."""
 
 
-def _load_reference(folder: Path) -> tuple[Capture, ReferenceMap]:
+class IdentityMismatchError(CaptureFormatError):
+    """Reference and query are not a reference and a query of one device of one deployment."""
+
+
+def identity_problems(reference: Capture, query: Capture) -> list[str]:
+    """Why two manifests cannot be a reference scan and a query capture of the same camera."""
+    problems = []
+    if reference.kind != CaptureKind.reference:
+        problems.append(f"the reference is a {reference.kind.value} capture, not a reference scan")
+    if query.kind != CaptureKind.query:
+        problems.append(f"the query is a {query.kind.value} capture, not a query")
+    if reference.deployment_name != query.deployment_name:
+        problems.append(f"deployments differ: {reference.deployment_name!r} and {query.deployment_name!r}")
+    if reference.device_id != query.device_id:
+        problems.append(f"devices differ: {reference.device_id!r} and {query.device_id!r}")
+    return problems
+
+
+def _features_dir(folder: Path, features_cache: Path | None) -> Path | None:
+    """The reference's own features/ when valid; else (with a cache) the cache's folder for it."""
+    if features_cache is None or has_reference_features(folder):
+        return None
+    return cached_features_dir(folder, features_cache)
+
+
+def _load_reference(folder: Path, features_cache: Path | None = None) -> tuple[Capture, ReferenceMap]:
     try:
         capture = read_capture(folder)
         if not capture.frames:
             raise CaptureFormatError(f"{folder / 'manifest.json'}: reference has no frames")
-        if not has_reference_features(folder):
-            build_reference_features(folder)
-        return capture, load_reference_map(folder)
+        features_dir = _features_dir(folder, features_cache)
+        if not has_reference_features(folder, features_dir):
+            build_reference_features(folder, features_dir=features_dir)
+        return capture, load_reference_map(folder, features_dir)
     # a truncated features index raises whatever numpy's zip reader meets first
     except (CaptureFormatError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ReferenceScanError(f"reference scan {folder}: {type(exc).__name__}: {exc}") from exc
@@ -565,16 +592,32 @@ def estimate_offsets(
     threshold_deg: float = DEFAULT_THRESHOLD_DEG,
     diagnostics_dir: str | Path | None = None,
     refine_focal: bool = True,
+    features_cache: str | Path | None = None,
+    check_identity: bool = True,
 ) -> Estimate:
     """Offsets (true - reported) of a query capture against a reference scan (both calmon.capture/1).
 
     Raises CaptureFormatError for bad input (ReferenceScanError when the reference is at fault);
     returns success=False with a failure_log when the images do not allow an estimate.
     refine_focal (default on) fits each query frame's focal length scale too: a zoom's focal
-    length 2% off costs tenths of a degree when held fixed."""
+    length 2% off costs tenths of a degree when held fixed.
+    features_cache: reference features missing or stale are built there, never into the reference
+    folder (which may be someone's read-only copy). check_identity (default on): a reference and a
+    query of different devices or deployments, or swapped, raise IdentityMismatchError."""
     reference_folder, query_folder = Path(reference_folder), Path(query_folder)
-    ref_capture, refmap = _load_reference(reference_folder)
     query = read_capture(query_folder)
+    if check_identity:
+        try:
+            reference_manifest = read_capture(reference_folder)
+        except CaptureFormatError as exc:
+            raise ReferenceScanError(f"reference scan {reference_folder}: {exc}") from exc
+        problems = identity_problems(reference_manifest, query)
+        if problems:
+            raise IdentityMismatchError(
+                f"reference {reference_folder} and query {query_folder} are not one camera's scans: "
+                + "; ".join(problems)
+            )
+    ref_capture, refmap = _load_reference(reference_folder, Path(features_cache) if features_cache else None)
     if not query.frames:
         raise CaptureFormatError(f"{query_folder / 'manifest.json'}: query has no frames")
     images = [load_frame_image(query_folder, query, i) for i in range(len(query.frames))]

@@ -147,13 +147,18 @@ class TelemetryWatch:
         deadline: float,
         accept: Callable[[StabilityStatus], str | None] | None = None,
         started: float | None = None,
+        on_poll: Callable[[StabilityStatus], None] | None = None,
     ) -> StabilityStatus:
-        """Wait until stable (and `accept` returns None) or raise CaptureFailed at the deadline."""
+        """Wait until stable (and `accept` returns None) or raise CaptureFailed at the deadline;
+        `on_poll` sees every status on the way."""
         started = self.clock() if started is None else started
         last_refusal: str | None = None
         while True:
             now = self.clock()
             status = self.status()
+            if on_poll is not None:
+                on_poll(status)
+                now = self.clock()
             if status.stable:
                 last_refusal = accept(status) if accept else None
                 if last_refusal is None:
@@ -456,8 +461,22 @@ class CaptureExtractor:
         """Wait for stillness, grab, and keep the frame only if telemetry stayed still across it
         and a second grab after the confirmation shows the same picture."""
         accept = self._arrived(stop) if stop is not None else None
+        # A frame grabbed soon after telemetry last changed: the picture must not move between it and
+        # the kept frame. With frozen telemetry the head can move long before the grab (a jump every
+        # second) and hold still across the grab and its check, which alone would not see it.
+        still_view: list[tuple[np.ndarray, float]] = []
+
+        def grab_still_view(status: StabilityStatus) -> None:
+            since = status.since
+            if since is None or self.clock() - since < self.confirm_seconds:
+                return
+            if still_view and still_view[0][1] >= since:
+                return  # already have one of this stillness
+            at = self.clock()
+            still_view[:] = [(camera.grab()[0], at)]
+
         while True:
-            watch.wait_stable(deadline, accept, started=started)
+            watch.wait_stable(deadline, accept, started=started, on_poll=grab_still_view)
             grab_start = self.clock()
             image, jpeg = camera.grab()
             grab_end = self.clock()
@@ -475,7 +494,8 @@ class CaptureExtractor:
                 and status.since <= grab_start
                 and refusal is None
             ):
-                moved = self._image_moved(camera, image, grab_start)
+                earlier = still_view[0] if still_view and still_view[0][1] >= status.since else None
+                moved = self._image_moved(camera, image, grab_start, earlier)
                 if moved is None:
                     return _Shot(image, jpeg, status, (grab_start + grab_end) / 2.0)
                 discarded.append(f"frame at {_utc(grab_start).isoformat()} discarded: {moved}")
@@ -499,8 +519,24 @@ class CaptureExtractor:
                     f"{watch.describe(self.clock())}"
                 )
 
-    def _image_moved(self, camera: CameraControl, first: np.ndarray, first_at: float) -> str | None:
-        """Why the frame cannot be trusted although telemetry held still, or None."""
+    def _image_moved(
+        self,
+        camera: CameraControl,
+        first: np.ndarray,
+        first_at: float,
+        still_view: tuple[np.ndarray, float] | None = None,
+    ) -> str | None:
+        """Why the frame cannot be trusted although telemetry held still, or None: the picture moved
+        since telemetry last changed (`still_view`, grabbed then), or right after the grab."""
+        if still_view is not None:
+            shift = image_motion_px(still_view[0], first)
+            if shift > self.image_motion_px:
+                amount = "changed completely" if math.isinf(shift) else f"shifted {shift:.1f} px"
+                return (
+                    f"the image moved while telemetry stayed still (frozen telemetry?): it {amount} "
+                    f"between a frame grabbed once telemetry held still and this one "
+                    f"{first_at - still_view[1]:.1f} s later (more than {self.image_motion_px:g} px allowed)"
+                )
         second, _ = camera.grab()
         shift = image_motion_px(first, second)
         if shift <= self.image_motion_px:
@@ -651,6 +687,15 @@ def _intrinsics(device: Device, zoom: float, width: int, height: int) -> dict:
     if intr.distortion is not None:
         out["distortion"] = list(intr.distortion)
     return out
+
+
+MAX_FRAME_SCALE = 2  # a camera may deliver frames up to this much larger than its intrinsics say
+
+
+def max_frame_size(device: Device) -> tuple[int, int]:
+    """The largest frame accepted from a device: its intrinsics' size, scaled (frames of another size
+    are used with scaled intrinsics), so a header declaring more is refused before decoding."""
+    return device.intrinsics.width * MAX_FRAME_SCALE, device.intrinsics.height * MAX_FRAME_SCALE
 
 
 def _close(camera: CameraControl) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from calmon_core.capture_format import MANIFEST, load_frame_image, read_capture
+from calmon_core.capture_format import MANIFEST, CaptureFormatError, decode_image, load_frame_image, read_capture
 from calmon_core.conventions import rotation_from_ypr, ypr_from_rotation
 from calmon_core.lens import Lens, LensAtFrame, LensCalibration, uncalibrated
 from calmon_core.models import Capture
@@ -126,10 +126,14 @@ class ReferenceMap:
     def gray_image(self, i: int) -> np.ndarray | None:
         """Frame i's grey image from the reference folder (cached), None when unavailable."""
         if i not in self._images:
-            path = None if self.folder is None else self.folder / self.frames[i].image
-            image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path and path.is_file() else None
-            if image is None:
+            frame = self.frames[i]
+            path = None if self.folder is None else self.folder / frame.image
+            if path is None or not path.is_file():
                 return None
+            try:
+                image = decode_image(path.read_bytes(), str(path), (frame.width, frame.height), grayscale=True)
+            except CaptureFormatError:
+                return None  # photometric refinement then goes without it, as without the file
             self._images[i] = image
         return self._images[i]
 
@@ -161,11 +165,19 @@ def _manifest_digest(folder: Path) -> str:
     return hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
 
 
-def has_reference_features(reference_folder: str | Path) -> bool:
-    """True when features/ exists, was built by this version and matches the manifest."""
+def cached_features_dir(reference_folder: str | Path, cache: str | Path) -> Path:
+    """Where a reference's features live in a features cache (outside the reference folder): one
+    folder per manifest content, so a changed scan never reads another scan's features."""
+    return Path(cache) / _manifest_digest(Path(reference_folder))[:32]
+
+
+def has_reference_features(reference_folder: str | Path, features_dir: str | Path | None = None) -> bool:
+    """True when the features (features/, or `features_dir`) exist, were built by this version and
+    match the manifest."""
     folder = Path(reference_folder)
-    meta_path = folder / FEATURES_DIR / INDEX_META
-    if not (meta_path.is_file() and (folder / FEATURES_DIR / INDEX_FILE).is_file()):
+    out = Path(features_dir) if features_dir is not None else folder / FEATURES_DIR
+    meta_path = out / INDEX_META
+    if not (meta_path.is_file() and (out / INDEX_FILE).is_file()):
         return False
     try:
         meta = json.loads(meta_path.read_text())
@@ -193,9 +205,12 @@ def _reference_frames(capture: Capture) -> list[ReferenceFrame]:
     return frames
 
 
-def build_reference_features(reference_folder: str | Path, detector: str = "sift") -> dict:
+def build_reference_features(
+    reference_folder: str | Path, detector: str = "sift", features_dir: str | Path | None = None
+) -> dict:
     """Detect features on every reference frame, refine the frames' rotations jointly from their
-    overlaps, and write features/ (COLMAP database + calmon index). Returns a summary."""
+    overlaps, and write features/ (COLMAP database + calmon index), or `features_dir` instead.
+    Returns a summary."""
     from calmon_core import colmap_db
     from calmon_core.reference_map import refine_reference_rotations
 
@@ -209,7 +224,7 @@ def build_reference_features(reference_folder: str | Path, detector: str = "sift
     refmap = ReferenceMap(frames, features, detector)
     change = refine_reference_rotations(refmap)
     lens_summary = refmap.lens_calibration.to_json_dict() if refmap.lens_calibration else None
-    out = folder / FEATURES_DIR
+    out = Path(features_dir) if features_dir is not None else folder / FEATURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {
         "frame": np.concatenate([np.full(len(f), i, np.int32) for i, f in enumerate(features)])
@@ -258,8 +273,8 @@ def build_reference_features(reference_folder: str | Path, detector: str = "sift
     return summary
 
 
-def load_reference_map(reference_folder: str | Path) -> ReferenceMap:
-    folder = Path(reference_folder) / FEATURES_DIR
+def load_reference_map(reference_folder: str | Path, features_dir: str | Path | None = None) -> ReferenceMap:
+    folder = Path(features_dir) if features_dir is not None else Path(reference_folder) / FEATURES_DIR
     meta = json.loads((folder / INDEX_META).read_text())
     data = np.load(folder / INDEX_FILE)
     frames = []

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+STOP_TIMEOUT_S = 5.0
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -37,9 +39,7 @@ class EmbeddedBroker:
         self.port = port or free_port(host)
         self.kind = "mosquitto" if prefer == "mosquitto" and shutil.which("mosquitto") else "amqtt"
         self._proc: subprocess.Popen | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._amqtt = None
+        self._amqtt: _AmqttInProcess | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="calmon-broker-")
 
     @property
@@ -57,7 +57,8 @@ class EmbeddedBroker:
                 ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
         else:
-            self._start_amqtt()
+            self._amqtt = _AmqttInProcess(self.host, self.port)
+            self._amqtt.start()
         try:
             wait_for_port(self.host, self.port)
         except TimeoutError:
@@ -65,47 +66,21 @@ class EmbeddedBroker:
             raise RuntimeError(f"{self.kind} broker did not start on {self.host}:{self.port}: {err}") from None
         return self
 
-    def _start_amqtt(self) -> None:
-        from amqtt.broker import Broker
-
-        config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-        }
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            self._amqtt = Broker(config, loop=loop)
-            loop.run_until_complete(self._amqtt.start())
-            ready.set()
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="amqtt-broker", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-
     def stop(self) -> None:
+        """Stop the broker; bounded (a few seconds at worst), idempotent, and it frees the port."""
         if self._proc is not None:
-            self._proc.terminate()
+            proc, self._proc = self._proc, None
+            proc.terminate()
             try:
-                self._proc.wait(5)
+                proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
-        if self._loop is not None and self._amqtt is not None:
-            fut = asyncio.run_coroutine_threadsafe(self._amqtt.shutdown(), self._loop)
-            try:
-                fut.result(10)
-            finally:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                if self._thread:
-                    self._thread.join(5)
-                self._loop = None
-                self._amqtt = None
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        if self._amqtt is not None:
+            amqtt, self._amqtt = self._amqtt, None
+            amqtt.stop()
 
     def restart(self, down_seconds: float = 0.5) -> None:
         self.stop()
@@ -117,3 +92,104 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _AmqttInProcess:
+    """amqtt on its own thread and event loop, behind a listening socket calmon owns (amqtt's "external"
+    listener): stop() can then close the listener and every client connection within a bound, whatever
+    state amqtt's own shutdown is in (a client that stopped reading makes amqtt's close wait forever)."""
+
+    def __init__(self, host: str, port: int):
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="amqtt-broker", daemon=True)
+        self._thread.start()
+        if not ready.wait(STOP_TIMEOUT_S * 2):
+            raise RuntimeError(f"amqtt broker did not start on {self.host}:{self.port} in {STOP_TIMEOUT_S * 2:.0f}s")
+        if self._error is not None:
+            self._thread.join(STOP_TIMEOUT_S)
+            raise RuntimeError(f"amqtt broker did not start on {self.host}:{self.port}: {self._error}")
+
+    def stop(self) -> None:
+        thread, loop, stop_requested = self._thread, self._loop, self._stop_requested
+        self._thread = self._loop = self._stop_requested = None
+        if thread is None:
+            return
+        if loop is not None and stop_requested is not None and thread.is_alive():
+            try:
+                loop.call_soon_threadsafe(stop_requested.set)
+            except RuntimeError:  # the loop already closed: the thread is on its way out
+                pass
+        # _serve bounds each of its shutdown steps; this join is only a backstop
+        thread.join(STOP_TIMEOUT_S * 3)
+        if thread.is_alive():
+            raise RuntimeError(f"amqtt broker on {self.host}:{self.port} did not stop in {STOP_TIMEOUT_S * 3:.0f}s")
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(ready))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        except BaseException as exc:  # reported by start(); a thread's exception would otherwise vanish
+            self._error = exc
+        finally:
+            ready.set()
+            loop.close()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
+        from amqtt.broker import Broker
+
+        self._stop_requested = asyncio.Event()
+        broker = Broker(
+            {
+                "listeners": {"default": {"type": "external", "bind": f"{self.host}:{self.port}"}},
+                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            }
+        )
+        await broker.start()
+        writers: set[asyncio.StreamWriter] = set()
+
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.add(writer)
+            try:
+                await broker.external_connected(StreamReaderAdapter(reader), StreamWriterAdapter(writer), "default")
+            finally:
+                writers.discard(writer)
+                writer.transport.abort()
+
+        try:
+            server = await asyncio.start_server(connected, self.host, self.port, reuse_address=True)
+        except OSError:
+            await asyncio.wait_for(broker.shutdown(), STOP_TIMEOUT_S)
+            raise
+        ready.set()
+        await self._stop_requested.wait()
+        # like a killed broker process, seen from the clients: the listener and every connection go at once
+        server.close()
+        for writer in list(writers):
+            writer.transport.abort()
+        await server.wait_closed()
+        try:
+            await asyncio.wait_for(broker.shutdown(), STOP_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - whatever amqtt's shutdown did, the tasks left are cancelled below
+            pass
+        await _cancel_all_other_tasks()
+
+
+async def _cancel_all_other_tasks() -> None:
+    """Cancel and reap every task left on this loop (amqtt's per-client and broadcast tasks), bounded."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)

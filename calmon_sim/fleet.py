@@ -23,6 +23,7 @@ import yaml
 from calmon_core.config import Fleet
 from calmon_sim.camera import SimCamera
 from calmon_sim.fleet_spec import FleetSpec, SimDeploymentSpec, SimDeviceSpec, load_fleet_spec
+from calmon_sim.http_api import FleetControlServer
 from calmon_sim.onvif_service import PAN_LIMITS, TILT_LIMITS
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class SimFleet:
         broker_port: int = 1883,
         host: str = "127.0.0.1",
         base_port: int | None = None,
+        control_port: int = 0,
     ):
         self.spec = spec
         self.broker_host = broker_host
@@ -55,6 +57,7 @@ class SimFleet:
                 self._deployment_of[dev.id] = dep
                 self._telemetry_topic[dev.id] = dep.topic_template.format(deployment=dep.name, device=dev.id)
                 self._command_topic[dep.command_topic_template.format(deployment=dep.name, device=dev.id)] = cam
+            self.control = FleetControlServer(self.cameras, host=host, port=control_port)
         except Exception:
             self._stop_cameras()
             raise
@@ -75,6 +78,7 @@ class SimFleet:
         seconds for the broker (then keeps trying in the background)."""
         for cam in self.cameras.values():
             cam.start()
+        self.control.start()
         # the site's operator knows the cameras' passwords: devices_config() names them ${NAME},
         # and a calmon running in this process (`calmon demo`) finds them in its environment
         for name, value in self.camera_secrets().items():
@@ -108,6 +112,7 @@ class SimFleet:
             self._client.disconnect()
             self._client.loop_stop()
             self._client = None
+        self.control.stop()
         self._stop_cameras()
 
     def _stop_cameras(self) -> None:
@@ -117,6 +122,11 @@ class SimFleet:
         # in parallel: each server takes up to a poll interval to notice it should stop
         with ThreadPoolExecutor(max_workers=min(32, len(cams))) as pool:
             list(pool.map(lambda c: c.stop(), cams))
+
+    @property
+    def control_url(self) -> str:
+        """The fleet control service (calmon_sim.http_api.FleetControlServer): faults of any camera."""
+        return self.control.url
 
     def __enter__(self) -> SimFleet:
         return self.start()

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from calmon_core.config import ConfigError, _pydantic_problems, expand_env
+from calmon_core.config import ConfigError, _pydantic_problems, read_config_yaml
 from calmon_core.layout import UnsafeNameError, check_segment
 from calmon_sim.degrade import degrade
 
@@ -323,13 +322,10 @@ def load_fleet_spec(path: str | Path) -> FleetSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError([f"{path}: file not found"])
-    try:
-        raw = yaml.safe_load(expand_env(path.read_text(encoding="utf-8")))
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    raw, substituted = read_config_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: top level must be a mapping with 'deployments'"])
     try:
         return FleetSpec.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(exc, str(path))) from exc
+        raise ConfigError(_pydantic_problems(exc, str(path), substituted=substituted)) from exc

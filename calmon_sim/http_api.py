@@ -71,6 +71,21 @@ class _Server(ThreadingHTTPServer):
         self.server_activate()
 
 
+def apply_faults_request(cam: SimCamera, body: dict) -> dict:
+    """A POST /faults body ({"offline": true, ...} or {"clear": true}) applied; the answer to send.
+    Validated whole before anything changes, so a bad request leaves the faults as they were."""
+    from calmon_sim.fleet_spec import check_faults
+
+    body = dict(body)
+    clear = bool(body.pop("clear", False))
+    check_faults(body)  # ValueError names an unknown fault or a bad value
+    if clear:
+        cam.clear_faults()
+    if body:
+        cam.set_faults(**body)
+    return {"ok": True, "faults": cam.faults}
+
+
 def _hold_port(host: str, port: int) -> socket.socket | None:
     """A bound, non-listening socket on the port: connections are refused, and nobody else binds it."""
     held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -241,11 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
                 target = cam.target()  # clamped to the head's limits
                 self._json(200, {"ok": True, "target": dict(zip(("yaw", "pitch", "zoom"), target, strict=True))})
             elif url.path == "/faults":
-                if body.pop("clear", False):
-                    cam.clear_faults()
-                if body:
-                    cam.set_faults(**body)
-                self._json(200, {"ok": True, "faults": cam.faults})
+                self._json(200, apply_faults_request(cam, body))
             elif url.path == "/truth":
                 offset = cam.truth()["true_offset"]
                 cam.set_true_offset(*(float(body.get(k, offset[k])) for k in ("yaw", "pitch", "roll")))
@@ -344,3 +355,84 @@ class CameraHttpServer:
             elif not hold_port and self._held is not None:
                 self._held.close()
                 self._held = None
+
+
+class FleetControlServer:
+    """The site's camera management service (a PoE switch, a VMS): one port for the whole fleet that
+    stays up while cameras go offline, so a camera's faults can be switched, and an offline camera
+    brought back, over HTTP.
+
+        GET  /cameras                       [{"id", "deployment", "base_url", "faults"}]
+        POST /cameras/<id>/faults           the camera's POST /faults, reached from outside it
+    """
+
+    def __init__(self, cameras: dict[str, SimCamera], host: str = "127.0.0.1", port: int = 0):
+        control = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "calmon-sim-control/1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+            def _json(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                if urlsplit(self.path).path != "/cameras":
+                    self._json(404, {"error": f"no such endpoint {urlsplit(self.path).path}"})
+                    return
+                self._json(200, {"cameras": [control.describe(cam) for cam in control.cameras.values()]})
+
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                parts = urlsplit(self.path).path.strip("/").split("/")
+                if len(parts) != 3 or parts[0] != "cameras" or parts[2] != "faults":
+                    self._json(404, {"error": f"no such endpoint {urlsplit(self.path).path}"})
+                    return
+                cam = control.cameras.get(parts[1])
+                if cam is None:
+                    self._json(404, {"error": f"no camera {parts[1]!r} in this fleet"})
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    body = json.loads(self.rfile.read(length) if length else b"{}")
+                    if not isinstance(body, dict):
+                        raise ValueError("body must be a JSON object")
+                    self._json(200, apply_faults_request(cam, body))
+                except (ValueError, TypeError) as exc:
+                    self._json(400, {"error": str(exc)})
+
+        self.cameras = cameras
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.host, self.port = self._server.server_address[:2]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @staticmethod
+    def describe(cam: SimCamera) -> dict:
+        return {"id": cam.device_id, "deployment": cam.deployment, "base_url": cam.base_url, "faults": cam.faults}
+
+    def start(self) -> FleetControlServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL_S},
+            name="sim-fleet-control",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread = None
+        self._server.server_close()

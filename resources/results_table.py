@@ -138,6 +138,10 @@ class ResultsTableError(Exception):
     """The results table could not be reached or written (message names table and catalog)."""
 
 
+# a data file deleted, truncated or not Parquet: pyarrow's OSError or ArrowInvalid (a ValueError)
+_UNREADABLE_FILE_ERRORS = (OSError, pa.ArrowException)
+
+
 def arrow_schema() -> pa.Schema:
     return schema_to_pyarrow(RESULTS_SCHEMA, include_field_ids=False)
 
@@ -219,6 +223,7 @@ class ResultsTable:
         self.identifier = (results.database, results.table)
         self.catalog = self._make_catalog()
         self._ensured = False
+        self._unreadable: set[str] = set()
         self.commit_attempts = 0  # total commit attempts made, for tests and diagnostics
 
     # ------------------------------------------------------------------ catalog and table
@@ -268,8 +273,73 @@ class ResultsTable:
                 # catalog at once race on that, and the loser's second open finds them made.
                 if "already exists" in str(exc) and attempt < 2:
                     continue
-                raise ResultsTableError(f"cannot open the {s.catalog} catalog {s.catalog_name!r}: {exc}") from exc
+                raise ResultsTableError(f"cannot open the results catalog {self.catalog_description}: {exc}") from exc
         raise AssertionError("unreachable")
+
+    @property
+    def catalog_description(self) -> str:
+        """Where the catalog is, for messages: the SQLite file's path, or the Glue/REST catalog's name."""
+        s = self.settings
+        if s.catalog == "sqlite":
+            return str(Path(s.sqlite_path).expanduser().resolve())
+        return f"{s.catalog} catalog {s.catalog_name!r}"
+
+    def _warehouse_metadata_files(self) -> list[str]:
+        """The table's metadata files found in the warehouse, oldest first (a table that ever existed
+        leaves them there: `warehouse/database/table/metadata/NNNNN-uuid.metadata.json`)."""
+        if not self.settings.warehouse:
+            return []
+        from pyarrow import fs
+
+        warehouse = self._warehouse()
+        if warehouse.startswith("s3://"):
+            filesystem = fs.S3FileSystem(
+                region=self.aws.region,
+                endpoint_override=self.aws.endpoint_url,
+                scheme="http" if (self.aws.endpoint_url or "").startswith("http://") else "https",
+            )
+            root, prefix = warehouse.removeprefix("s3://").rstrip("/"), "s3://"
+        else:
+            filesystem, root = fs.LocalFileSystem(), Path(warehouse.removeprefix("file://")).as_posix()
+            prefix = "file://"
+        found: list[str] = []
+        for database in (self.settings.database, f"{self.settings.database}.db"):
+            folder = f"{root}/{database}/{self.settings.table}/metadata"
+            try:
+                infos = filesystem.get_file_info(fs.FileSelector(folder, allow_not_found=True))
+            except OSError:
+                continue
+            found += [prefix + i.path for i in infos if i.path.endswith(".metadata.json")]
+        return sorted(found, key=lambda uri: uri.rsplit("/", 1)[-1])
+
+    def _refuse_a_new_table_over_history(self) -> None:
+        """The catalog knows no table: that is first use only if the warehouse holds none either. A
+        catalog emptied, deleted or replaced must not silently start a new table (all history gone)."""
+        history = self._warehouse_metadata_files()
+        if history:
+            raise ResultsTableError(
+                f"results catalog {self.catalog_description} has no table {self.name}, but the warehouse "
+                f"holds its history ({len(history)} metadata files, newest {history[-1]}): the catalog was "
+                "lost or replaced. Restore it from a backup, or register the newest metadata again with "
+                "`calmon results --recover-catalog`. Nothing was written."
+            )
+
+    def recover_from_warehouse(self) -> str:
+        """Register the newest metadata file of the table found in the warehouse with the catalog
+        (after a lost catalog); returns its location."""
+        history = self._warehouse_metadata_files()
+        if not history:
+            raise ResultsTableError(f"no metadata of {self.name} in the warehouse {self.settings.warehouse}")
+        try:
+            self.catalog.create_namespace(self.settings.database)
+        except NamespaceAlreadyExistsError:
+            pass
+        try:
+            self.catalog.register_table(self.identifier, history[-1])
+        except TableAlreadyExistsError as exc:
+            raise ResultsTableError(f"{self.name} is already in {self.catalog_description}") from exc
+        self._ensured = False
+        return history[-1]
 
     @property
     def name(self) -> str:
@@ -289,6 +359,7 @@ class ResultsTable:
         try:
             table = self.catalog.load_table(self.identifier)
         except NoSuchTableError:
+            self._refuse_a_new_table_over_history()
             try:
                 self.catalog.create_table(
                     self.identifier,
@@ -376,7 +447,36 @@ class ResultsTable:
         scan = table.scan(row_filter=row_filter) if row_filter is not None else table.scan()
         if columns != ("*",):
             scan = scan.select(*columns)
-        return scan.to_arrow()
+        try:
+            return scan.to_arrow()
+        except _UNREADABLE_FILE_ERRORS:
+            return self._scan_readable_files(scan)
+
+    def _scan_readable_files(self, scan: Any) -> pa.Table:
+        """The scan file by file, skipping (and reporting) files that cannot be read: one lost or
+        damaged data file must not stop every later read, and with it every alert."""
+        from pyiceberg.io.pyarrow import ArrowScan
+
+        reader = ArrowScan(scan.table_metadata, scan.io, scan.projection(), scan.row_filter, scan.case_sensitive)
+        parts = []
+        for task in scan.plan_files():
+            try:
+                parts.append(reader.to_table([task]))
+            except _UNREADABLE_FILE_ERRORS as exc:
+                path = task.file.file_path
+                if path not in self._unreadable:
+                    log.error(
+                        "results table %s: data file %s cannot be read (%s); reading the rest", self.name, path, exc
+                    )
+                self._unreadable.add(path)
+        if not parts:
+            return schema_to_pyarrow(scan.projection()).empty_table()
+        return pa.concat_tables(parts, promote_options="permissive")
+
+    @property
+    def unreadable_files(self) -> list[str]:
+        """Data files this client found it could not read (each is also logged once, as an error)."""
+        return sorted(self._unreadable)
 
     def read(self, device_id: str, check_partition: str) -> CalibrationResult | None:
         data = self._scan(And(EqualTo("device_id", device_id), EqualTo("check_partition", check_partition)))

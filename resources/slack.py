@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +45,45 @@ def _retry_after(value: str | None, fallback: float) -> float:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+def webhook_url_problem(url: str) -> str | None:
+    """Why a webhook URL cannot be one (without quoting any of it), or None."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "it contains a space or a control character"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        return "it is not a valid URL (host or port)"
+    if parts.scheme not in ("https", "http"):
+        return "it must start with https://"
+    if not parts.hostname:
+        return "it has no host"
+    if parts.username is not None or parts.password is not None:
+        return "it carries user:password@, which a Slack webhook never has"
+    if not port_ok:
+        return "it is not a valid URL (host or port)"
+    return None
+
+
+def _secret_fragments(url: str) -> list[str]:
+    """The URL and every part of it that could be the secret, in each spelling, longest first."""
+    if not url:
+        return []
+    try:
+        parts = urllib.parse.urlsplit(url)
+        pieces = [parts.netloc.rpartition("@")[0], parts.path, parts.query, parts.fragment]
+    except ValueError:
+        pieces = [url.partition("://")[2]]
+    words = [url, *pieces]
+    for piece in pieces:
+        words += [w for w in re.split(r"[/?&=#@:]", piece) if len(w) >= 4]
+    spellings = set()
+    for word in filter(None, words):
+        for form in (word, urllib.parse.unquote(word), urllib.parse.quote(word, safe="/")):
+            spellings.update({form, repr(form)[1:-1]})
+    return sorted(filter(None, spellings), key=len, reverse=True)
+
+
 class SlackNotifier:
     def __init__(
         self,
@@ -69,8 +110,10 @@ class SlackNotifier:
         return f"SlackNotifier(channel={self.channel!r}, webhook {state})"
 
     def _scrub(self, text: str) -> str:
-        if self._webhook_url:
-            text = text.replace(self._webhook_url, "<webhook>")
+        """Every spelling of the URL and of its parts replaced: the http library and a proxy's error
+        page quote the path, the query or the userinfo, escaped, percent-decoded or as they are."""
+        for secret in _secret_fragments(self._webhook_url or ""):
+            text = text.replace(secret, "<webhook>")
         return text
 
     def _post(self, body: bytes) -> tuple[int | None, str, str | None]:
@@ -103,6 +146,9 @@ class SlackNotifier:
             if self.echo is not None:
                 self.echo(f"[slack #{self.channel}, not sent: no webhook configured]\n{text}")
             return SlackOutcome(False, None, 0, "no webhook configured")
+        problem = webhook_url_problem(self._webhook_url)
+        if problem is not None:  # refused before any request: a DNS query would carry user:pass@
+            return SlackOutcome(False, None, 0, f"webhook URL not used: {problem}")
         body = json.dumps({"text": text}).encode("utf-8")
         status: int | None = None
         error = "not attempted"

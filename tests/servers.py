@@ -159,6 +159,8 @@ class ScriptedWebhook:
                 receiver.requests.append(WebhookRequest(time.monotonic(), payload, self.path))
                 status, headers = receiver.script.pop(0) if receiver.script else (200, {})
                 text = {200: b"ok", 429: b"rate_limited", 404: b"no_service"}.get(status, b"server_error")
+                if status == 502:  # a proxy's error page quotes the request, query and all
+                    text = f"bad gateway for POST {self.path}".encode()
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, str(value))

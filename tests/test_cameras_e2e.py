@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from calmon_assets.schedules import current_time_key
+from calmon_assets.defs.partitions import current_time_key
 from tests.sim_site import device, start_site, stop_site
 
 pytestmark = pytest.mark.slow

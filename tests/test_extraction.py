@@ -479,15 +479,17 @@ def test_frame_is_discarded_when_the_camera_moves_right_after_the_grab(tmp_path)
     def pose(t):
         return (20.0, 0.0) if moved_at and t >= moved_at[0] else (10.0, 0.0)
 
-    camera = FakeCamera(clock, on_grab=lambda n: moved_at.append(clock.now + 0.1) if n == 1 else None)
+    # grab 1 is the view once telemetry holds still, grab 2 the first frame: the head moves right after it
+    camera = FakeCamera(clock, on_grab=lambda n: moved_at.append(clock.now + 0.1) if n == 2 else None)
     extractor = scripted_extractor(tmp_path, clock, ScriptedTelemetry(clock, pose), camera)
     result = extractor.extract_query("fake", stabilize_time=2, timeout=30)
-    assert len(camera.grabs) == 3  # the discarded frame, the kept one and its motion check
+    # per stillness a still view, then: the discarded frame; the kept one and its motion check
+    assert len(camera.grabs) == 5
     assert len(result.telemetry_summary["discarded_frames"]) == 1
     frame = read_capture(result.folder).frames[0]
     assert frame.telemetry.yaw == 20.0
     assert (frame.fx, frame.cx) == (500.0, 319.5)  # explicit intrinsics pass through
-    assert camera.grabs[1] - camera.grabs[0] >= 2.0  # waited a full stable period again
+    assert camera.grabs[3] - camera.grabs[1] >= 2.0  # waited a full stable period again
 
 
 def test_telemetry_going_silent_fails_and_says_so(tmp_path):
@@ -561,14 +563,18 @@ def test_frozen_telemetry_while_the_image_moves_fails_and_says_so(tmp_path):
 def test_frame_kept_once_the_image_is_still_and_the_discards_are_recorded(tmp_path):
     clock = FakeClock()
     scene, t0 = texture(), clock.now
-    # the head pans for 3 s and stops; telemetry was frozen all along
+    # the head pans for 3 s and stops; telemetry hung through the pan and reports the end pose after it
     camera = FakeCamera(clock, view=lambda t: shifted(scene, 8.0 * min(t - t0, 3.0)))
-    result = frozen_extractor(tmp_path, clock, camera).extract_query("fake", stabilize_time=1, timeout=30)
+    lagging = ScriptedTelemetry(clock, lambda t: (10.0, 0.0) if t < t0 + 3.0 else (12.75, 0.0))
+    result = scripted_extractor(tmp_path, clock, lagging, camera).extract_query("fake", stabilize_time=1, timeout=30)
     discarded = result.telemetry_summary["discarded_frames"]
-    assert discarded and all("the image moved while telemetry stayed still" in d for d in discarded)
+    moved = [d for d in discarded if "the image moved while telemetry stayed still" in d]
+    assert moved and all(d in moved or "telemetry moved during or right after the grab" in d for d in discarded)
     frame = read_capture(result.folder).frames[0]
-    assert frame.captured_at.timestamp() >= t0 + 3.0
-    assert len(camera.grabs) == 2 * (len(discarded) + 1)  # one check grab per frame
+    assert frame.captured_at.timestamp() >= t0 + 3.0 and frame.telemetry.yaw == 12.75
+    # a still view per stillness (2); each frame of the pan is refused against it without a check
+    # grab; the kept frame has its check grab
+    assert len(camera.grabs) == 2 + len(discarded) + 2
 
 
 def test_the_allowed_image_motion_is_configurable(tmp_path):

@@ -28,6 +28,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--diagnostics", metavar="DIR", default=None, help="write a diagnostic PNG per query frame into DIR"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="estimate even when reference and query are of different devices or deployments, or swapped",
+    )
+    parser.add_argument(
+        "--features-cache",
+        metavar="DIR",
+        default=None,
+        help="where missing reference features are built (default: $XDG_CACHE_HOME/calmon/features); "
+        "never into the reference folder",
+    )
+
+
+def default_features_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "calmon" / "features"
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -56,15 +73,23 @@ def local_folder(location: str, scratch: Path, name: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from calmon_core.capture_format import CaptureFormatError
-    from calmon_core.estimation import estimate_offsets
+    from calmon_core.estimation import IdentityMismatchError, estimate_offsets
 
     with tempfile.TemporaryDirectory(prefix="calmon-estimate-") as tmp:
         try:
             reference = local_folder(args.reference, Path(tmp), "reference")
             query = local_folder(args.query, Path(tmp), "query")
-            result = estimate_offsets(reference, query, threshold_deg=args.threshold, diagnostics_dir=args.diagnostics)
+            result = estimate_offsets(
+                reference,
+                query,
+                threshold_deg=args.threshold,
+                diagnostics_dir=args.diagnostics,
+                features_cache=Path(args.features_cache) if args.features_cache else default_features_cache(),
+                check_identity=not args.force,
+            )
         except (CaptureFormatError, ValueError) as exc:
-            print(f"calmon estimate: bad input: {exc}", file=sys.stderr)
+            hint = " (--force to estimate anyway)" if isinstance(exc, IdentityMismatchError) else ""
+            print(f"calmon estimate: bad input: {exc}{hint}", file=sys.stderr)
             return 2
         except Exception as exc:  # object store errors (missing or unreachable): cannot read the input
             from resources.object_store import ObjectStoreError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 
 from calmon_cli.options import add_config_option, add_workers_option, config_dir
@@ -29,6 +30,17 @@ def run(args: argparse.Namespace) -> int:
     from calmon_cli.platform import Platform
 
     platform = Platform(config_dir(args))
+    try:
+        chosen = platform.select_devices(args.device)
+    except KeyError as exc:
+        print(f"calmon monitor: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if not chosen:
+        print(
+            f"calmon monitor: no devices to check: every device in {platform.config_dir}/devices.yaml is disabled",
+            file=sys.stderr,
+        )
+        return 2
     time_key = args.partition or current_time_key(datetime.now(UTC))
     runs = platform.run_check_cycle(
         time_key, args.device, workers=args.workers, progress=progress_printer(f"checks {time_key}")
@@ -39,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_alerts:
         for text in platform.send_alerts():
             print(f"\nslack> {text}")
+    for path in table.unreadable_files:
+        print(f"warning: results table data file cannot be read (its rows are left out): {path}", file=sys.stderr)
     if not args.no_maintenance:
         try:
             platform.maintain_results_table()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime
 
 from calmon_cli.options import add_config_option, config_dir
@@ -17,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", metavar="T", help="ISO time (e.g. 2026-11-24 or 2026-11-24T13:00Z)")
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--recover-catalog",
+        action="store_true",
+        help="after a lost catalog: register the table's newest metadata found in the warehouse again",
+    )
 
 
 def _since(text: str | None) -> datetime | None:
@@ -39,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     since = _since(args.since)
     config = load_config(config_dir(args))
     table = ResultsTable(config.settings.results, config.settings.aws)
+    if args.recover_catalog:
+        print(f"registered {table.recover_from_warehouse()} in {table.catalog_description}", file=sys.stderr)
     if args.device:
         rows = table.history(args.device, since=since, limit=args.limit)
     else:
@@ -49,4 +57,6 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(row.model_dump(mode="json")))
     else:
         print(format_results_table(rows))
+    for path in table.unreadable_files:
+        print(f"warning: data file cannot be read, its rows are left out: {path}", file=sys.stderr)
     return 0

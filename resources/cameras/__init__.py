@@ -67,10 +67,17 @@ def camera_client(
     timeout: float = 10.0,
     reresolve: Callable[[], object] | None = None,
     port_map: Callable[[], dict[int, int]] | None = None,
+    max_image_size: tuple[int, int] | None = None,
 ) -> CameraClient:
     """The driver for the endpoint's protocol."""
     return DRIVERS[endpoint.protocol](
-        device_id, endpoint, base_url=base_url, timeout=timeout, reresolve=reresolve, port_map=port_map
+        device_id,
+        endpoint,
+        base_url=base_url,
+        timeout=timeout,
+        reresolve=reresolve,
+        port_map=port_map,
+        max_image_size=max_image_size,
     )
 
 
@@ -86,7 +93,14 @@ class CameraResource(dg.ConfigurableResource):
         base_url: str | Callable[[], str | None] | None = None,
         reresolve: Callable[[], object] | None = None,
         port_map: Callable[[], dict[int, int]] | None = None,
+        max_image_size: tuple[int, int] | None = None,
     ) -> CameraClient:
         return camera_client(
-            device_id, endpoint, base_url=base_url, timeout=self.timeout_seconds, reresolve=reresolve, port_map=port_map
+            device_id,
+            endpoint,
+            base_url=base_url,
+            timeout=self.timeout_seconds,
+            reresolve=reresolve,
+            port_map=port_map,
+            max_image_size=max_image_size,
         )

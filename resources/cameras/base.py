@@ -21,7 +21,7 @@ import numpy as np
 import requests
 from requests.auth import HTTPDigestAuth
 
-from calmon_core.capture_format import CaptureFormatError, decode_image, encode_jpeg
+from calmon_core.capture_format import MAX_IMAGE_PIXELS, CaptureFormatError, decode_image, encode_jpeg
 from calmon_core.capture_ports import CameraCredentialsRefused, CameraFault
 from calmon_core.config import CameraEndpoint
 
@@ -76,8 +76,10 @@ class CameraClient:
         mqtt_command: MqttCommand | None = None,
         reresolve: Callable[[], object] | None = None,
         port_map: Callable[[], dict[int, int]] | None = None,
+        max_image_size: tuple[int, int] | None = None,
     ):
         self.device_id = device_id
+        self.max_image_size = max_image_size  # (width, height): a larger frame is refused before decoding
         # kubectl mode: the camera's forwarded ports, remote -> local (ONVIF's own port, RTSP)
         self.port_map = port_map
         self.endpoint = endpoint
@@ -248,7 +250,7 @@ class CameraClient:
             kind = response.headers.get("Content-Type", "unknown type")
             raise self._fail(f"snapshot is not a JPEG ({kind}, {len(data)} bytes, starts {data[:8]!r})", url)
         try:
-            image = decode_image(data, f"device {self.device_id} snapshot")
+            image = decode_image(data, f"device {self.device_id} snapshot", at_most=self.max_image_size)
         except CaptureFormatError as exc:
             raise self._fail(f"snapshot cannot be decoded: {exc}", url) from None
         return image, data
@@ -265,6 +267,11 @@ class CameraClient:
             if not capture.isOpened():
                 self._probe()  # says "offline" (CameraRefused) when nothing listens
                 raise self._fail("stream cannot be opened (not MJPEG/RTSP, or no frames)", url)
+            size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            limit = self.max_image_size
+            if size[0] * size[1] > MAX_IMAGE_PIXELS or (limit and (size[0] > limit[0] or size[1] > limit[1])):
+                allowed = f", more than {limit[0]}x{limit[1]}" if limit else ""
+                raise self._fail(f"stream frames are {size[0]}x{size[1]}{allowed} (not decoded)", url)
             ok, image = capture.read()
             if not ok or image is None or image.size == 0:
                 raise self._fail("stream gave no decodable frame", url)

@@ -1,9 +1,11 @@
 """Checks: query_capture and calibration_offsets (device x time) with their asset checks, the check
-job and its schedule, the backfill job, and the sensor that gives a dead run its row."""
+job and its schedule, the backfill job, the sensor that gives a dead run its row and the one that
+fails runs whose worker died."""
 
 import dagster as dg
 
 from calmon_assets.defs.checks.assets import calibration_offsets, query_capture
+from calmon_assets.defs.checks.dead_runs import fail_dead_check_runs_sensor
 from calmon_assets.defs.checks.failed_runs import record_failed_checks_sensor
 from calmon_assets.defs.checks.jobs import calibration_check_job, reprocess_offsets_job
 from calmon_assets.defs.checks.schedules import build_check_schedule
@@ -15,5 +17,5 @@ def build_defs(settings: Settings) -> dg.Definitions:
         assets=[query_capture, calibration_offsets],
         jobs=[calibration_check_job, reprocess_offsets_job],
         schedules=[build_check_schedule(settings.schedule)],
-        sensors=[record_failed_checks_sensor],
+        sensors=[record_failed_checks_sensor, fail_dead_check_runs_sensor],
     )

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from calmon_core.config import CalmonConfig, Deployment, Device
-from calmon_core.extraction import CaptureExtractor
+from calmon_core.extraction import CaptureExtractor, max_frame_size
 from resources.camera import CameraResource
 from resources.kubectl import KubectlResource, device_endpoints
 from resources.mqtt import MqttResource
@@ -47,6 +47,7 @@ def device_extractor(
                 else None,
                 # ONVIF on a port other than camera.port, RTSP: their local ends in kubectl mode
                 port_map=endpoints.camera_ports,
+                max_image_size=max_frame_size(dev),
             ),
             workdir=workdir,
             deadband_deg=config.settings.capture.deadband_deg,
