@@ -19,6 +19,7 @@ import numpy as np
 
 from calmon_core.capture_format import MANIFEST, load_frame_image, read_capture
 from calmon_core.conventions import rotation_from_ypr, ypr_from_rotation
+from calmon_core.gauge import apply_gauge
 from calmon_core.models import Capture
 
 FEATURES_DIR = "features"
@@ -253,4 +254,5 @@ def load_reference_map(reference_folder: str | Path) -> ReferenceMap:
         )
         sel = data["frame"] == i
         features.append(FeatureSet(data["uv"][sel], data["scale"][sel], data["angle"][sel], data["descriptors"][sel]))
-    return ReferenceMap(frames, features, meta["detector"], meta.get("summary", {}), Path(reference_folder))
+    refmap = ReferenceMap(frames, features, meta["detector"], meta.get("summary", {}), Path(reference_folder))
+    return apply_gauge(refmap, reference_folder)  # orientations in the gauge of the original calibration
