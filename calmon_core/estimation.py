@@ -38,6 +38,7 @@ from calmon_core.features import (
 )
 from calmon_core.matching import QueryMatcher, flow_correspondences
 from calmon_core.models import Capture, Frame
+from calmon_core.photometry import structure_problem
 from calmon_core.rotation import Refinement, ransac_rotation, refine_rotation, ypr_covariance
 
 ALGORITHM_VERSION = "calmon-est/1.3-sift-rootsift-rot2pt-focal-lk"
@@ -57,7 +58,6 @@ PHOTOMETRIC_GATE_PX = 1.0  # Lucas-Kanade correspondences are good to a few hund
 # interpolation and the reference map's own error are correlated), so it is inflated and floored
 UNCERTAINTY_INFLATION = 2.5
 UNCERTAINTY_FLOOR_DEG = 0.0005
-DARK_MEAN, BLANK_STD = 10.0, 3.0
 
 
 @dataclass
@@ -262,13 +262,10 @@ def estimate_frame(
         k[0] *= w / frame.width
         k[1] *= h / frame.height
     gray = to_gray(image)
-    mean, std = float(gray.mean()), float(gray.std())
-    if mean < DARK_MEAN or std < BLANK_STD:
-        why = "too dark" if mean < DARK_MEAN else "blank (no contrast)"
+    problem = structure_problem(gray)  # dark frames are fine while they show structure above their noise
+    if problem:
         return FrameSolution(
-            _failed(
-                frame, reported, 0, f"{frame.image}: the view is {why}; nothing to match against the reference scan"
-            )
+            _failed(frame, reported, 0, f"{frame.image}: {problem}; nothing to match against the reference scan")
         )
     r_rep = rotation_from_ypr(t.yaw, t.pitch, t.roll)
     feats = detect(gray, refmap.detector, QUERY_NFEATURES)

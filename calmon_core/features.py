@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from calmon_core import photometry
 from calmon_core.capture_format import MANIFEST, load_frame_image, read_capture
 from calmon_core.conventions import rotation_from_ypr, ypr_from_rotation
 from calmon_core.gauge import apply_gauge
@@ -26,7 +27,7 @@ FEATURES_DIR = "features"
 INDEX_FILE = "calmon_index.npz"
 INDEX_META = "calmon_index.json"
 COLMAP_DB = "database.db"
-FEATURES_VERSION = "calmon-features/2"
+FEATURES_VERSION = "calmon-features/2"  # + the photometric preprocessing, see features_version()
 
 # keypoint caps: enough for sub-0.001 deg fits, few enough to match in well under 0.5 s
 REFERENCE_NFEATURES = 8000
@@ -63,11 +64,16 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
 
 
+def features_version() -> str:
+    return f"{FEATURES_VERSION}+{photometry.METHOD}"
+
+
 def detect(
     image: np.ndarray, detector: str = "sift", nfeatures: int = QUERY_NFEATURES, mask: np.ndarray | None = None
 ) -> FeatureSet:
-    """Detect and describe keypoints on a BGR or gray image."""
-    gray = to_gray(image)
+    """Detect and describe keypoints on a BGR or gray image (after illumination-invariant
+    preprocessing, the same for references and queries)."""
+    gray = photometry.prepare(to_gray(image), photometry.METHOD)
     kps, desc = _detector(detector, nfeatures).detectAndCompute(gray, mask)
     if desc is None or not kps:
         d = 128 if detector == "sift" else 61 if detector == "akaze" else 32
@@ -157,7 +163,7 @@ def has_reference_features(reference_folder: str | Path) -> bool:
         return False
     try:
         meta = json.loads(meta_path.read_text())
-        return meta.get("version") == FEATURES_VERSION and meta.get("manifest_sha256") == _manifest_digest(folder)
+        return meta.get("version") == features_version() and meta.get("manifest_sha256") == _manifest_digest(folder)
     except (OSError, ValueError):
         return False
 
@@ -219,7 +225,7 @@ def build_reference_features(reference_folder: str | Path, detector: str = "sift
         "refined_rotation_change_deg": change,
     }
     meta = {
-        "version": FEATURES_VERSION,
+        "version": features_version(),
         "manifest_sha256": _manifest_digest(folder),
         "detector": detector,
         "frames": [

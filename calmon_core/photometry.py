@@ -19,10 +19,13 @@ import numpy as np
 
 METHODS = ("none", "clahe", "clahe-denoise", "local-norm")
 DEFAULT_METHOD = "clahe"
+METHOD = DEFAULT_METHOD  # what features.detect uses (benchmarks switch it to compare)
 CLAHE_CLIP = 2.0
 CLAHE_TILE_PX = 160  # tiles about this size, whatever the resolution
-MIN_STRUCTURE = 1.2  # grey levels of band-pass contrast a frame needs to be matched at all
-MIN_STRUCTURE_SNR = 0.35  # that contrast relative to the pixel noise
+MIN_STRUCTURE = 0.5  # grey levels of band-pass contrast a frame needs to be matched at all
+# ... and relative to the pixel noise: white noise leaves ~0.1 of itself in that band, so below
+# 0.3 x noise the "structure" is noise
+MIN_STRUCTURE_SNR = 0.3
 
 
 def _tiles(shape: tuple[int, int]) -> tuple[int, int]:
@@ -49,14 +52,15 @@ def prepare(gray: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
 
 
 def structure_and_noise(gray: np.ndarray) -> tuple[float, float]:
-    """(band-pass contrast, pixel noise) in grey levels: the std of the image between 2 and 12 px
-    scales, and the robust spread of what a 1.5 px blur removes."""
+    """(structure, noise) in grey levels: the std of the image between 3 and 16 px scales (where
+    white pixel noise is attenuated ~10x), and the robust per-pixel noise from what a 1 px blur
+    removes."""
     f = gray.astype(np.float32)
-    fine = cv2.GaussianBlur(f, (0, 0), 1.5)
-    coarse = cv2.GaussianBlur(f, (0, 0), 12)
-    structure = float(np.std(fine - coarse))
-    resid = f - fine
-    noise = float(1.4826 * np.median(np.abs(resid - np.median(resid)))) * 1.6  # the blur keeps part of it
+    mid = cv2.GaussianBlur(f, (0, 0), 3.0)
+    coarse = cv2.GaussianBlur(f, (0, 0), 16.0)
+    structure = float(np.std(mid - coarse))
+    resid = f - cv2.GaussianBlur(f, (0, 0), 1.0)
+    noise = float(1.4826 * np.median(np.abs(resid - np.median(resid)))) * 1.45  # the blur keeps ~30%
     return structure, noise
 
 

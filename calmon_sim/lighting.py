@@ -510,13 +510,16 @@ def sensor(image: np.ndarray, conditions: Conditions, rng: np.random.Generator |
     grey = grey * (0.35 + 0.75 * np.exp(-rr))
     # flat contrast: the auto-gain lifts the blacks and compresses the range
     mean = float(grey.mean())
-    grey = conditions.ir_gain * (0.55 * (grey - mean) + mean + 18.0)
+    grey = 0.55 * (grey - mean) + mean + 18.0
     # optics without the IR-cut filter focus NIR a little behind: slightly soft
     grey = cv2.GaussianBlur(grey, (0, 0), 0.9)
     # high gain: heavy shot + read noise, partly correlated by the demosaic/denoise pipeline
     shot = rng.normal(0, 1, (h, w)).astype(np.float32) * np.sqrt(np.maximum(grey, 1.0)) * 0.9
     read = cv2.GaussianBlur(rng.normal(0, 7.0, (h, w)).astype(np.float32), (0, 0), 0.7) * 1.6
-    grey = np.clip(grey + shot + read + rng.normal(0, 2.5, (h, w)).astype(np.float32), 0, 255).astype(np.uint8)
+    grey = grey + shot + read + rng.normal(0, 2.5, (h, w)).astype(np.float32)
+    # a weak illuminator or a far scene: the gain is at its limit and the whole signal (noise
+    # included) stays low, quantised to a few grey levels
+    grey = np.clip(conditions.ir_gain * grey, 0, 255).astype(np.uint8)
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
 
 
