@@ -36,6 +36,7 @@ from calmon_core.features import (
     matching_descriptors,
     to_gray,
 )
+from calmon_core.guided import densify
 from calmon_core.matching import QueryMatcher, flow_correspondences
 from calmon_core.models import Capture, Frame
 from calmon_core.photometry import structure_problem
@@ -284,6 +285,8 @@ def estimate_frame(
     if len(matches.uv_query) < MIN_INLIERS and len(candidates) < len(refmap.frames):
         # global fallback: telemetry may be far off, or the reported view outside the grid
         matches = gather_matches(refmap, feats.uv, matcher, list(range(len(refmap.frames))))
+    # few matches (night, snow): geometry-guided matching around the pose finds the rest
+    matches = densify(refmap, feats.uv, matcher.index.descriptors, k, r_rep, candidates, matches, w, h)
     n = len(matches.uv_query)
     if n < MIN_INLIERS:
         return FrameSolution(
