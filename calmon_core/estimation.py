@@ -39,7 +39,7 @@ from calmon_core.features import (
 from calmon_core.guided import densify
 from calmon_core.matching import QueryMatcher, flow_correspondences
 from calmon_core.models import Capture, Frame
-from calmon_core.photometry import comparable_pair, structure_problem
+from calmon_core.photometry import structure_problem
 from calmon_core.rotation import Refinement, ransac_rotation, refine_rotation, ypr_covariance
 
 ALGORITHM_VERSION = "calmon-est/1.3-sift-rootsift-rot2pt-focal-lk"
@@ -226,8 +226,8 @@ def photometric_correspondences(
         image, valid = warped
         if valid.mean() < 0.1:
             continue
-        view, image = comparable_pair(gray, _match_histogram(image, gray, valid), valid)
-        uv_q, uv_w = flow_correspondences(view, image, valid)
+        image = _match_histogram(image, gray, valid)
+        uv_q, uv_w = flow_correspondences(gray, image, valid)
         if len(uv_q) == 0:
             continue
         rays = np.column_stack([uv_w, np.ones(len(uv_w))]) @ k_inv.T

@@ -72,28 +72,3 @@ def structure_problem(gray: np.ndarray) -> str | None:
     mean = float(gray.mean())
     what = "too dark" if mean < 10 else "blank (no contrast)"
     return f"the view is {what}: structure {structure:.1f} grey levels against noise {noise:.1f}"
-
-
-SAME_MODALITY_NCC = 0.5  # below, the two views differ in kind (day colour vs infrared, snow)
-
-
-def _edges(gray: np.ndarray) -> np.ndarray:
-    """Polarity-free local edge strength, normalised by its neighbourhood (uint8)."""
-    f = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), 1.2)
-    mag = cv2.magnitude(cv2.Sobel(f, cv2.CV_32F, 1, 0), cv2.Sobel(f, cv2.CV_32F, 0, 1))
-    local = cv2.GaussianBlur(mag, (0, 0), 10.0)
-    return np.clip(80.0 * mag / (local + 4.0), 0, 255).astype(np.uint8)
-
-
-def comparable_pair(query: np.ndarray, reference: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two aligned grey views made comparable for sub-pixel tracking: unchanged when they look
-    alike (correlation over `valid` >= SAME_MODALITY_NCC), else both as edge-strength images, which
-    an inversion of contrast (foliage bright in infrared, dark by day) or a level change leaves alike."""
-    q = query[valid].astype(np.float32)
-    r = reference[valid].astype(np.float32)
-    if len(q) < 100:
-        return query, reference
-    ncc = float(np.corrcoef(q, r)[0, 1]) if q.std() > 0 and r.std() > 0 else 0.0
-    if ncc >= SAME_MODALITY_NCC:
-        return query, reference
-    return _edges(query), _edges(reference)
