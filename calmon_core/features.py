@@ -65,7 +65,8 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 
 def features_version() -> str:
-    return f"{FEATURES_VERSION}+{photometry.METHOD}"
+    """The features' version: the plain one, plus the preprocessing when there is one."""
+    return FEATURES_VERSION if photometry.METHOD == "none" else f"{FEATURES_VERSION}+{photometry.METHOD}"
 
 
 def detect(

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 METHODS = ("none", "clahe", "clahe-denoise", "local-norm")
-DEFAULT_METHOD = "clahe"
+DEFAULT_METHOD = "none"  # measured: CLAHE raised both daylight and night p95 (benchmarks/day_night.py)
 METHOD = DEFAULT_METHOD  # what features.detect uses (benchmarks switch it to compare)
 CLAHE_CLIP = 2.0
 CLAHE_TILE_PX = 160  # tiles about this size, whatever the resolution
