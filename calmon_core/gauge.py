@@ -5,7 +5,8 @@ scanned. The first scan of a device defines the device's gauge. Any later scan (
 reference, a night or a winter bank entry) is registered to an earlier one through their overlap
 (calmon_core.reference_bank.register_scan): the registration finds the constant per-angle
 correction (true - reported, conventions.md) of the new scan in the earlier scan's gauge, and
-`gauge.json` next to the scan's manifest records it. Loading the reference map applies it, so
+`gauge.json` next to the scan's manifest records it ("frame_corrections_deg": per image, for
+frames whose own telemetry was off). Loading the reference map applies it, so
 offsets against the new scan stay relative to the original calibration. A scan without gauge.json
 (or one rebased on purpose) is the origin of its own gauge.
 
@@ -20,8 +21,6 @@ import hashlib
 import json
 import math
 from pathlib import Path
-
-import numpy as np
 
 from calmon_core.capture_format import MANIFEST, CaptureFormatError
 
@@ -74,19 +73,21 @@ def write_gauge(folder: str | Path, record: dict) -> Path:
 
 
 def apply_gauge(refmap, folder: str | Path):
-    """Move the reference map's frame rotations into the scan's gauge (in place; returns refmap)."""
-    from calmon_core.conventions import rotation_from_ypr, ypr_from_rotation
+    """Put the reference map's frames in the scan's gauge (in place; returns refmap). An origin
+    keeps its refined rotations; a registered scan's frame i points at its reported orientation +
+    the correction (+ its own correction when its telemetry was off)."""
+    from calmon_core.conventions import rotation_from_ypr
 
     record = read_gauge(folder)
-    corr = np.array([float(record["correction_deg"][a]) for a in AXES])
     refmap.summary = {
         **refmap.summary,
         "gauge_id": record["gauge_id"],
         "gauge_correction_deg": record["correction_deg"],
     }
-    if not np.any(corr):
+    if record.get("method") not in ("registered",):
         return refmap
+    own = record.get("frame_corrections_deg") or {}
     for fr in refmap.frames:
-        ypr = np.array(ypr_from_rotation(fr.rotation)) + corr
-        fr.rotation = rotation_from_ypr(*ypr)
+        corr = own.get(fr.image, record["correction_deg"])
+        fr.rotation = rotation_from_ypr(*(r + float(corr[a]) for r, a in zip(fr.reported, AXES, strict=True)))
     return refmap

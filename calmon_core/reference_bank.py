@@ -15,7 +15,7 @@ matches the query first and keeps the one that explains the query best (estimate
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +23,6 @@ import cv2
 import numpy as np
 
 from calmon_core.capture_format import CaptureFormatError, encode_jpeg, load_frame_image, read_capture, write_capture
-from calmon_core.conventions import angle_offsets, ypr_from_rotation
 from calmon_core.gauge import AXES, GAUGE_FILE, ZERO, origin_gauge_id, read_gauge, write_gauge
 from calmon_core.layout import UnsafeNameError, check_segment
 from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose
@@ -31,6 +30,7 @@ from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose
 BANK_DIR = "bank"
 REGIMES = ("day", "dusk", "night")
 MAX_REGISTRATION_SIGMA_DEG = 0.02  # a registration less certain than this would move every offset
+FRAME_OUTLIER_DEG = 0.02  # a scan frame this far from the common correction had its own telemetry error
 GROW_MAX_SIGMA_DEG = 0.004  # only frames this certain may join an entry
 GROW_MAX_FRAMES = 24
 STRONG_INLIERS = 300  # a frame matched this well against its own regime's entry needs no other entry
@@ -89,15 +89,17 @@ def register_scan(scan_folder: str | Path, anchor_folder: str | Path, *, rebase:
     """Tie a new scan to an earlier one through their overlap and write the new scan's gauge.json.
 
     Each frame of the new scan is estimated against the earlier scan's map (in the earlier scan's
-    own gauge); the robust mean of (estimated - the new map's own refined orientation) over the
-    frames is the correction that puts the new scan in the earlier one's gauge. A camera that
+    own gauge); the robust mean of the frames' offsets (true - reported) is the scan's correction:
+    in the earlier gauge frame i points at its telemetry + correction (the camera's constant
+    per-angle offset, conventions.md). The new scan's own refinement is not used for this: it
+    anchors the map at the telemetry average and spreads a pitch or roll offset unevenly. A camera that
     drifted 0.8 deg before it was re-scanned keeps reporting 0.8 deg against the new scan.
     rebase=True (after a deliberate re-calibration) starts a new gauge: no correction."""
     from calmon_core.estimation import _load_reference, combine_frames, estimate_frame
 
     scan, anchor = Path(scan_folder), Path(anchor_folder)
     (scan / GAUGE_FILE).unlink(missing_ok=True)  # the scan's own telemetry-anchored map first
-    scan_capture, scan_map = _load_reference(scan)
+    scan_capture, _ = _load_reference(scan)
     if rebase:
         record = {
             "gauge_id": origin_gauge_id(scan),
@@ -115,11 +117,8 @@ def register_scan(scan_folder: str | Path, anchor_folder: str | Path, *, rebase:
     for i, frame in enumerate(scan_capture.frames):
         image = load_frame_image(scan, scan_capture, i)
         fe = estimate_frame(anchor_map, frame, image).estimate
-        if not fe.success:
-            continue
-        own = ypr_from_rotation(scan_map.frames[i].rotation)
-        diff = angle_offsets(tuple(fe.estimated[a] for a in AXES), own)
-        estimates.append(replace(fe, offsets_deg=dict(zip(AXES, diff, strict=True))))
+        if fe.success:
+            estimates.append(fe)  # offsets: the frame's true orientation minus its telemetry
     correction, sigma, used, _ = combine_frames(estimates)
     if not used:
         raise RegistrationError(
@@ -131,9 +130,17 @@ def register_scan(scan_folder: str | Path, anchor_folder: str | Path, *, rebase:
             f"{scan}: registration to {anchor} is uncertain by {max(sigma.values()):.3f} deg "
             f"(limit {MAX_REGISTRATION_SIGMA_DEG}); offsets would move: collect the scan when the view matches better"
         )
+    # a frame whose own telemetry was off (beyond its uncertainty) keeps its own estimate
+    frame_corrections = {}
+    for fe in estimates:
+        if any(
+            abs(fe.offsets_deg[a] - correction[a]) > max(4 * fe.uncertainty_deg[a], FRAME_OUTLIER_DEG) for a in AXES
+        ):
+            frame_corrections[fe.image] = {a: fe.offsets_deg[a] for a in AXES}
     record = {
         "gauge_id": anchor_gauge["gauge_id"],
         "correction_deg": correction,
+        "frame_corrections_deg": frame_corrections,
         "uncertainty_deg": sigma,
         "registered_to": str(anchor),
         "method": "registered",
