@@ -29,7 +29,7 @@ from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose
 
 BANK_DIR = "bank"
 REGIMES = ("day", "dusk", "night")
-MAX_REGISTRATION_SIGMA_DEG = 0.02  # a registration less certain than this would move every offset
+MAX_REGISTRATION_SIGMA_DEG = 0.03  # a registration less certain than this would move every offset
 FRAME_OUTLIER_DEG = 0.02  # a scan frame this far from the common correction had its own telemetry error
 GROW_MAX_SIGMA_DEG = 0.004  # only frames this certain may join an entry
 GROW_MAX_FRAMES = 24

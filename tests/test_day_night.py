@@ -220,14 +220,14 @@ def test_night_bank_entry_is_registered_and_picked_for_night_queries(city, tmp_p
     reg = add_bank_entry(reference, night_scan, "night", regime="night")
     assert reg.gauge_id == read_gauge(reference)["gauge_id"]
     for axis, want in zip(("yaw", "pitch", "roll"), bank_offset, strict=True):
-        assert abs(reg.correction_deg[axis] - want) < 0.02, reg.correction_deg
+        assert abs(reg.correction_deg[axis] - want) < 0.03, reg.correction_deg
     offset = (0.55, 0.1, -0.05)
     q = query(tmp_path / "q-night", city, offset, NIGHT)
     result = estimate_with_bank(reference, q)
     assert result.regime == "night" and result.entry == "night"
     assert result.estimate.success
     for axis, want in zip(("yaw", "pitch", "roll"), offset, strict=True):
-        assert abs(result.estimate.offsets_deg[axis] - want) < 0.02, result.estimate.offsets_deg
+        assert abs(result.estimate.offsets_deg[axis] - want) < 0.03, result.estimate.offsets_deg
     row = result.to_json_dict()
     assert row["bank_entry"] == "night" and row["gauge_id"] == reg.gauge_id
     day_q = query(tmp_path / "q-day", city, offset)
@@ -239,7 +239,7 @@ def test_night_bank_entry_is_registered_and_picked_for_night_queries(city, tmp_p
 def test_a_confident_checks_frames_grow_a_bank_entry_in_the_original_gauge(city, tmp_path):
     reference = scan(tmp_path / "reference_scan", city)
     offset = (0.4, 0.0, 0.0)
-    q = query(tmp_path / "q-dusk", city, offset, Conditions("dusk", twilight=0.3))
+    q = query(tmp_path / "q-dusk", city, offset, Conditions("dusk", twilight=0.9))
     first = estimate_with_bank(reference, q)
     assert first.estimate.success and first.regime == "dusk"
     added = grow_bank_entry(reference, "dusk", q, first.estimate, regime="dusk")
