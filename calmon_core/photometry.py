@@ -33,8 +33,23 @@ def _tiles(shape: tuple[int, int]) -> tuple[int, int]:
     return max(2, round(w / CLAHE_TILE_PX)), max(2, round(h / CLAHE_TILE_PX))
 
 
+DARK_P99 = 60  # a frame whose 99th percentile is below this is stretched before detection
+
+
+def stretch_dark(gray: np.ndarray) -> np.ndarray:
+    """A dark frame's grey levels stretched linearly (1st..99.5th percentile to 0..255): SIFT's
+    descriptors do not care about contrast, but its detector's threshold does, and a frame with
+    mean grey 3 gives it nothing. Frames that are not dark pass unchanged."""
+    lo, p99, hi = np.percentile(gray, (1, 99, 99.5))
+    if p99 >= DARK_P99 or hi - lo < 2:
+        return gray
+    out = (gray.astype(np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def prepare(gray: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
     """The grey image normalised for feature detection (uint8, same size)."""
+    gray = stretch_dark(gray)
     if method == "none":
         return gray
     if method == "clahe":
