@@ -43,8 +43,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._site import THRESHOLD_DEG, BenchSite, random_offset  # noqa: E402
-from calmon_assets.schedules import current_time_key  # noqa: E402
+from benchmarks._sim_site import THRESHOLD_DEG, BenchSite, random_offset  # noqa: E402
+from calmon_assets.defs.partitions import current_time_key  # noqa: E402
 
 MUST_FAIL = ("offline", "never_settle", "corrupt_jpeg")
 MUST_SUCCEED = ("garbage_mqtt", "slow_seconds", "frozen_telemetry")

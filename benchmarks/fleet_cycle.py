@@ -13,7 +13,7 @@ estimation and reference features in os.cpu_count() slots; `all` starts every ch
 at once (with the slots), the design the default replaced.
 
 How each figure is measured, in the benchmark process, which holds calmon only (the simulated
-cameras run in a child process and mosquitto is the broker, see benchmarks/_site.py):
+cameras run in a child process and mosquitto is the broker, see benchmarks/_sim_site.py):
 - wall: monotonic time around run_check_cycle; checks/h = devices / wall x 3600.
 - CPU s/check: getrusage(RUSAGE_SELF) user + sys over the cycle (every thread: Dagster, capture,
   estimation, OpenCV's own pool) / devices.
@@ -59,10 +59,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import calmon_assets.assets as assets_module  # noqa: E402
-from benchmarks._site import THRESHOLD_DEG, BenchSite  # noqa: E402
-from calmon_assets.runner import default_parallel_runs  # noqa: E402
-from calmon_assets.schedules import current_time_key  # noqa: E402
+import calmon_assets.defs.checks.measure as measure_module  # noqa: E402
+import calmon_assets.defs.cpu_slots as cpu_slots_module  # noqa: E402
+from benchmarks._sim_site import THRESHOLD_DEG, BenchSite  # noqa: E402
+from calmon_assets.defs.partitions import current_time_key  # noqa: E402
+from calmon_cli.scheduler import default_parallel_runs  # noqa: E402
 from resources.results_table import ResultsTable  # noqa: E402
 
 # design: (workers passed to run_check_cycle, CPU slots); None = Platform's and the assets' defaults.
@@ -71,13 +72,13 @@ DESIGNS: dict[str, tuple[int | None, int | None]] = {
     "after": (None, None),
     "all": (1_000_000, None),
 }
-DEFAULT_CPU_SLOTS = assets_module.CPU_SLOTS
+DEFAULT_CPU_SLOTS = cpu_slots_module.CPU_SLOTS
 
 
 def use_design(design: str) -> int | None:
     """Set the design's CPU slots; returns its worker count."""
     workers, slots = DESIGNS[design]
-    assets_module.CPU_SLOTS = DEFAULT_CPU_SLOTS if slots is None else threading.BoundedSemaphore(slots)
+    cpu_slots_module.CPU_SLOTS = DEFAULT_CPU_SLOTS if slots is None else threading.BoundedSemaphore(slots)
     return workers
 
 
@@ -301,7 +302,7 @@ def executor_costs(site: BenchSite, devices: list[str], next_key, executors=("in
     import dagster as dg
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    from calmon_assets.jobs import DEPLOYMENT_TAG, DEVICE_TAG
+    from calmon_assets.defs.runs import DEPLOYMENT_TAG, DEVICE_TAG
 
     deployment_of = {d["id"]: dep["name"] for dep in site.spec["deployments"] for d in dep["devices"]}
     job = ReconstructableRepository.for_module(
@@ -432,7 +433,7 @@ def main() -> int:
     iceberg_log.propagate = False
     executors: dict = {}
     timings = Timings()
-    timings.wrap(assets_module, "estimate_offsets")
+    timings.wrap(measure_module, "estimate_offsets")
     timings.wrap(ResultsTable, "write")
     hours_back = iter(range(1, 10_000))
 

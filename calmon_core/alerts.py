@@ -1,10 +1,13 @@
-"""Alert rules and the Slack message of one check (pure: no I/O, no Slack client here)."""
+"""Whether a new result is alerted, and the Slack message of one check (pure: no I/O, no Slack client here)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from calmon_core.check import status_of
 from calmon_core.models import CalibrationResult, CheckStatus
 
 AXES = ("yaw", "pitch", "roll")
@@ -15,26 +18,6 @@ STATUS_EMOJI = {
     CheckStatus.failed: "❌",
 }
 _MAX_REASON_CHARS = 500  # a traceback in failure_log must not flood the channel
-
-
-def is_breach(offsets: dict[str, float | None], threshold_deg: float) -> bool:
-    """True when any known offset exceeds the threshold in magnitude (unknown axes are ignored)."""
-    return any(value is not None and math.isfinite(value) and abs(value) > threshold_deg for value in offsets.values())
-
-
-def classify(
-    success: bool,
-    offsets: dict[str, float | None] | None,
-    threshold_deg: float,
-    capture_failed: bool,
-) -> CheckStatus:
-    """ok / breach / inconclusive (captured, estimator could not tell) / failed (no usable capture)."""
-    if capture_failed:
-        return CheckStatus.failed
-    known = {k: v for k, v in (offsets or {}).items() if v is not None and math.isfinite(v)}
-    if not success or not known:
-        return CheckStatus.inconclusive
-    return CheckStatus.breach if is_breach(known, threshold_deg) else CheckStatus.ok
 
 
 def format_offset(axis: str, value: float | None, uncertainty: float | None) -> str:
@@ -53,14 +36,6 @@ def _check_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _status(result: CalibrationResult) -> CheckStatus:
-    # Rows from older writers may lack a trustworthy status: the offsets decide, like classify.
-    status = CheckStatus(result.status)
-    if status in (CheckStatus.ok, CheckStatus.breach):
-        return classify(True, result.offsets(), result.threshold_deg, capture_failed=False)
-    return status
-
-
 def _short(reason: str | None) -> str:
     text = (reason or "no reason recorded").strip().splitlines()
     first = " ".join(line.strip() for line in text if line.strip())
@@ -69,7 +44,7 @@ def _short(reason: str | None) -> str:
 
 def format_slack_message(result: CalibrationResult, files_url: str | None = None, recovered: bool = False) -> str:
     """The Slack text of one check: headline with emoji, offsets with uncertainty, files link."""
-    status = _status(result)
+    status = status_of(result)
     where = f"*{result.deployment_name}* / *{result.device_id}*"
     threshold = f"{result.threshold_deg:g}°"
     if status is CheckStatus.breach:
@@ -103,3 +78,77 @@ def format_slack_message(result: CalibrationResult, files_url: str | None = None
         # Slack only turns http(s) links into links; an s3:// URI is shown as text to copy.
         lines.append(f"files: <{link}>" if link.startswith(("http://", "https://")) else f"files: {link}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """How results are alerted: `files_base_url` turns a row's s3:// files location into a link
+    (e.g. an S3 console URL prefix); None keeps the location as it is."""
+
+    files_base_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultOrigin:
+    """Where a new result came from, as far as alerting cares."""
+
+    backfill: bool = False  # written by a backfill run
+    realert: bool = False  # its run asked to be alerted even so (calmon/realert=true)
+    status: str | None = None  # the status this result was reported with
+    previous_status: str | None = None  # the status reported before for the same check, if any
+
+
+@dataclass(frozen=True)
+class Alert:
+    text: str
+    status: CheckStatus
+    recovered: bool
+
+
+def skip_reason(origin: ResultOrigin) -> str | None:
+    """Why a result is not alerted at all, or None: a backfill (unless re-alerting is asked for),
+    or a re-run of a check whose status did not change."""
+    if origin.realert:
+        return None
+    if origin.backfill:
+        return "backfill result"
+    if origin.previous_status is not None and origin.previous_status == origin.status:
+        return "same status as already alerted"
+    return None
+
+
+def recovered(result: CalibrationResult, previous_results: Iterable[CalibrationResult]) -> bool:
+    """An ok check whose device's last decided check (ok or breach) before it breached.
+    `previous_results` is iterated only for an ok check (it may read the table lazily)."""
+    if CheckStatus(result.status) is not CheckStatus.ok:
+        return False
+    earlier = sorted((r for r in previous_results if r.timestamp < result.timestamp), key=lambda r: r.timestamp)
+    decided = [r for r in earlier if CheckStatus(r.status) in (CheckStatus.ok, CheckStatus.breach)]
+    return bool(decided) and CheckStatus(decided[-1].status) == CheckStatus.breach
+
+
+def files_link(files_location: str | None, files_base_url: str | None) -> str | None:
+    """`files_base_url` + the location's key (s3://bucket/key -> base/key); the location itself
+    without a base URL."""
+    if files_location and files_base_url:
+        return files_base_url.rstrip("/") + "/" + files_location.split("://", 1)[-1].split("/", 1)[-1]
+    return files_location
+
+
+def decide_alert(
+    result: CalibrationResult,
+    previous_results: Iterable[CalibrationResult],
+    policy: AlertPolicy,
+    origin: ResultOrigin = ResultOrigin(),
+) -> Alert | None:
+    """The Slack alert for a new result, or None when it is not alerted (see skip_reason).
+
+    `previous_results` are the device's earlier rows (any order): a recovery is told from them.
+    """
+    if skip_reason(origin) is not None:
+        return None
+    was_recovered = recovered(result, previous_results)
+    text = format_slack_message(
+        result, files_url=files_link(result.files_location, policy.files_base_url), recovered=was_recovered
+    )
+    return Alert(text=text, status=status_of(result), recovered=was_recovered)

@@ -10,6 +10,7 @@ import configparser
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from calmon_core.check import DEFAULT_THRESHOLD_DEG
 from calmon_core.layout import DEFAULT_BUCKET, UnsafeNameError, check_segment
 from calmon_core.models import Intrinsics, Pose
 
@@ -68,8 +70,6 @@ class ResultsSettings(BaseModel):
     warehouse: str = ".calmon/warehouse"  # local folder or s3:// URI
     sqlite_path: str = ".calmon/catalog.db"
     rest_uri: str | None = None
-    athena_workgroup: str = "primary"
-    athena_output_location: str | None = None
     # Every check commits a snapshot, and every reader parses the list of them: the maintenance job
     # expires older ones (Athena time travel reaches back this far) and merges the small files.
     snapshot_retention_hours: float = Field(default=2, gt=0)
@@ -78,15 +78,17 @@ class ResultsSettings(BaseModel):
 class SlackSettings(BaseModel):
     webhook_url: SecretStr | None = None
     channel: str = "calibration_monitoring"
-    threshold_deg: float = Field(default=0.5, gt=0)
     files_base_url: str | None = None  # e.g. an S3 console URL prefix for "files" links
+
+
+class CheckSettings(BaseModel):
+    threshold_deg: float = Field(default=DEFAULT_THRESHOLD_DEG, gt=0)  # breach: any |offset| above this
 
 
 class CaptureSettings(BaseModel):
     stabilize_time: float = Field(default=30, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     active_ptz_stops: list[tuple[float, float, float]] = []
-    telemetry_rate_hz: float = Field(default=10, gt=0)
     deadband_deg: float = Field(default=0.0, ge=0)
     image_motion_px: float = Field(default=1.0, gt=0)  # picture shift that betrays frozen telemetry
     reference_stabilize_time: float = Field(default=3, ge=0)  # calmon drives the camera itself
@@ -107,6 +109,7 @@ class Settings(BaseModel):
     storage: StorageSettings = StorageSettings()
     results: ResultsSettings = ResultsSettings()
     slack: SlackSettings = SlackSettings()
+    check: CheckSettings = CheckSettings()
     capture: CaptureSettings = CaptureSettings()
     schedule: ScheduleSettings = ScheduleSettings()
 
@@ -148,10 +151,36 @@ def env_reference(path: str | Path, section: str, key: str) -> str | None:
     parser = configparser.ConfigParser(interpolation=None)
     if not Path(path).exists():
         return None
-    parser.read(path, encoding="utf-8")
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return None  # load_settings reports the broken file
     raw = parser.get(section, key, fallback="").strip()
     match = _ENV_REF.fullmatch(raw)
     return match.group(1) if match else None
+
+
+# Keys calmon does not read, accepted so that files which set them still load: the Athena workgroup
+# and output location belong to whoever queries, and telemetry arrives at the rate each device sends.
+UNUSED_KEYS = {("results", "athena_workgroup"), ("results", "athena_output_location"), ("capture", "telemetry_rate_hz")}
+
+
+def _move_deprecated_threshold(raw: dict[str, Any], path: Path) -> bool:
+    """`[slack] threshold_deg` is read as `[check] threshold_deg` (which wins when both are set);
+    True when the value used is the one under [slack]."""
+    legacy = raw.get("slack", {}).pop("threshold_deg", None)
+    if legacy is None:
+        return False
+    warnings.warn(
+        f"{path}: [slack] threshold_deg is deprecated, write it as [check] threshold_deg",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    check = raw.setdefault("check", {})
+    if "threshold_deg" in check:
+        return False
+    check["threshold_deg"] = legacy
+    return True
 
 
 def load_settings(path: str | Path | None) -> Settings:
@@ -162,7 +191,7 @@ def load_settings(path: str | Path | None) -> Settings:
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
-    except configparser.Error as exc:
+    except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: not a valid INI file: {exc}"]) from exc
     raw: dict[str, Any] = {}
     problems: list[str] = []
@@ -173,6 +202,11 @@ def load_settings(path: str | Path | None) -> Settings:
             continue
         values: dict[str, Any] = {}
         for key, value in parser.items(section):
+            if (section, key) in UNUSED_KEYS:
+                warnings.warn(
+                    f"{path}: [{section}] {key} is not used by calmon; remove it", DeprecationWarning, stacklevel=2
+                )
+                continue
             value = expand_env(value).strip()
             if value == "":
                 continue
@@ -184,10 +218,14 @@ def load_settings(path: str | Path | None) -> Settings:
                 continue
             values[key] = value
         raw[section] = values
+    threshold_under_slack = _move_deprecated_threshold(raw, path)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, str(path)))
+        found = _pydantic_problems(exc, str(path))
+        if threshold_under_slack:  # name the key where the file has it
+            found = [p.replace(": check.threshold_deg:", ": slack.threshold_deg:") for p in found]
+        problems.extend(found)
         settings = None
     for section, model in raw.items():
         fields = Settings.model_fields[section].annotation.model_fields  # type: ignore[union-attr]
@@ -207,7 +245,7 @@ def local_site_settings(
     stabilize_time: float = 30,
     timeout: float = 90,
     reference_stabilize_time: float = 1,
-    threshold_deg: float = 0.5,
+    threshold_deg: float = DEFAULT_THRESHOLD_DEG,
     s3_endpoint: str | None = None,
     max_concurrent_per_deployment: int | None = None,
     snapshot_retention_hours: float | None = None,
@@ -228,7 +266,7 @@ def local_site_settings(
         results += f"snapshot_retention_hours = {snapshot_retention_hours}\n"
     text = (
         f"; written by {written_by}\n{storage}\n{results}\n"
-        f"[slack]\nwebhook_url = ${{{webhook_env}}}\nthreshold_deg = {threshold_deg}\n\n"
+        f"[slack]\nwebhook_url = ${{{webhook_env}}}\n\n[check]\nthreshold_deg = {threshold_deg}\n\n"
         f"[capture]\nstabilize_time = {stabilize_time}\ntimeout = {timeout}\n"
         f"reference_stabilize_time = {reference_stabilize_time}\nworkdir = {root}/work\n"
     )
@@ -435,6 +473,8 @@ def load_fleet(path: str | Path) -> Fleet:
         raise ConfigError([f"{path}: file not found{hint}"])
     try:
         raw = yaml.safe_load(expand_env(path.read_text(encoding="utf-8")))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not a UTF-8 text file: {exc}"]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
     if raw is None:

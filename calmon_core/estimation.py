@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from calmon_core.capture_format import CaptureFormatError, load_frame_image, read_capture
+from calmon_core.check import DEFAULT_THRESHOLD_DEG, is_breach
 from calmon_core.conventions import (
     angle_offsets,
     pixel_rays,
@@ -457,7 +458,7 @@ def estimate_offsets(
     reference_folder: str | Path,
     query_folder: str | Path,
     *,
-    threshold_deg: float = 0.5,
+    threshold_deg: float = DEFAULT_THRESHOLD_DEG,
     diagnostics_dir: str | Path | None = None,
     refine_focal: bool = True,
 ) -> Estimate:
@@ -493,5 +494,13 @@ def estimate_offsets(
     if not used:
         logs = "; ".join(f.failure_log or f.image for f in frames)
         return Estimate(False, None, None, None, frames, f"no query frame could be estimated: {logs}", 0, 0)
-    breach = any(abs(v) > threshold_deg for v in offsets.values())
-    return Estimate(True, offsets, sigma, breach, frames, note, int(sum(f.inliers for f in used)), len(used))
+    return Estimate(
+        True,
+        offsets,
+        sigma,
+        is_breach(offsets, threshold_deg),
+        frames,
+        note,
+        int(sum(f.inliers for f in used)),
+        len(used),
+    )

@@ -1,9 +1,9 @@
 """Query and reference captures: wait for a still camera, grab, confirm, write calmon.capture/1.
 
-This is the orchestration only. It talks to the outside through two small protocols that the
-resources layer implements (resources.mqtt.MqttTelemetryLatch, resources.camera.CameraClient), and
-takes its clock and sleep as arguments, so it runs the same against a real site, the simulated
-fleet and fakes in unit tests.
+This is the orchestration only. It talks to the outside through the two protocols of
+calmon_core.capture_ports, made by the factories it is given (calmon_assets wires them to a
+device's endpoints), and takes its clock and sleep as arguments, so it runs the same against a real
+site, the simulated fleet and fakes in unit tests.
 
 Telemetry timestamps handed over by a TelemetrySource must be on the extractor's clock (the latch
 stamps each sample with its arrival time for that reason; device clocks drift).
@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, List, Optional, Protocol, Tuple, runtime_checkable  # noqa: UP035 - seed signature
+from typing import Any, List, Optional, Tuple  # noqa: UP035 - seed signature
 
 import cv2
 import numpy as np
 
 from calmon_core.capture_format import write_capture
+from calmon_core.capture_ports import CameraControl, CameraFault, CaptureFailed, TelemetrySource
 from calmon_core.config import Deployment, Device, Fleet
 from calmon_core.conventions import wrap_deg
 from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose, TelemetrySample
@@ -40,30 +41,6 @@ IMAGE_MOTION_PX = 1.0
 _MOTION_WIDTH = 640  # the measure runs on frames at most this wide: ~10 ms, ~0.1 px
 _MOTION_MIN_RESPONSE = 0.1  # below this phase correlation found no common structure to measure
 _MOTION_SAME_GREY = 2.0  # mean grey difference of two coarse views of one featureless scene
-
-
-class CaptureFailed(Exception):
-    """No usable capture; the message says in plain words what happened and for how long."""
-
-
-class CameraFault(Exception):
-    """Base of the errors a CameraControl raises (offline, timeout, not a JPEG, undecodable)."""
-
-
-@runtime_checkable
-class TelemetrySource(Protocol):
-    """A device's telemetry stream. Sample timestamps are on the caller's clock."""
-
-    def start(self) -> Any: ...
-    def stop(self) -> None: ...
-    def latest(self) -> TelemetrySample | None: ...
-    def samples_since(self, t: float) -> list[TelemetrySample]: ...  # received strictly after t
-
-
-@runtime_checkable
-class CameraControl(Protocol):
-    def grab(self) -> tuple[np.ndarray, bytes]: ...  # BGR image and the JPEG bytes
-    def move_absolute(self, yaw: float, pitch: float, zoom: float) -> None: ...
 
 
 def default_timeout(stabilize_time: float) -> float:
@@ -195,25 +172,10 @@ class TelemetryWatch:
             self.sleep(max(0.0, min(POLL_SECONDS, deadline - now)))
 
 
-def wait_until_stable(
-    source: TelemetrySource,
-    stabilize_time: float,
-    timeout: float | None,
-    deadband_deg: float = 0.0,
-    max_silence: float = 2.0,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
-    label: str = "device",
-) -> StabilityStatus:
-    """Block until the source's telemetry is stable; CaptureFailed after `timeout` seconds."""
-    watch = TelemetryWatch(source, stabilize_time, deadband_deg, max_silence, clock, sleep, label)
-    started = clock()
-    limit = default_timeout(stabilize_time) if timeout is None else float(timeout)
-    return watch.wait_stable(started + limit, started=started)
-
-
 @dataclass
-class QueryCapture:
+class ExtractedCapture:
+    """A capture taken (query or reference): its folder, manifest and how it went."""
+
     folder: Path
     capture: Capture
     waited_seconds: float
@@ -230,14 +192,15 @@ class _Shot:
     stop: tuple[float, float, float] | None = None
 
 
-class QueryExtractor:
-    """Captures for the devices of a fleet (devices.yaml), through injectable clients."""
+class CaptureExtractor:
+    """Query and reference captures for the devices of a fleet (devices.yaml), through the clients
+    its factories make."""
 
     def __init__(
         self,
         fleet: Fleet,
-        telemetry_factory: Callable[[Deployment, Device], TelemetrySource] | None = None,
-        camera_factory: Callable[[Deployment, Device], CameraControl] | None = None,
+        telemetry_factory: Callable[[Deployment, Device], TelemetrySource],
+        camera_factory: Callable[[Deployment, Device], CameraControl],
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         workdir: Path | None = None,
@@ -248,8 +211,8 @@ class QueryExtractor:
         image_motion_px: float = IMAGE_MOTION_PX,
     ):
         self.fleet = fleet
-        self.telemetry_factory = telemetry_factory or _default_telemetry
-        self.camera_factory = camera_factory or _default_camera
+        self.telemetry_factory = telemetry_factory
+        self.camera_factory = camera_factory
         self.clock = clock
         self.sleep = sleep
         self.workdir = Path(workdir) if workdir is not None else None
@@ -269,7 +232,7 @@ class QueryExtractor:
         stabilize_time: int = 30,
         timeout: Optional[int] = None,  # noqa: UP045
         active_ptz_stops: List[Tuple[float, float, float]] = [],  # noqa: B006, UP006
-    ) -> QueryCapture:
+    ) -> ExtractedCapture:
         """One query capture: passive without stops, active with them (see the module doc)."""
         deployment, device = self._find(device_id)
         stops = [tuple(float(v) for v in stop) for stop in (active_ptz_stops or [])]
@@ -296,7 +259,7 @@ class QueryExtractor:
         stabilize_time: float = 2.0,
         timeout: float | None = None,
         progress: Callable[[int, int], None] | None = None,
-    ) -> QueryCapture:
+    ) -> ExtractedCapture:
         """Drive the camera over its reference grid, a still frame at each pose; then back home."""
         deployment, device = self._find(device_id)
         stops = [(p.yaw, p.pitch, p.zoom) for p in device.reference_grid.poses()]
@@ -314,7 +277,9 @@ class QueryExtractor:
 
     # ------------------------------------------------------------------ passive
 
-    def _passive(self, deployment: Deployment, device: Device, stabilize_time: float, timeout: float) -> QueryCapture:
+    def _passive(
+        self, deployment: Deployment, device: Device, stabilize_time: float, timeout: float
+    ) -> ExtractedCapture:
         label = f"device {device.id}"
         camera = self.camera_factory(deployment, device)
         _probe(camera)
@@ -342,7 +307,7 @@ class QueryExtractor:
         kind: CaptureKind,
         mode: CaptureMode,
         progress: Callable[[int, int], None] | None,
-    ) -> QueryCapture:
+    ) -> ExtractedCapture:
         label = f"device {device.id}"
         if device.camera.ptz == "none":
             raise CaptureFailed(
@@ -566,7 +531,7 @@ class QueryExtractor:
         shots: list[_Shot],
         failed: list[dict],
         summary: dict,
-    ) -> QueryCapture:
+    ) -> ExtractedCapture:
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f"{kind.value}-{device.id}-", dir=self.workdir))
@@ -606,7 +571,7 @@ class QueryExtractor:
         )
         write_capture(folder, capture, images)
         summary["frames"] = len(frames)
-        return QueryCapture(
+        return ExtractedCapture(
             folder=folder,
             capture=capture,
             waited_seconds=self.clock() - started,
@@ -634,27 +599,3 @@ def _probe(camera: CameraControl) -> None:
     probe = getattr(camera, "probe", None)
     if callable(probe):
         probe()
-
-
-def _default_telemetry(deployment: Deployment, device: Device) -> TelemetrySource:
-    # Direct-mode wiring from devices.yaml. Imported here, not at the top, so calmon_core itself
-    # never needs paho; kubectl mode passes factories built on port-forwarded endpoints instead.
-    from resources.mqtt import MqttTelemetryLatch
-
-    mqtt = deployment.mqtt
-    if not mqtt.host:
-        raise CaptureFailed(f"deployment {deployment.name}: mqtt.host is not set in devices.yaml")
-    return MqttTelemetryLatch(
-        mqtt.host,
-        mqtt.port,
-        deployment.topic(device.id),
-        deployment.telemetry_fields,
-        username=mqtt.username,
-        password=mqtt.password.get_secret_value() if mqtt.password else None,
-    )
-
-
-def _default_camera(deployment: Deployment, device: Device) -> CameraControl:
-    from resources.camera import CameraClient
-
-    return CameraClient(device.id, device.camera)

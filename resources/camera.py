@@ -20,8 +20,8 @@ import numpy as np
 import requests
 
 from calmon_core.capture_format import CaptureFormatError, decode_image, encode_jpeg
+from calmon_core.capture_ports import CameraFault
 from calmon_core.config import CameraEndpoint
-from calmon_core.extraction import CameraFault
 
 MqttCommand = Callable[[float, float, float], None]
 T = TypeVar("T")

@@ -26,10 +26,9 @@ import dagster as dg
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from calmon_core.capture_ports import CaptureFailed
 from calmon_core.config import TelemetryFields
-from calmon_core.extraction import CaptureFailed, wait_until_stable
 from calmon_core.models import TelemetrySample
-from calmon_core.stability import StabilityStatus
 
 HISTORY = 20000  # samples kept (over half an hour at 10 Hz)
 
@@ -308,16 +307,6 @@ class MqttTelemetryLatch:
             text += f"; the address could not be re-resolved: {self.endpoint_error}"
         return text
 
-    def wait_until_stable(
-        self, stabilize_time: float, timeout: float | None, deadband_deg: float = 0.0
-    ) -> StabilityStatus:
-        """Block until the topic's telemetry is stable; CaptureFailed on timeout, saying why."""
-        if self._client is None:
-            self.start()
-        return wait_until_stable(
-            self, stabilize_time, timeout, deadband_deg, clock=self.clock, label=f"topic {self.topic}"
-        )
-
     def publish_command(self, topic: str, yaw: float, pitch: float, zoom: float) -> None:
         """A PTZ command over this latch's connection (devices with camera.ptz: mqtt)."""
         client = self._client
@@ -332,38 +321,6 @@ class MqttTelemetryLatch:
 
 def _command_payload(yaw: float, pitch: float, zoom: float) -> bytes:
     return json.dumps({"yaw": float(yaw), "pitch": float(pitch), "zoom": float(zoom)}).encode()
-
-
-def publish_ptz_command(
-    host: str,
-    port: int,
-    topic: str,
-    yaw: float,
-    pitch: float,
-    zoom: float,
-    timeout: float = 10.0,
-    username: str | None = None,
-    password: str | None = None,
-) -> None:
-    """Send one absolute PTZ command {"yaw", "pitch", "zoom"} on a short-lived connection."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"calmon-ptz-{uuid.uuid4().hex[:12]}")
-    if username:
-        client.username_pw_set(username, password)
-    try:
-        client.connect(host, int(port), keepalive=15)
-    except OSError as exc:
-        raise TelemetryUnavailable(f"MQTT broker {host}:{port}: cannot send the PTZ command to {topic}: {exc}") from exc
-    client.loop_start()
-    try:
-        info = client.publish(topic, _command_payload(yaw, pitch, zoom), qos=1)
-        info.wait_for_publish(timeout)
-        if not info.is_published():
-            raise TelemetryUnavailable(
-                f"MQTT PTZ command to {topic} on {host}:{port} not acknowledged within {timeout:g} s"
-            )
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 class MqttResource(dg.ConfigurableResource):

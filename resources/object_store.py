@@ -14,7 +14,6 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import dagster as dg
 
-from calmon_core.config import AwsSettings, StorageSettings
 from calmon_core.layout import DEFAULT_BUCKET, s3_uri
 
 T = TypeVar("T")
@@ -328,12 +327,6 @@ class S3ObjectStore(_FolderTransfers):
 
     def uri(self, key: str) -> str:
         return s3_uri(self.bucket, key)
-
-
-def make_object_store(storage: StorageSettings, aws: AwsSettings) -> ObjectStore:
-    if storage.backend == "s3":
-        return S3ObjectStore(storage.bucket, region=aws.region, endpoint_url=aws.endpoint_url)
-    return LocalObjectStore(storage.local_root, bucket=storage.bucket)
 
 
 class ObjectStoreResource(dg.ConfigurableResource):

@@ -54,7 +54,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from calmon_core.alerts import classify
+from calmon_core.check import DEFAULT_THRESHOLD_DEG, classify
 from calmon_core.config import AwsSettings, ResultsSettings
 from calmon_core.models import CalibrationResult, CheckStatus
 
@@ -170,7 +170,7 @@ def _from_row(row: dict[str, Any]) -> CalibrationResult:
         known["status"] = classify(
             success,
             offsets,
-            row.get("threshold_deg") or 0.5,
+            row.get("threshold_deg") or DEFAULT_THRESHOLD_DEG,
             capture_failed=not success and all(v is None for v in offsets.values()),
         )
     return CalibrationResult.model_validate(known)

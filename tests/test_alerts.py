@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calmon_core.alerts import classify, format_slack_message, is_breach
+from calmon_core.alerts import format_slack_message
+from calmon_core.check import classify, is_breach
 from calmon_core.models import CalibrationResult, CheckStatus
 
 MOMENT = datetime(2026, 11, 24, 13, 2, tzinfo=UTC)

@@ -28,7 +28,7 @@ def test_example_config_validates(tmp_path):
     config = load_config(tmp_path)
     assert config.settings.storage.bucket == "camera-calibration-monitoring"
     assert config.settings.slack.channel == "calibration_monitoring"
-    assert config.settings.slack.threshold_deg == 0.5
+    assert config.settings.check.threshold_deg == 0.5
     assert config.settings.capture.stabilize_time == 30
     dep, dev = config.fleet.find("cam-10")
     assert dep.access == "kubectl" and dep.kube_context == "city-north-prod"
@@ -145,7 +145,7 @@ def test_validate_config_cli_exit_codes(tmp_path):
     (tmp_path / "devices.yaml").write_text("deployments:\n  - name: ok\n    devices:\n      - id: a/b\n")
     (tmp_path / "calibration_monitoring.ini").write_text("[slack]\nthreshold_deg = zero\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "calmon_assets.cli", "validate-config", str(tmp_path)],
+        [sys.executable, "-m", "calmon_cli", "validate-config", str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -158,7 +158,7 @@ def test_validate_config_cli_exit_codes(tmp_path):
     good.mkdir()
     shutil.copy(REPO / "configs" / "devices.example.yaml", good / "devices.yaml")
     proc = subprocess.run(
-        [sys.executable, "-m", "calmon_assets.cli", "validate-config", str(good)],
+        [sys.executable, "-m", "calmon_cli", "validate-config", str(good)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -193,3 +193,23 @@ def test_local_site_settings_load_and_keep_the_webhook_a_reference(tmp_path, mon
     local = local_site_settings(tmp_path)
     (tmp_path / "calibration_monitoring.ini").write_text(local)
     assert load_settings(tmp_path / "calibration_monitoring.ini").storage.local_root == f"{tmp_path}/object-store"
+
+
+def test_threshold_is_read_from_check_and_still_from_slack(tmp_path):
+    ini = tmp_path / "calibration_monitoring.ini"
+    ini.write_text("[check]\nthreshold_deg = 0.3\n")
+    assert load_settings(ini).check.threshold_deg == 0.3
+    ini.write_text("[slack]\nthreshold_deg = 0.7\n")
+    with pytest.warns(DeprecationWarning, match=r"\[slack\] threshold_deg is deprecated"):
+        assert load_settings(ini).check.threshold_deg == 0.7
+    ini.write_text("[slack]\nthreshold_deg = 0.7\n[check]\nthreshold_deg = 0.2\n")
+    with pytest.warns(DeprecationWarning):
+        assert load_settings(ini).check.threshold_deg == 0.2
+
+
+def test_keys_calmon_does_not_read_still_load_with_a_note(tmp_path):
+    ini = tmp_path / "calibration_monitoring.ini"
+    ini.write_text("[results]\nathena_workgroup = primary\n[capture]\ntelemetry_rate_hz = 10\nstabilize_time = 12\n")
+    with pytest.warns(DeprecationWarning, match=r"\[results\] athena_workgroup is not used by calmon"):
+        settings = load_settings(ini)
+    assert settings.capture.stabilize_time == 12

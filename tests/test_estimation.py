@@ -106,7 +106,7 @@ def test_corrupt_jpeg_names_the_file(reference, city, tmp_path):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "calmon_assets.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "calmon_cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
 
 
@@ -230,7 +230,7 @@ def test_cli_reads_s3_prefixes(reference, city, tmp_path, s3_bucket):
         [
             sys.executable,
             "-m",
-            "calmon_assets.cli",
+            "calmon_cli",
             "estimate",
             f"s3://{bucket}/harbor/cam-01/reference_scan",
             f"s3://{bucket}/harbor/cam-01/query_scan/20261125T080000Z",
@@ -249,7 +249,7 @@ def test_cli_reads_s3_prefixes(reference, city, tmp_path, s3_bucket):
         [
             sys.executable,
             "-m",
-            "calmon_assets.cli",
+            "calmon_cli",
             "estimate",
             f"s3://{bucket}/harbor/cam-01/reference_scan",
             f"s3://{bucket}/nothing/here",

@@ -14,7 +14,7 @@ import pytest
 from calmon_core.capture_format import encode_jpeg, load_frame_image, read_capture
 from calmon_core.config import CameraEndpoint, Fleet, TelemetryFields
 from calmon_core.conventions import wrap_deg
-from calmon_core.extraction import CaptureFailed, QueryExtractor, image_motion_px
+from calmon_core.extraction import CaptureExtractor, CaptureFailed, TelemetryWatch, image_motion_px
 from calmon_core.models import CaptureKind, CaptureMode, TelemetrySample
 from calmon_sim.fleet import SimFleet
 from calmon_sim.fleet_spec import FleetSpec
@@ -23,7 +23,6 @@ from resources.mqtt import (
     MqttResource,
     MqttTelemetryLatch,
     TelemetryUnavailable,
-    publish_ptz_command,
 )
 
 SIZE = [640, 360]
@@ -77,9 +76,20 @@ def site(shared_broker):
     fleet.stop()
 
 
+def direct_telemetry(deployment, device) -> MqttTelemetryLatch:
+    """The device's latch at the broker devices.yaml names (direct access, no port-forward)."""
+    return MqttTelemetryLatch(
+        deployment.mqtt.host, deployment.mqtt.port, deployment.topic(device.id), deployment.telemetry_fields
+    )
+
+
+def direct_camera(deployment, device) -> CameraClient:
+    return CameraClient(device.id, device.camera)
+
+
 @pytest.fixture
 def extractor(site, tmp_path):
-    return QueryExtractor(site[1], workdir=tmp_path)
+    return CaptureExtractor(site[1], telemetry_factory=direct_telemetry, camera_factory=direct_camera, workdir=tmp_path)
 
 
 def assert_pose_equal(telemetry, pose, tol=1e-6):
@@ -183,8 +193,11 @@ def test_broker_restart_mid_wait_is_survived(broker, tmp_path):
             broker.restart(down_seconds=0.5)
             restarted.set()
 
-        extractor = QueryExtractor(
-            Fleet.model_validate(fleet.devices_config()), telemetry_factory=telemetry, workdir=tmp_path
+        extractor = CaptureExtractor(
+            Fleet.model_validate(fleet.devices_config()),
+            telemetry_factory=telemetry,
+            camera_factory=direct_camera,
+            workdir=tmp_path,
         )
         thread = threading.Thread(target=restart_when_connected)
         thread.start()
@@ -332,16 +345,16 @@ def test_latch_waits_until_stable_and_times_out_on_silence(shared_broker):
         MqttTelemetryLatch(shared_broker.host, shared_broker.port, topic) as latch,
         pytest.raises(CaptureFailed, match="no usable telemetry arrived.*topic calmon/t/quiet/telemetry"),
     ):
-        latch.wait_until_stable(0.5, timeout=1.0)
+        TelemetryWatch(latch, 0.5, clock=latch.clock).wait_stable(latch.clock() + 1.0)
 
 
-def test_latch_over_the_sim_and_publish_ptz_command(site, shared_broker):
+def test_latch_over_the_sim_and_its_ptz_command(site, shared_broker):
     fleet, config = site
     dep, dev = config.find("mqtt-ptz")
     with MqttTelemetryLatch(shared_broker.host, shared_broker.port, dep.topic(dev.id)) as latch:
-        status = latch.wait_until_stable(0.5, timeout=20)
+        status = TelemetryWatch(latch, 0.5, clock=latch.clock).wait_stable(latch.clock() + 20)
         assert status.stable and latch.latest() is not None
-        publish_ptz_command(shared_broker.host, shared_broker.port, dep.command_topic(dev.id), 4.0, 0.0, 1.0)
+        latch.publish_command(dep.command_topic(dev.id), 4.0, 0.0, 1.0)
         deadline = time.time() + 10
         while time.time() < deadline and fleet.cameras["mqtt-ptz"].target()[0] != 4.0:
             time.sleep(0.05)
@@ -445,10 +458,10 @@ def fake_fleet() -> Fleet:
     )
 
 
-def scripted_extractor(tmp_path, clock, source, camera, **kwargs) -> QueryExtractor:
+def scripted_extractor(tmp_path, clock, source, camera, **kwargs) -> CaptureExtractor:
     """An extractor on the fake clock, reading `source` (a ScriptedTelemetry) and grabbing from `camera`."""
     source.samples = []
-    return QueryExtractor(
+    return CaptureExtractor(
         fake_fleet(),
         telemetry_factory=lambda d, v: source,
         camera_factory=lambda d, v: camera,
@@ -526,7 +539,7 @@ def test_image_motion_measures_the_shift_in_full_frame_pixels():
     assert image_motion_px(scene, scene[:180]) == math.inf
 
 
-def frozen_extractor(tmp_path, clock, camera, **kwargs) -> QueryExtractor:
+def frozen_extractor(tmp_path, clock, camera, **kwargs) -> CaptureExtractor:
     frozen = ScriptedTelemetry(clock, lambda t: (10.0, 0.0))  # always the same values
     return scripted_extractor(tmp_path, clock, frozen, camera, **kwargs)
 

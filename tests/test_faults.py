@@ -23,11 +23,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from calmon_assets.partitions import check_partition_key
-from calmon_assets.schedules import current_time_key
+from calmon_assets.defs.partitions import check_partition_key, current_time_key
 from calmon_core.models import CalibrationResult, CheckStatus
 from calmon_sim.broker import EmbeddedBroker
-from tests.site import Site, device, start_site, stop_site
+from tests.sim_site import Site, device, start_site, stop_site
 
 pytestmark = pytest.mark.slow
 

@@ -23,16 +23,15 @@ import dagster as dg
 import pytest
 import yaml
 
-from calmon_assets.partitions import check_partition_key, check_time_partitions
-from calmon_assets.schedules import current_time_key
-from calmon_assets.sensors import sync_devices_sensor
-from calmon_assets.site import SiteConfigResource
-from calmon_core.check_result import failed_check
+from calmon_assets.defs.devices.sensors import sync_devices_sensor
+from calmon_assets.defs.partitions import check_partition_key, check_time_partitions, current_time_key
+from calmon_assets.defs.site_config import SiteConfigResource
+from calmon_core.check import failed_check
 from calmon_core.layout import format_timestamp, query_scan_prefix, reference_scan_prefix
 from calmon_core.models import CheckStatus
 from resources.results_table import ResultsTable
 from tests.servers import FlakyProxy, ScriptedWebhook, moto_server
-from tests.site import device, start_site, stop_site
+from tests.sim_site import device, start_site, stop_site
 
 pytestmark = pytest.mark.slow
 
@@ -341,7 +340,7 @@ def test_slack_429_and_500_then_delivered(platform, webhook):
 
 
 def test_slack_down_keeps_rows_logs_without_url_and_delivers_later(platform, webhook, caplog, capfd):
-    from calmon_assets.sensors import slack_alerts_sensor
+    from calmon_assets.defs.alerts.sensors import slack_alerts_sensor
 
     webhook.script = [(500, {})] * 8  # two ticks' worth: every attempt fails
     runs = platform.run_check_cycle(HOUR_SLACK_DOWN, device_ids=[CAM_A, CAM_C])
@@ -362,9 +361,9 @@ def test_slack_down_keeps_rows_logs_without_url_and_delivers_later(platform, web
     )
     assert warning in sensor_log
     # the CLI's path (`calmon monitor`): Python logging
-    with caplog.at_level(logging.WARNING, logger="calmon_assets.sensors"):
+    with caplog.at_level(logging.WARNING, logger="calmon_assets.defs.alerts.sensors"):
         assert platform.send_alerts() == []
-    assert [r.getMessage() for r in caplog.records if r.name == "calmon_assets.sensors"] == [warning]
+    assert [r.getMessage() for r in caplog.records if r.name == "calmon_assets.defs.alerts.sensors"] == [warning]
     assert len(webhook.requests) == 8
     for secret in (webhook.url, "T0SECRET", "B0SECRET", "xoxSECRETtoken"):
         assert secret not in sensor_log and secret not in caplog.text
@@ -379,7 +378,7 @@ def test_a_run_that_dies_gets_its_row_and_its_message_even_while_slack_is_down(p
     device is a file, so the capture has nowhere to go) ends as a failed row and a ❌ through
     both paths: `calmon monitor` (in-process runs) and the daemon's record_failed_checks sensor.
     Slack is down when it happens; the ❌ waits for it like every other result."""
-    from calmon_assets.sensors import record_failed_checks_sensor
+    from calmon_assets.defs.checks.failed_runs import record_failed_checks_sensor
 
     work = {d: site.root / "work" / DEPLOYMENT[d] / d / "query_scan" for d in (CAM_A, CAM_C)}
     for folder in work.values():
@@ -637,7 +636,7 @@ def test_unsafe_device_id_refused_at_load_and_nothing_requested(platform, site, 
     (config_dir / "devices.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
     result = subprocess.run(
-        [sys.executable, "-m", "calmon_assets.cli", "validate-config", str(config_dir)],
+        [sys.executable, "-m", "calmon_cli", "validate-config", str(config_dir)],
         capture_output=True,
         text=True,
         timeout=120,

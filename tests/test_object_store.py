@@ -7,7 +7,6 @@ from pathlib import Path
 import boto3
 import pytest
 
-from calmon_core.config import AwsSettings, StorageSettings
 from calmon_core.layout import query_scan_prefix
 from resources.object_store import (
     LocalObjectStore,
@@ -15,7 +14,6 @@ from resources.object_store import (
     ObjectStoreError,
     ObjectStoreResource,
     S3ObjectStore,
-    make_object_store,
 )
 from tests.servers import FlakyProxy
 
@@ -131,11 +129,12 @@ def test_s3_client_errors_are_not_retried(s3_bucket):
     assert store.attempts == 1
 
 
-def test_factory_and_resource(tmp_path, s3_bucket):
+def test_resource_builds_the_configured_store(tmp_path, s3_bucket):
     endpoint, bucket = s3_bucket
-    local = make_object_store(StorageSettings(local_root=str(tmp_path / "o")), AwsSettings())
+    local = ObjectStoreResource(local_root=str(tmp_path / "o")).get_client()
     assert isinstance(local, LocalObjectStore)
-    s3 = make_object_store(StorageSettings(backend="s3", bucket=bucket), AwsSettings(endpoint_url=endpoint))
+    s3 = ObjectStoreResource(backend="s3", bucket=bucket, endpoint_url=endpoint).get_client()
+    assert isinstance(s3, S3ObjectStore)
     s3.put_bytes("x/y", b"1")
     client = ObjectStoreResource(backend="s3", bucket=bucket, endpoint_url=endpoint).get_client()
     assert client.get_bytes("x/y") == b"1"

@@ -9,11 +9,10 @@ import boto3
 import dagster as dg
 import pytest
 
-from calmon_assets.partitions import check_partition_key
-from calmon_assets.schedules import current_time_key
+from calmon_assets.defs.partitions import check_partition_key, current_time_key
 from calmon_core.layout import format_timestamp, query_scan_prefix, reference_scan_prefix
 from calmon_core.models import CheckStatus
-from tests.site import device, start_site, stop_site
+from tests.sim_site import device, start_site, stop_site
 
 pytestmark = pytest.mark.slow
 
@@ -199,7 +198,7 @@ def store_endpoint(platform) -> str:
 
 
 def test_schedule_requests_one_run_per_enabled_device(platform):
-    from calmon_assets.schedules import current_time_key as key_for
+    from calmon_assets.defs.partitions import current_time_key as key_for
 
     schedule = platform.defs.resolve_schedule_def("calibration_check_schedule")
     tick = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
@@ -224,7 +223,7 @@ def test_device_sync_adds_and_never_deletes(platform, site, tmp_path):
 
     import yaml
 
-    from calmon_assets.sensors import sync_devices_sensor
+    from calmon_assets.defs.devices.sensors import sync_devices_sensor
 
     config_dir = tmp_path / "configs"
     shutil.copytree(site.config_dir, config_dir)
@@ -233,7 +232,7 @@ def test_device_sync_adds_and_never_deletes(platform, site, tmp_path):
     new = dict(doc["deployments"][1]["devices"][0], id="cam-new")
     doc["deployments"][1]["devices"].append(new)
     (config_dir / "devices.yaml").write_text(yaml.safe_dump(doc))
-    from calmon_assets.site import SiteConfigResource
+    from calmon_assets.defs.site_config import SiteConfigResource
 
     with dg.build_sensor_context(
         instance=platform.instance, resources={"site": SiteConfigResource(config_dir=str(config_dir))}

@@ -22,7 +22,7 @@ import yaml
 
 from calmon_core.models import CheckStatus
 from tests.servers import FlakyProxy, ScriptedWebhook, moto_server
-from tests.site import device, start_site, stop_site
+from tests.sim_site import device, start_site, stop_site
 
 pytestmark = pytest.mark.slow
 
@@ -212,7 +212,7 @@ def test_no_secret_anywhere_after_a_cycle(secure_site, capfd, caplog):
 
 
 def test_servers_bind_to_loopback_by_default(shared_broker):
-    from calmon_assets.cli import build_parser
+    from calmon_cli.main import build_parser
     from calmon_sim.broker import EmbeddedBroker
     from calmon_sim.fleet import SimFleet
     from calmon_sim.fleet_spec import FleetSpec
@@ -250,7 +250,7 @@ SHELL_CALLS = {
 
 def test_no_subprocess_goes_through_a_shell():
     findings, subprocess_calls = [], 0
-    for package in ("calmon_core", "resources", "calmon_assets", "calmon_sim"):
+    for package in ("calmon_core", "resources", "calmon_assets", "calmon_cli", "calmon_sim"):
         for path in sorted((REPO / package).rglob("*.py")):
             tree = ast.parse(path.read_text(), str(path))
             for node in ast.walk(tree):

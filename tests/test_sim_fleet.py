@@ -478,7 +478,7 @@ def test_calmon_sim_command_runs_and_stops_on_sigint(tmp_path):
         [
             sys.executable,
             "-m",
-            "calmon_assets.cli",
+            "calmon_cli",
             "sim",
             "--fleet",
             str(fleet_file),

@@ -1,0 +1,96 @@
+"""Estimating one check's offsets from its capture and the device's reference scan: the work behind
+the calibration_offsets asset. Problems become words here (why there is no estimate, notes beside
+one); calmon_core.check.evaluate_check turns them into the row."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calmon_assets.defs import cpu_slots
+from calmon_assets.defs.references.cache import cached_reference, reference_age_days
+from calmon_core.capture_format import CaptureFormatError
+from calmon_core.check import CaptureOutcome, no_reference_reason
+from calmon_core.estimation import ReferenceScanError, estimate_offsets
+from calmon_core.layout import query_scan_prefix
+from resources.object_store import ObjectNotFoundError, ObjectStore, ObjectStoreError
+
+
+@dataclass
+class Measurement:
+    estimate: dict[str, Any] | None = None  # the estimator's JSON object
+    failure: str | None = None  # why there is no estimate
+    notes: list[str] = field(default_factory=list)  # problems beside the estimate
+    reference_age_days: float | None = None
+    diagnostic_png: bytes | None = None  # the first frame's picture of matches and view outlines
+
+
+def _reference(
+    store: ObjectStore, outcome: CaptureOutcome, cache_root: Path
+) -> tuple[Path | None, str | None, Measurement]:
+    device_id = outcome.device_id
+    try:
+        reference, note = cached_reference(store, outcome.deployment_name, device_id, cache_root)
+        return (
+            reference,
+            None,
+            Measurement(notes=[note] if note else [], reference_age_days=reference_age_days(reference)),
+        )
+    except ObjectNotFoundError as exc:
+        return None, no_reference_reason(device_id, exc), Measurement()
+    except ObjectStoreError as exc:  # the scan may be fine: nothing for the user to redo
+        reason = f"reference scan for {device_id} could not be fetched, the object store is unreachable ({exc})"
+        return None, reason, Measurement()
+    except Exception as exc:  # unreadable reference: the check still gets its row
+        return None, no_reference_reason(device_id, exc), Measurement()
+
+
+def _query_folder(store: ObjectStore, outcome: CaptureOutcome, cache_root: Path) -> Path:
+    """The capture's local folder, or (a backfill on another machine) a download of the stored one."""
+    if outcome.local_folder and (Path(outcome.local_folder) / "manifest.json").is_file():
+        return Path(outcome.local_folder)
+    prefix = query_scan_prefix(outcome.deployment_name, outcome.device_id, outcome.query_key)
+    target = cache_root / outcome.deployment_name / outcome.device_id / "query_scan" / outcome.query_key
+    if target.exists():
+        shutil.rmtree(target)
+    return store.download_folder(prefix, target)
+
+
+def _store_diagnostics(store: ObjectStore, outcome: CaptureOutcome, pngs: list[Path], log) -> None:
+    prefix = query_scan_prefix(outcome.deployment_name, outcome.device_id, outcome.query_key)
+    for png in pngs:
+        try:
+            store.put_file(f"{prefix}/diagnostics/{png.name}", png)
+        except Exception as exc:  # a missing picture must not lose the row
+            log.warning(f"diagnostic picture not stored: {exc}")
+
+
+def measure_offsets(
+    store: ObjectStore, outcome: CaptureOutcome, cache_root: Path, threshold_deg: float, log
+) -> Measurement:
+    """The estimate of a successful capture, or why there is none; nothing for a failed capture."""
+    if not outcome.ok:
+        return Measurement()
+    reference, failure, measurement = _reference(store, outcome, cache_root)
+    if reference is None:
+        measurement.failure = failure
+        return measurement
+    try:
+        query = _query_folder(store, outcome, cache_root)
+        diagnostics = query / "diagnostics"
+        with cpu_slots.CPU_SLOTS:
+            result = estimate_offsets(reference, query, threshold_deg=threshold_deg, diagnostics_dir=diagnostics)
+        measurement.estimate = result.to_json_dict()
+        pngs = sorted(diagnostics.glob("*.png"))
+        if pngs:
+            measurement.diagnostic_png = pngs[0].read_bytes()
+            if outcome.files_location:
+                _store_diagnostics(store, outcome, pngs, log)
+    except ReferenceScanError as exc:
+        shutil.rmtree(reference, ignore_errors=True)  # a corrupt copy must not outlive its repair
+        measurement.failure = no_reference_reason(outcome.device_id, exc)
+    except CaptureFormatError as exc:
+        measurement.failure = f"query capture unreadable: {exc}"
+    return measurement

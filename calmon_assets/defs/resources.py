@@ -1,0 +1,48 @@
+"""Every resource of the code location, built once from the site's loaded settings.
+
+Secrets are EnvVars or variable names, so the UI shows the variable's name, never its value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from calmon_assets.defs.site_config import SiteConfigResource
+from calmon_core.config import SETTINGS_FILE, Settings, env_reference
+from resources.camera import CameraResource
+from resources.kubectl import KubectlResource
+from resources.mqtt import MqttResource
+from resources.object_store import ObjectStoreResource
+from resources.results_table import ResultsTableResource
+from resources.slack import SlackResource
+
+
+def build_resources(config_dir: str, settings: Settings) -> dict[str, object]:
+    webhook_env = env_reference(Path(config_dir) / SETTINGS_FILE, "slack", "webhook_url") or "SLACK_WEBHOOK_URL"
+    aws = {"region": settings.aws.region, "endpoint_url": settings.aws.endpoint_url}
+    return {
+        "site": SiteConfigResource(config_dir=config_dir),
+        "kubectl": KubectlResource(),
+        "mqtt": MqttResource(),
+        "camera": CameraResource(),
+        "object_store": ObjectStoreResource(
+            backend=settings.storage.backend,
+            bucket=settings.storage.bucket,
+            local_root=settings.storage.local_root,
+            **aws,
+        ),
+        "results_table": ResultsTableResource(
+            catalog=settings.results.catalog,
+            catalog_name=settings.results.catalog_name,
+            database=settings.results.database,
+            table=settings.results.table,
+            warehouse=settings.results.warehouse,
+            sqlite_path=settings.results.sqlite_path,
+            rest_uri=settings.results.rest_uri,
+            snapshot_retention_hours=settings.results.snapshot_retention_hours,
+            **aws,
+        ),
+        # The variable's name, read when the client is made (also outside Dagster, by the CLI); an
+        # unset variable means "print instead of post" rather than a run Dagster refuses to start.
+        "slack": SlackResource(webhook_env_var=webhook_env, channel=settings.slack.channel),
+    }

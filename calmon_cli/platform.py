@@ -1,0 +1,191 @@
+"""Running calmon's jobs from the CLI, the demo, benchmarks and tests: the same jobs the schedule
+launches, executed in process against a persistent Dagster instance (so `calmon dev` shows them),
+many at once in threads (calmon_cli.scheduler)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import dagster as dg
+
+from calmon_assets.defs.alerts.sensors import SLACK_CURSOR_KEY, send_pending_alerts
+from calmon_assets.defs.checks.failed_runs import record_failed_run, run_failure_reason
+from calmon_assets.defs.devices.sync import sync_devices
+from calmon_assets.defs.partitions import check_partition_key
+from calmon_assets.defs.runs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG
+from calmon_cli.instance import open_instance
+from calmon_cli.options import UsageError
+from calmon_cli.scheduler import default_parallel_runs, run_in_threads
+from calmon_core.alerts import AlertPolicy
+from calmon_core.config import load_config
+
+_REPORTED = {"calibration_offsets", "reference_scan"}
+
+
+@dataclass
+class CheckRun:
+    device_id: str
+    partition: str
+    run_id: str | None
+    succeeded: bool  # the run, not the check: a failed check is a successful run with a failed row
+    error: str | None = None
+    outcome: str | None = None  # what the run came to: the check's status, or "stored" for a reference
+
+
+def _outcome(result: dg.ExecuteInProcessResult) -> str | None:
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        if materialization.asset_key.to_user_string() not in _REPORTED:
+            continue
+        status = materialization.metadata.get("status")
+        return str(status.value) if status is not None else "stored"
+    return None
+
+
+class Platform:
+    """The code location for one config folder plus its instance."""
+
+    def __init__(
+        self,
+        config_dir: str,
+        instance: dg.DagsterInstance | None = None,
+        home: str | None = None,
+        console_log_level: str = "WARNING",
+    ):
+        from calmon_assets.definitions import build_definitions
+
+        self.config_dir = config_dir
+        self.config = load_config(config_dir)
+        self.instance = instance or open_instance(self.config.settings, home)
+        self.defs = build_definitions(config_dir, self.config.settings)
+        self.resources = self.defs.resources or {}
+        # Dagster's console logger prints every event at DEBUG; the event log (and the UI) keep them
+        # all, the terminal shows warnings and what the CLI prints itself.
+        self.run_config = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
+
+    def sync_devices(self):
+        return sync_devices(self.instance, self.config.fleet)
+
+    def select_devices(self, device_ids: Iterable[str] | None, enabled_only: bool = True):
+        chosen = list(device_ids or [])
+        pairs = self.config.fleet.devices(enabled_only=enabled_only and not chosen)
+        if chosen:
+            known = {d.id for _, d in pairs}
+            unknown = [d for d in chosen if d not in known]
+            if unknown:
+                raise UsageError(f"not in {self.config_dir}/devices.yaml: {', '.join(unknown)}")
+            pairs = [(dep, dev) for dep, dev in pairs if dev.id in chosen]
+        return pairs
+
+    def _execute(self, job: tuple[str, str, dict[str, str]]) -> CheckRun:
+        job_name, partition_key, tags = job
+        device_id = tags.get(DEVICE_TAG, "")
+        try:
+            result = self.defs.resolve_job_def(job_name).execute_in_process(
+                partition_key=partition_key,
+                instance=self.instance,
+                tags=tags,
+                raise_on_error=False,
+                run_config=self.run_config,
+            )
+        except Exception as exc:  # a run that could not even start
+            return CheckRun(device_id, partition_key, None, False, f"{type(exc).__name__}: {exc}")
+        if not result.success:
+            return CheckRun(device_id, partition_key, result.run_id, False, run_failure_reason(result.all_events))
+        return CheckRun(device_id, partition_key, result.run_id, True, outcome=_outcome(result))
+
+    def _execute_many(self, jobs, workers: int | None, progress) -> list[CheckRun]:
+        """`workers` runs in all (None: default_parallel_runs for the configured stabilize_time),
+        and per deployment the [schedule] max_concurrent_per_deployment the daemon's run queue
+        applies too, so a cluster sees the same number of port-forwards whichever way its checks run."""
+        settings = self.config.settings
+        runs = run_in_threads(
+            jobs,
+            self._execute,
+            group_of=lambda job: job[2].get(DEPLOYMENT_TAG, ""),
+            workers=workers or default_parallel_runs(settings.capture.stabilize_time),
+            per_group=settings.schedule.max_concurrent_per_deployment,
+            progress=progress,
+        )
+        return sorted(runs, key=lambda r: r.device_id)
+
+    def collect_references(
+        self, device_ids=None, workers: int | None = None, progress: Callable[[int, int, CheckRun], None] | None = None
+    ) -> list[CheckRun]:
+        self.sync_devices()
+        jobs = [
+            ("reference_scan_job", dev.id, {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id})
+            for dep, dev in self.select_devices(device_ids)
+        ]
+        return self._execute_many(jobs, workers, progress)
+
+    def run_check_cycle(
+        self,
+        time_key: str,
+        device_ids=None,
+        workers: int | None = None,
+        job_name: str = "calibration_check",
+        realert: bool = False,
+        progress: Callable[[int, int, CheckRun], None] | None = None,
+    ) -> list[CheckRun]:
+        """One check per device for one time partition, devices in parallel (they mostly wait)."""
+        self.sync_devices()
+        tags_extra = {REALERT_TAG: "true"} if realert else {}
+        jobs = [
+            (
+                job_name,
+                str(check_partition_key(dev.id, time_key)),
+                {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id, **tags_extra},
+            )
+            for dep, dev in self.select_devices(device_ids)
+        ]
+        runs = self._execute_many(jobs, workers, progress)
+        for run in runs:
+            if not run.succeeded and run.run_id:
+                self._record_failed(run)
+        return runs
+
+    def _record_failed(self, run: CheckRun) -> None:
+        """What the run-failure sensor does in the daemon, done here for in-process runs."""
+        dagster_run = self.instance.get_run_by_id(run.run_id) if run.run_id else None
+        if dagster_run is not None:
+            record_failed_run(
+                self.instance,
+                dagster_run,
+                run.error or "run failed",
+                self.config,
+                self.resources["results_table"].get_client(),
+            )
+
+    def maintain_results_table(self) -> dict:
+        """The results_table_maintenance job, run here (what its schedule does in the daemon)."""
+        result = self.defs.resolve_job_def("results_table_maintenance").execute_in_process(
+            instance=self.instance, raise_on_error=False, run_config=self.run_config
+        )
+        if not result.success:
+            raise RuntimeError(f"results table upkeep failed: {run_failure_reason(result.all_events)}")
+        return result.output_for_node("maintain_results_table")
+
+    def send_alerts(self) -> list[str]:
+        """Slack messages for results not alerted yet (the same cursor as the slack_alerts sensor).
+
+        All of them: one pass takes a batch of results (200), and a cycle of a bigger fleet must
+        not leave the rest to the next `calmon monitor`, an hour later. Stops when a pass moves the
+        cursor no further (nothing new, or Slack unreachable: the sensor's next tick retries).
+        """
+        policy = AlertPolicy(files_base_url=self.config.settings.slack.files_base_url)
+        sent: list[str] = []
+        while True:
+            before = self._alerts_cursor()
+            sent += send_pending_alerts(
+                self.instance,
+                self.resources["results_table"].get_client(),
+                self.resources["slack"].get_client(),
+                policy,
+            )
+            if self._alerts_cursor() == before:
+                return sent
+
+    def _alerts_cursor(self) -> str | None:
+        return self.instance.run_storage.get_cursor_values({SLACK_CURSOR_KEY}).get(SLACK_CURSOR_KEY)
