@@ -464,7 +464,8 @@ def _world_image(scene: Scene, regime: str, season: str, changes: tuple[SceneCha
     return world8
 
 
-_LIT_CACHE: dict[tuple, Scene] = {}
+# Entries keep their source scene: an id() is reused once its object is freed, so a hit must be that same object.
+_LIT_CACHE: dict[tuple, tuple[Scene, Scene]] = {}
 _LIT_LOCK = threading.Lock()
 _LIT_CACHE_SIZE = 8
 
@@ -475,14 +476,16 @@ def lit_scene(scene: Scene, conditions: Conditions) -> Scene:
         return scene
     key = (id(scene), conditions.regime, conditions.season, conditions.changes)
     with _LIT_LOCK:
-        if key in _LIT_CACHE:
-            return _LIT_CACHE[key]
+        hit = _LIT_CACHE.get(key)
+        if hit is not None and hit[0] is scene:
+            return hit[1]
     image = _world_image(scene, conditions.regime, conditions.season, conditions.changes)
     lit = Scene(image, scene.kind, scene.plane_hfov_deg, scene.label)
     with _LIT_LOCK:
+        _LIT_CACHE.pop(key, None)
         if len(_LIT_CACHE) >= _LIT_CACHE_SIZE:
             _LIT_CACHE.pop(next(iter(_LIT_CACHE)))
-        _LIT_CACHE[key] = lit
+        _LIT_CACHE[key] = (scene, lit)
     return lit
 
 
