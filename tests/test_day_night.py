@@ -247,3 +247,43 @@ def test_a_confident_checks_frames_grow_a_bank_entry_in_the_original_gauge(city,
     again = estimate_with_bank(reference, q)
     assert again.entry == "dusk" and again.estimate.success
     assert abs(again.estimate.offsets_deg["yaw"] - 0.4) < 0.01
+
+
+# ---------------------------------------------------------------------------- storing re-collections
+
+
+def test_stored_recollection_keeps_the_gauge_and_a_regime_adds_a_bank_entry(city, tmp_path):
+    from calmon_assets.defs.references.collect import store_reference
+    from calmon_core.capture_format import read_capture
+    from resources.object_store import LocalObjectStore
+
+    store = LocalObjectStore(tmp_path / "store")
+
+    def collect(name, cache, **kw):
+        return store_reference(store, "site", "cam-1", scan(tmp_path / name, city, **kw), tmp_path / cache)
+
+    first = collect("first", "cache-a")
+    assert first["method"] == "rebased"
+    drift = (0.6, 0.0, 0.0)
+    again = collect("again", "cache-b", offset=drift, day=90)  # another machine: its cache is empty
+    assert again["method"] == "registered" and again["gauge_id"] == first["gauge_id"]
+    assert abs(again["correction_deg"]["yaw"] - 0.6) < 0.01
+
+    night = store_reference(
+        store,
+        "site",
+        "cam-1",
+        scan(tmp_path / "night", city, conditions=NIGHT, rng=np.random.default_rng(5)),
+        tmp_path / "cache-a",
+        regime="night",
+    )
+    assert night["bank_entry"] == "night" and night["gauge_id"] == first["gauge_id"]
+    fresh = tmp_path / "fresh"
+    store.download_folder("site/cam-1/reference_scan", fresh)
+    assert read_gauge(fresh)["gauge_id"] == first["gauge_id"]
+    assert (read_capture(fresh).model_extra or {}).get("bank") == ["night"]
+    assert [e["entry"] for e in bank_summary(fresh)] == ["reference", "night"]
+    with pytest.raises(ValueError, match="bank entries"):
+        store_reference(store, "site", "cam-1", tmp_path / "again", tmp_path / "cache-c", rebase=True)
+    with pytest.raises(ValueError, match="regime must be one of"):
+        store_reference(store, "site", "cam-1", tmp_path / "again", tmp_path / "cache-c", regime="noon")
