@@ -374,14 +374,29 @@ def estimate_with_bank(
         est = Estimate(False, None, None, None, frames, f"no query frame could be estimated: {logs}", 0, 0)
         expected = regime in ("night", "dusk")
         if expected:
+            when = "at night (infrared)" if regime == "night" else "at dusk"
             est.failure_log = (
-                f"{regime} view: it does not match the reference bank well enough "
-                f"(entries: {', '.join(e.name for e in entries)}); expected in the dark, not a camera fault. " + logs
+                f"expected {when}: the view does not match the reference bank well enough "
+                f"(entries: {', '.join(e.name for e in entries)}), not a camera fault. " + logs
             )
         return BankEstimate(est, regime, used_entries, None, gauge_id, expected)
     breach = any(abs(v) > threshold_deg for v in offsets.values())
     est = Estimate(True, offsets, sigma, breach, frames, note, int(sum(f.inliers for f in used)), len(used))
     return BankEstimate(est, regime, used_entries, entry, gauge_id, False)
+
+
+def query_regime(query_folder: str | Path) -> str:
+    """The regime most of a query's frames were taken in, from their images."""
+    query = read_capture(query_folder)
+    regimes = [image_regime(load_frame_image(query_folder, query, i)) for i in range(len(query.frames))]
+    return max(set(regimes), key=regimes.count) if regimes else "day"
+
+
+def lighting_note(result: BankEstimate) -> str | None:
+    """What a check's row says about light when it was not a plain day against the original reference."""
+    if result.regime == "day" and result.entry in (None, "reference"):
+        return None
+    return f"lighting: {result.regime}, bank entry {result.entry or 'none'}, gauge {result.gauge_id}"
 
 
 def bank_summary(reference_folder: str | Path) -> list[dict]:

@@ -287,3 +287,47 @@ def test_stored_recollection_keeps_the_gauge_and_a_regime_adds_a_bank_entry(city
         store_reference(store, "site", "cam-1", tmp_path / "again", tmp_path / "cache-c", rebase=True)
     with pytest.raises(ValueError, match="regime must be one of"):
         store_reference(store, "site", "cam-1", tmp_path / "again", tmp_path / "cache-c", regime="noon")
+
+
+def test_a_checks_row_names_the_bank_entry_and_an_unmatched_night_view_is_expected(city, scenes_dir, tmp_path):
+    from calmon_assets.defs.checks.measure import measure_offsets
+    from calmon_assets.defs.references.collect import store_reference
+    from calmon_core.check import CaptureOutcome, CheckPolicy, evaluate_check
+    from resources.object_store import LocalObjectStore
+
+    store, cache = LocalObjectStore(tmp_path / "store"), tmp_path / "cache"
+    first = store_reference(store, "site", "cam-1", scan(tmp_path / "day", city), cache)
+    night_scan = scan(tmp_path / "night", city, conditions=NIGHT, rng=np.random.default_rng(5))
+    store_reference(store, "site", "cam-1", night_scan, cache, regime="night")
+
+    def check(folder):
+        outcome = CaptureOutcome(
+            deployment_name="site",
+            device_id="cam-1",
+            time_key="2026-12-01-23:00",
+            query_key=folder.name,
+            mode="passive",
+            local_folder=str(folder),
+        )
+        measurement = measure_offsets(store, outcome, cache, 0.5, log=None)
+        row = evaluate_check(
+            outcome,
+            measurement.estimate,
+            CheckPolicy(threshold_deg=0.5),
+            check_time=datetime(2026, 12, 1, 23, tzinfo=UTC),
+            algorithm_version="test",
+            failure=measurement.failure,
+            notes=measurement.notes,
+        )
+        return measurement, row
+
+    offset = (0.55, 0.1, -0.05)
+    measurement, row = check(query(tmp_path / "q-night", city, offset, NIGHT))
+    assert measurement.estimate["bank_entry"] == "night" and row.success
+    assert abs(row.yaw_offset - 0.55) < 0.03
+    assert f"lighting: night, bank entry night, gauge {first['gauge_id']}" in row.failure_log
+
+    elsewhere = load_scene(str(scenes_dir / "aframe_puydesancy.jpg"))
+    measurement, row = check(query(tmp_path / "q-elsewhere", elsewhere, offset, NIGHT))
+    assert measurement.estimate["expected_inconclusive"] and not row.success
+    assert row.failure_log.startswith("expected at night (infrared)")
