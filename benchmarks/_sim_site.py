@@ -214,9 +214,9 @@ class BenchSite:
             self.close()
             raise
 
-    def write_settings(self, stabilize_time: float, timeout: float) -> None:
+    def write_settings(self, stabilize_time: float, timeout: float, executor: str = "in_process") -> None:
         """calibration_monitoring.ini; the assets read it at every run, so a rewrite applies to the
-        next cycle."""
+        next cycle ([execution] executor applies where the definitions are loaded next)."""
         (self.config_dir / "calibration_monitoring.ini").write_text(
             local_site_settings(
                 self.root,
@@ -229,6 +229,7 @@ class BenchSite:
                 snapshot_retention_hours=self.snapshot_retention_hours,
                 written_by="a calmon benchmark",
             )
+            + f"\n[execution]\nexecutor = {executor}\n"
         )
 
     @property

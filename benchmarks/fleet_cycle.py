@@ -120,12 +120,12 @@ class RunClock:
         self.spans: dict[str, tuple[float, float, float]] = {}
         original = platform._execute
 
-        def timed(job_name, partition_key, tags):
+        def timed(job):
             start, cpu = time.monotonic(), time.thread_time()
             try:
-                return original(job_name, partition_key, tags)
+                return original(job)
             finally:
-                self.spans[partition_key] = (start, time.monotonic(), time.thread_time() - cpu)
+                self.spans[job[1]] = (start, time.monotonic(), time.thread_time() - cpu)  # (job, partition, tags)
 
         platform._execute = timed
 
@@ -296,20 +296,39 @@ def estimator_alone(root: Path, samples: int) -> float:
     return statistics.median(cpu) if cpu else float("nan")
 
 
-def executor_costs(site: BenchSite, devices: list[str], next_key, executors=("in_process", "multiprocess")) -> dict:
+def executor_costs(
+    site: BenchSite,
+    devices: list[str],
+    next_key,
+    stabilize_time: float,
+    timeout: float,
+    executors=("in_process", "multiprocess"),
+) -> dict:
     """A launched run's path (schedule, daemon, UI): dagster.execute_job in this process, with each
-    executor, one check at a time. CPU = this process + its children (the step processes)."""
+    `[execution] executor`, one check at a time. CPU = this process + its children (the step
+    processes)."""
+    import importlib
+
     import dagster as dg
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+    import calmon_assets.definitions
     from calmon_assets.defs.runs import DEPLOYMENT_TAG, DEVICE_TAG
 
     deployment_of = {d["id"]: dep["name"] for dep in site.spec["deployments"] for d in dep["devices"]}
-    job = ReconstructableRepository.for_module(
-        "calmon_assets.definitions", "defs", working_directory=str(Path(__file__).resolve().parent.parent)
-    ).get_reconstructable_job("calibration_check")
     out = {}
     for executor in executors:
+        # The ini selects the executor, as on a deployment; step processes load the definitions
+        # afresh from it, this process reloads them.
+        site.write_settings(stabilize_time, timeout, executor=executor)
+        importlib.reload(calmon_assets.definitions)
+        job = ReconstructableRepository.for_module(
+            "calmon_assets.definitions", "defs", working_directory=str(Path(__file__).resolve().parent.parent)
+        ).get_reconstructable_job("calibration_check")
+        # Dagster caches the loaded definitions per equal (pointer, job name), i.e. across the reload.
+        type(job).get_repository_definition.cache_clear()
+        type(job).get_definition.cache_clear()
+        assert job.get_definition().executor_def.name == executor, job.get_definition().executor_def.name
         walls, cpus, ok = [], [], 0
         for device_id in devices:
             time_key = next_key()
@@ -320,7 +339,7 @@ def executor_costs(site: BenchSite, devices: list[str], next_key, executors=("in
                 DEPLOYMENT_TAG: deployment_of[device_id],
                 DEVICE_TAG: device_id,
             }
-            run_config = {"execution": {"config": {executor: {}}}, **site.platform.run_config}
+            run_config = site.platform.run_config
             cpu0, wall0 = cpu_seconds(include_children=True), time.monotonic()
             with dg.execute_job(
                 job, instance=site.platform.instance, run_config=run_config, tags=tags, raise_on_error=False
@@ -334,6 +353,7 @@ def executor_costs(site: BenchSite, devices: list[str], next_key, executors=("in
             "wall_s": statistics.mean(walls),
             "cpu_s": statistics.mean(cpus),
         }
+    site.write_settings(stabilize_time, timeout)
     code = (
         "import resource, calmon_assets.definitions; u = resource.getrusage(resource.RUSAGE_SELF); "
         "print(u.ru_utime + u.ru_stime)"
@@ -493,8 +513,7 @@ def main() -> int:
                     flush=True,
                 )
         if args.executor_checks:
-            site.write_settings(args.stabilize_time, timeout)
-            executors = executor_costs(site, ids[: args.executor_checks], next_key)
+            executors = executor_costs(site, ids[: args.executor_checks], next_key, args.stabilize_time, timeout)
         alone = estimator_alone(site.root, args.estimator_samples)
         load = os.getloadavg()
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from calmon_assets.defs import alerts, checks, devices, references, upkeep
+from calmon_assets.defs import alerts, checks, devices, fleet, references, upkeep
 from calmon_assets.defs.partitions import PARTITION_SCHEDULE, same_partitions
 from calmon_assets.defs.resources import build_resources
+from calmon_assets.defs.runs import build_executor
 from calmon_assets.defs.site_config import CONFIG_DIR_ENV, config_dir_from_env, load_site_settings
 from calmon_core.config import ConfigError, Settings
 
-CAPABILITIES = (checks, references, alerts, upkeep, devices)
+CAPABILITIES = (checks, references, alerts, fleet, upkeep, devices)
 
 
 def build_definitions(config_dir: str | None = None, settings: Settings | None = None) -> dg.Definitions:
@@ -31,7 +32,7 @@ def build_definitions(config_dir: str | None = None, settings: Settings | None =
         )
     return dg.Definitions.merge(
         *(capability.build_defs(settings) for capability in CAPABILITIES),
-        dg.Definitions(resources=build_resources(config_dir, settings)),
+        dg.Definitions(resources=build_resources(config_dir, settings), executor=build_executor(settings)),
     )
 
 

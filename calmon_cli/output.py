@@ -29,10 +29,35 @@ def progress_printer(label: str, stream=sys.stderr) -> Callable[[int, int, Check
 
 
 def format_results_table(rows) -> str:
-    headers = ["deployment", "device", "check", "status", "yaw°", "pitch°", "roll°", "±max°", "inliers", "note"]
+    headers = [
+        "deployment",
+        "device",
+        "check",
+        "status",
+        "yaw°",
+        "pitch°",
+        "roll°",
+        "±max°",
+        "inliers",
+        "trend°/day",
+        "days to threshold",
+        "note",
+    ]
 
     def num(v):
         return "" if v is None else f"{v:+.3f}"
+
+    def trend(r) -> str:
+        if r.trend_axis is None or r.trend_deg_per_day is None:
+            return ""
+        sigma = "" if r.trend_sigma_deg_per_day is None else f" ±{r.trend_sigma_deg_per_day:.3f}"
+        return f"{r.trend_axis} {r.trend_deg_per_day:+.3f}{sigma}"
+
+    def days(r) -> str:
+        if r.days_to_threshold is None:
+            return ""
+        sigma = "" if r.days_to_threshold_sigma is None else f" ±{r.days_to_threshold_sigma:.1f}"
+        return f"{r.days_to_threshold:.1f}{sigma}"
 
     lines = []
     for r in rows:
@@ -49,6 +74,8 @@ def format_results_table(rows) -> str:
                 num(r.roll_offset),
                 f"{max(sig):.3f}" if sig else "",
                 "" if r.inliers is None else str(r.inliers),
+                trend(r),
+                days(r),
                 note,
             ]
         )

@@ -176,6 +176,16 @@ class Platform:
             raise RuntimeError(f"results table upkeep failed: {run_failure_reason(result.all_events)}")
         return result.output_for_node("maintain_results_table")
 
+    def refresh_fleet_health(self) -> dict:
+        """The fleet_health_refresh job, run here (what the refresh_fleet_health sensor asks the daemon
+        for after a cycle); the fleet_health materialization's metadata."""
+        result = self.defs.resolve_job_def("fleet_health_refresh").execute_in_process(
+            instance=self.instance, raise_on_error=False, run_config=self.run_config
+        )
+        if not result.success:
+            raise RuntimeError(f"fleet_health refresh failed: {run_failure_reason(result.all_events)}")
+        return dict(result.asset_materializations_for_node("fleet_health")[0].metadata)
+
     def send_alerts(self) -> list[str]:
         """Slack messages for results not alerted yet (the same cursor as the slack_alerts sensor).
 
@@ -183,7 +193,8 @@ class Platform:
         not leave the rest to the next `calmon monitor`, an hour later. Stops when a pass moves the
         cursor no further (nothing new, or Slack unreachable: the sensor's next tick retries).
         """
-        policy = AlertPolicy(files_base_url=self.config.settings.slack.files_base_url)
+        settings = self.config.settings
+        policy = AlertPolicy(files_base_url=settings.slack.files_base_url, settings=settings.alerts)
         sent: list[str] = []
         while True:
             before = self._alerts_cursor()

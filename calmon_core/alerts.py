@@ -6,9 +6,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from calmon_core.check import status_of
 from calmon_core.models import CalibrationResult, CheckStatus
+
+if TYPE_CHECKING:
+    from calmon_core.alert_policy import AlertPolicySettings
 
 AXES = ("yaw", "pitch", "roll")
 STATUS_EMOJI = {
@@ -83,9 +87,16 @@ def format_slack_message(result: CalibrationResult, files_url: str | None = None
 @dataclass(frozen=True)
 class AlertPolicy:
     """How results are alerted: `files_base_url` turns a row's s3:// files location into a link
-    (e.g. an S3 console URL prefix); None keeps the location as it is."""
+    (e.g. an S3 console URL prefix); None keeps the location as it is. `settings` is the site's
+    [alerts]: with policy state_change a message only when a device changes state
+    (calmon_core.alert_policy); without settings, or with every_check, one message per check."""
 
     files_base_url: str | None = None
+    settings: AlertPolicySettings | None = None
+
+    @property
+    def state_change(self) -> bool:
+        return self.settings is not None and self.settings.policy == "state_change"
 
 
 @dataclass(frozen=True)
@@ -141,14 +152,23 @@ def decide_alert(
     policy: AlertPolicy,
     origin: ResultOrigin = ResultOrigin(),
 ) -> Alert | None:
-    """The Slack alert for a new result, or None when it is not alerted (see skip_reason).
+    """The Slack alert for a new result, or None when it is not alerted (see skip_reason, and
+    with the state_change policy calmon_core.alert_policy.alert_for_check).
 
-    `previous_results` are the device's earlier rows (any order): a recovery is told from them.
+    `previous_results` are the device's earlier rows (any order): a recovery (and with
+    state_change the device's state) is told from them.
     """
     if skip_reason(origin) is not None:
         return None
+    files_url = files_link(result.files_location, policy.files_base_url)
+    if policy.state_change:
+        # Imported here: alert_policy builds its messages from this module's formatting.
+        from calmon_core.alert_policy import AlertKind, alert_for_check
+
+        decided = alert_for_check(result, list(previous_results), policy.settings, files_url=files_url)
+        if decided is None:
+            return None
+        return Alert(text=decided.text, status=status_of(result), recovered=decided.kind is AlertKind.recovered)
     was_recovered = recovered(result, previous_results)
-    text = format_slack_message(
-        result, files_url=files_link(result.files_location, policy.files_base_url), recovered=was_recovered
-    )
+    text = format_slack_message(result, files_url=files_url, recovered=was_recovered)
     return Alert(text=text, status=status_of(result), recovered=was_recovered)

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from calmon_core.alert_policy import AlertPolicySettings, parse_maintenance
 from calmon_core.check import DEFAULT_THRESHOLD_DEG
 from calmon_core.layout import DEFAULT_BUCKET, UnsafeNameError, check_segment
 from calmon_core.models import Intrinsics, Pose
@@ -104,6 +105,13 @@ class ScheduleSettings(BaseModel):
     maintenance_cron: str = "50 * * * *"  # results table upkeep, away from the checks at :05
 
 
+class ExecutionSettings(BaseModel):
+    # How a launched run executes its steps: in its own process (a check's steps run one after the
+    # other, and a process per step costs more CPU than the check), one process per step, or one
+    # Kubernetes Job per step (dagster-k8s's k8s_job_executor).
+    executor: Literal["in_process", "multiprocess", "k8s"] = "in_process"
+
+
 class Settings(BaseModel):
     aws: AwsSettings = AwsSettings()
     storage: StorageSettings = StorageSettings()
@@ -112,6 +120,8 @@ class Settings(BaseModel):
     check: CheckSettings = CheckSettings()
     capture: CaptureSettings = CaptureSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    alerts: AlertPolicySettings = AlertPolicySettings()
+    execution: ExecutionSettings = ExecutionSettings()
 
 
 def parse_stops(text: str) -> list[tuple[float, float, float]]:
@@ -216,6 +226,12 @@ def load_settings(path: str | Path | None) -> Settings:
                 except ValueError as exc:
                     problems.append(f"{path}: [capture] active_ptz_stops: {exc}")
                 continue
+            if section == "alerts" and key == "maintenance":
+                try:
+                    values[key] = parse_maintenance(value)
+                except ValueError as exc:
+                    problems.append(f"{path}: [alerts] maintenance: {exc}")
+                continue
             values[key] = value
         raw[section] = values
     threshold_under_slack = _move_deprecated_threshold(raw, path)
@@ -250,6 +266,7 @@ def local_site_settings(
     max_concurrent_per_deployment: int | None = None,
     snapshot_retention_hours: float | None = None,
     written_by: str = "calmon",
+    alert_policy: str | None = None,
 ) -> str:
     """calibration_monitoring.ini for a self-contained site under `root`: object store (or an
     S3-compatible endpoint), SQLite Iceberg catalog and capture work folder all inside it. What the
@@ -272,6 +289,8 @@ def local_site_settings(
     )
     if max_concurrent_per_deployment is not None:
         text += f"\n[schedule]\nmax_concurrent_per_deployment = {max_concurrent_per_deployment}\n"
+    if alert_policy is not None:
+        text += f"\n[alerts]\npolicy = {alert_policy}\n"
     return text
 
 

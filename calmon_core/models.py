@@ -206,6 +206,13 @@ class CalibrationResult(BaseModel):
     algorithm_version: str = ""
     run_id: str | None = None
     written_at: datetime = Field(default_factory=utc_now)
+    # the drift forecast as of this check (calmon_core.forecast): the axis heading to the threshold
+    # soonest (else the fastest), its trend and the days until it crosses at that rate
+    trend_axis: str | None = None
+    trend_deg_per_day: float | None = None
+    trend_sigma_deg_per_day: float | None = None
+    days_to_threshold: float | None = None
+    days_to_threshold_sigma: float | None = None
 
     def offsets(self) -> dict[str, float | None]:
         return {"yaw": self.yaw_offset, "pitch": self.pitch_offset, "roll": self.roll_offset}

@@ -62,8 +62,12 @@ def offset_trend_png(
     threshold_deg: float,
     title: str,
     uncertainties: dict[str, Sequence[float | None]] | None = None,
+    forecast: tuple[str, float, float, float | None] | None = None,
 ) -> bytes:
-    """Yaw/pitch/roll offsets over time with the breach threshold, as a PNG."""
+    """Yaw/pitch/roll offsets over time (check times) with the breach threshold, as a PNG.
+
+    `forecast` = (axis, level now, slope per day, days to the threshold or None): drawn as a dashed
+    line from the newest check to the crossing (or three days ahead)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,6 +85,20 @@ def offset_trend_png(
             sig = [s for t, s in zip(times, uncertainties[name], strict=True) if s is not None]
             if len(sig) == len(vs):
                 ax.fill_between(ts, np.array(vs) - sig, np.array(vs) + sig, alpha=0.2, color=colors.get(name))
+    if forecast is not None and times:
+        from datetime import timedelta
+
+        axis, level, slope, days = forecast
+        ahead = days if days is not None and 0 < days < 14 else 3.0
+        end = max(times) + timedelta(days=ahead)
+        ax.plot(
+            [max(times), end],
+            [level, level + slope * ahead],
+            ls=":",
+            lw=1.6,
+            color=colors.get(axis, "black"),
+            label=f"{axis} trend {slope:+.3f}°/day" + (f", crosses in {days:.1f} d" if days else ""),
+        )
     ax.axhline(threshold_deg, color="red", ls="--", lw=1)
     ax.axhline(-threshold_deg, color="red", ls="--", lw=1, label=f"±{threshold_deg}° threshold")
     ax.set_ylabel("offset (deg, true − reported)")
@@ -88,6 +106,55 @@ def offset_trend_png(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     fig.autofmt_xdate()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def fleet_heat_map_png(
+    devices: Sequence[str],
+    day_starts: Sequence[datetime],
+    values: np.ndarray,
+    threshold_deg: float,
+    failed: np.ndarray | None = None,
+    title: str = "fleet: largest |offset| per day (reached by two checks)",
+) -> bytes:
+    """Devices × days, colour = the day's largest |offset| (green well within, yellow near, red
+    beyond the threshold); grey = no conclusive check that day, a cross = a failed check."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LinearSegmentedColormap, Normalize
+
+    top = 2 * threshold_deg
+    cmap = LinearSegmentedColormap.from_list(
+        "calmon", [(0, "#1a9850"), (0.35, "#a6d96a"), (0.5, "#fee08b"), (0.5001, "#f46d43"), (1, "#a50026")]
+    ).with_extremes(bad="#d9d9d9")
+    height = max(2.5, 0.18 * len(devices) + 1.2)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(day_starts) + 3), height), dpi=100)
+    image = ax.imshow(
+        np.ma.masked_invalid(np.clip(values, 0, top)),
+        aspect="auto",
+        cmap=cmap,
+        norm=Normalize(0, top),
+        interpolation="nearest",
+    )
+    if failed is not None:
+        ys, xs = np.nonzero(failed & np.isnan(values))
+        ax.scatter(xs, ys, marker="x", s=14, color="#404040", linewidths=0.8, label="failed, no measurement")
+        if len(xs):
+            fig.legend(loc="lower left", fontsize=7, frameon=False)
+    ax.set_yticks(range(len(devices)))
+    ax.set_yticklabels(devices, fontsize=6 if len(devices) > 30 else 8)
+    ax.set_xticks(range(len(day_starts)))
+    ax.set_xticklabels([d.strftime("%m-%d") for d in day_starts], rotation=60, fontsize=7)
+    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    bar.set_label("max |offset| (deg)")
+    bar.ax.axhline(threshold_deg, color="black", lw=1)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

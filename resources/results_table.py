@@ -84,6 +84,11 @@ _FIELDS: list[tuple[str, Any, str]] = [
     ("algorithm_version", StringType(), "estimator version"),
     ("run_id", StringType(), "Dagster run that wrote the row"),
     ("written_at", TimestamptzType(), "when the row was written"),
+    ("trend_axis", StringType(), "axis of the drift forecast: the one reaching the threshold soonest"),
+    ("trend_deg_per_day", DoubleType(), "that axis's robust trend over the recent checks, degrees per day"),
+    ("trend_sigma_deg_per_day", DoubleType(), "one sigma of the trend"),
+    ("days_to_threshold", DoubleType(), "days until the trend reaches the threshold (null: not heading there)"),
+    ("days_to_threshold_sigma", DoubleType(), "one sigma of days_to_threshold"),
 ]
 RESULTS_SCHEMA = Schema(
     *[
@@ -426,6 +431,11 @@ class ResultsTable:
         if limit is not None:
             data = data.slice(0, max(0, limit))
         return list(reversed(from_arrow(data)))
+
+    def rows_since(self, since: datetime) -> list[CalibrationResult]:
+        """Every device's rows from `since` on, oldest first (day partitions prune the rest)."""
+        data = self._scan(GreaterThanOrEqual("timestamp", _utc(since).isoformat()))
+        return from_arrow(data.sort_by([("timestamp", "ascending"), ("device_id", "ascending")]))
 
     def all_rows(self) -> list[CalibrationResult]:
         return from_arrow(self._scan().sort_by([("timestamp", "ascending"), ("device_id", "ascending")]))

@@ -76,3 +76,17 @@ def fake_kubectl(monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_KUBECTL_LOG", str(tmp_path / "kubectl-calls.jsonl"))
     monkeypatch.setenv("FAKE_KUBECTL_CONTEXTS", "fake-cluster,other-cluster")
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (tests/servers.py), for Dagster's instance storage."""
+    from tests.servers import postgres_server
+
+    try:
+        with postgres_server() as server:
+            yield server
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))

@@ -1,5 +1,6 @@
 """Real local servers for tests: moto (S3, Glue) over HTTP, a proxy that fails the first N requests
-with 500s, and a scripted Slack incoming-webhook receiver. Fixtures live in tests/conftest.py."""
+with 500s, a scripted Slack incoming-webhook receiver and a throwaway PostgreSQL server. Fixtures live
+in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 TEST_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -183,3 +185,80 @@ class ScriptedWebhook:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@dataclass
+class PostgresServer:
+    """A throwaway PostgreSQL server (Debian's postgresql binaries) on a free loopback port."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    database: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.username}:{self.password}@{self.host}:{self.port}/{self.database}"
+
+
+def _postgres_bin() -> Path | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4]))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@contextmanager
+def postgres_server(database: str = "dagster") -> Iterator[PostgresServer]:
+    """initdb + pg_ctl in a temporary folder, password authentication over TCP, stopped and deleted
+    at exit. PostgreSQL refuses to run as root: as root the server runs as the `postgres` user
+    (created by Debian's package). Raises RuntimeError when the binaries are missing."""
+    import os
+    import pwd
+    import secrets
+    import shutil
+    import subprocess
+    import tempfile
+
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL's initdb was not found (Debian: apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="calmon-pg-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    server = PostgresServer("127.0.0.1", _free_port(), "calmon", secrets.token_hex(8), database)
+    data, log = root / "data", root / "server.log"
+    pwfile = root / "pwfile"
+    pwfile.write_text(server.password + "\n")
+    if run_as:
+        os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+
+    def run(*args: str) -> None:
+        subprocess.run([*run_as, *args], check=True, capture_output=True, text=True)
+
+    try:
+        run(
+            str(bin_dir / "initdb"), "-D", str(data), "-U", server.username, f"--pwfile={pwfile}",
+            "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync",
+        )  # fmt: skip
+        options = f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start")
+        env = {**os.environ, "PGPASSWORD": server.password}
+        subprocess.run(
+            [str(bin_dir / "createdb"), "-h", server.host, "-p", str(server.port), "-U", server.username, database],
+            check=True, capture_output=True, env=env,
+        )  # fmt: skip
+        yield server
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                           capture_output=True)  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)

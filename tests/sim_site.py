@@ -28,7 +28,13 @@ def device(id: str, seed: int, yaw: float = 0.0, offset=(0.0, 0.0, 0.0), **extra
     }
 
 
-def site_ini(root: Path, s3_endpoint: str | None, stabilize_time: float = 1.0, timeout: float = 20) -> str:
+def site_ini(
+    root: Path,
+    s3_endpoint: str | None,
+    stabilize_time: float = 1.0,
+    timeout: float = 20,
+    alert_policy: str = "every_check",  # the platform tests count one message per check
+) -> str:
     return local_site_settings(
         root,
         webhook_env="CALMON_TEST_WEBHOOK",
@@ -37,6 +43,7 @@ def site_ini(root: Path, s3_endpoint: str | None, stabilize_time: float = 1.0, t
         reference_stabilize_time=0.5,
         s3_endpoint=s3_endpoint,
         written_by="a calmon test",
+        alert_policy=alert_policy,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from calmon_core.alert_policy import AlertPolicySettings
 from calmon_core.alerts import AlertPolicy, ResultOrigin, decide_alert, files_link, skip_reason
 from calmon_core.check import CaptureOutcome, CheckPolicy, evaluate_check, no_reference_reason
 from calmon_core.models import CalibrationResult, CheckStatus
@@ -156,3 +157,24 @@ def test_files_link_uses_the_base_url_for_the_key():
     assert files_link(FILES, None) == FILES
     alert = decide_alert(row(CheckStatus.breach, 0.9, 20), [], AlertPolicy(files_base_url=base))
     assert alert is not None and "files: <https://files.example.org/calmon/harbor/cam-1/query_scan/" in alert.text
+
+
+def test_state_change_policy_alerts_when_the_device_changes_state():
+    policy = AlertPolicy(settings=AlertPolicySettings(policy="state_change", breach_checks=2, breach_window=2))
+    first, second = row(CheckStatus.breach, 0.9, 0), row(CheckStatus.breach, 0.9, 10)
+    assert decide_alert(first, [first], policy) is None  # one check beyond the threshold is no evidence yet
+    into = decide_alert(second, [first, second], policy)
+    assert into is not None and into.status is CheckStatus.breach and into.text.startswith("🚨 *harbor* / *cam-1*")
+    third = row(CheckStatus.breach, 0.9, 20)
+    assert decide_alert(third, [first, second, third], policy) is None  # still in breach: no repeat
+    good = [row(CheckStatus.ok, 0.1, 30), row(CheckStatus.ok, 0.1, 40)]
+    assert decide_alert(good[0], [first, second, third, good[0]], policy) is None
+    back = decide_alert(good[1], [first, second, third, *good], policy)
+    assert back is not None and back.recovered and back.status is CheckStatus.ok
+
+
+def test_every_check_policy_alerts_each_check():
+    policy = AlertPolicy(settings=AlertPolicySettings(policy="every_check"))
+    first = row(CheckStatus.breach, 0.9, 0)
+    assert not policy.state_change
+    assert decide_alert(first, [first], policy) == decide_alert(first, [first], AlertPolicy())

@@ -213,6 +213,49 @@ def test_schema_evolution_adds_columns_and_keeps_old_rows(tmp_path):
     assert rows["cam-new"] == new
 
 
+FORECAST_COLUMNS = (
+    "trend_axis",
+    "trend_deg_per_day",
+    "trend_sigma_deg_per_day",
+    "days_to_threshold",
+    "days_to_threshold_sigma",
+)
+
+
+def test_a_table_without_the_forecast_columns_gains_them_in_place(tmp_path):
+    s = settings(tmp_path)
+    (tmp_path / "warehouse").mkdir()
+    catalog = load_catalog(
+        "calmon", type="sql", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=(tmp_path / "warehouse").as_uri()
+    )
+    catalog.create_namespace(s.database)
+    before = Schema(*[f for f in RESULTS_SCHEMA.fields if f.name not in FORECAST_COLUMNS])
+    old_table = catalog.create_table((s.database, s.table), schema=before)
+    old = check("cam-old", 0, yaw=0.3)
+    row = {k: v for k, v in old.model_dump().items() if k in before.column_names}
+    row["status"] = str(row["status"])
+    old_table.append(pa.Table.from_pylist([row], schema=old_table.schema().as_arrow()))
+
+    table = ResultsTable(s)
+    table.ensure_table()
+    evolved = table.table().schema()
+    assert [evolved.find_field(n).field_id for n in FORECAST_COLUMNS] == [23, 24, 25, 26, 27]
+    new = check(
+        "cam-new",
+        1,
+        yaw=0.4,
+        trend_axis="yaw",
+        trend_deg_per_day=0.05,
+        trend_sigma_deg_per_day=0.01,
+        days_to_threshold=2.0,
+        days_to_threshold_sigma=0.4,
+    )
+    table.write([new])
+    rows = {r.device_id: r for r in table.all_rows()}
+    assert rows["cam-new"] == new
+    assert rows["cam-old"].yaw_offset == 0.3 and rows["cam-old"].days_to_threshold is None
+
+
 def test_compaction_keeps_rows_and_merges_files(table):
     for hour in range(8):  # one commit per hourly cycle: small files
         table.write([check(d, hour, yaw=hour / 10) for d in ("cam-1", "cam-2", "cam-3")])

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
+
 from calmon_assets.defs.site_config import SiteConfigResource
 from calmon_core.config import SETTINGS_FILE, Settings, env_reference
 from resources.camera import CameraResource
@@ -17,10 +19,23 @@ from resources.results_table import ResultsTableResource
 from resources.slack import SlackResource
 
 
+def build_io_manager(settings: Settings) -> dg.ConfigurableIOManager:
+    """Where asset values that cross runs live (query_capture's outcome, read by a reprocess
+    backfill): the bucket when the object store is S3, so a run in a fresh pod finds what a run in
+    another pod stored; else the instance's local storage folder."""
+    if settings.storage.backend == "s3":
+        from dagster_aws.s3 import S3PickleIOManager, S3Resource
+
+        s3 = S3Resource(region_name=settings.aws.region, endpoint_url=settings.aws.endpoint_url or None)
+        return S3PickleIOManager(s3_resource=s3, s3_bucket=settings.storage.bucket, s3_prefix="dagster/io")
+    return dg.FilesystemIOManager()
+
+
 def build_resources(config_dir: str, settings: Settings) -> dict[str, object]:
     webhook_env = env_reference(Path(config_dir) / SETTINGS_FILE, "slack", "webhook_url") or "SLACK_WEBHOOK_URL"
     aws = {"region": settings.aws.region, "endpoint_url": settings.aws.endpoint_url}
     return {
+        "io_manager": build_io_manager(settings),
         "site": SiteConfigResource(config_dir=config_dir),
         "kubectl": KubectlResource(),
         "mqtt": MqttResource(),

@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
             platform.maintain_results_table()
         except RuntimeError as exc:  # upkeep can wait for the next cycle; the checks are recorded
             print(f"warning: {exc}")
+    try:
+        platform.refresh_fleet_health()
+    except RuntimeError as exc:  # the fleet view catches up after the next cycle; the checks are recorded
+        print(f"warning: {exc}")
     missing = [r.device_id for r in runs if table.read(r.device_id, time_key) is None]
     if missing:
         print(f"no result row for: {', '.join(missing)}")

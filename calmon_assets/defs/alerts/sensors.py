@@ -56,9 +56,18 @@ def result_origin(instance: dg.DagsterInstance, record) -> ResultOrigin:
     return ResultOrigin(backfill=origin.backfill, realert=False, status=origin.status, previous_status=previous)
 
 
-def _history(results_table, device_id: str):
-    """The device's earlier rows, read only if iterated (decide_alert needs them for an ok result)."""
-    yield from results_table.history(device_id, limit=50)
+# Rows of a device's history an alert is decided on: a recovery needs the last decided check; the
+# state_change policy folds the device's state (breach evidence, forecast window of 72 checks).
+RECOVERY_HISTORY_ROWS = 50
+STATE_HISTORY_ROWS = 200
+
+
+def _history(results_table, device_id: str, policy: AlertPolicy):
+    """The device's earlier rows, read only if iterated (decide_alert needs them for an ok result,
+    and with state_change for every result)."""
+    yield from results_table.history(
+        device_id, limit=STATE_HISTORY_ROWS if policy.state_change else RECOVERY_HISTORY_ROWS
+    )
 
 
 def alerts_for_new_results(
@@ -89,7 +98,7 @@ def alerts_for_new_results(
         row = results_table.read(device_id, time_key)
         if row is None:
             continue
-        alert = decide_alert(row, _history(results_table, device_id), policy, origin)
+        alert = decide_alert(row, _history(results_table, device_id, policy), policy, origin)
         if alert is None:
             continue
         outcome = slack.send(alert.text)
@@ -117,7 +126,8 @@ def slack_alerts_sensor(
     results_table: ResultsTableResource,
     slack: SlackResource,
 ):
-    policy = AlertPolicy(files_base_url=site.load().settings.slack.files_base_url)
+    settings = site.load().settings
+    policy = AlertPolicy(files_base_url=settings.slack.files_base_url, settings=settings.alerts)
     sent = send_pending_alerts(
         context.instance, results_table.get_client(), slack.get_client(), policy, log=context.log
     )

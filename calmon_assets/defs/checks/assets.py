@@ -19,6 +19,7 @@ from calmon_assets.defs.checks.measure import measure_offsets
 from calmon_assets.defs.metadata import workdir
 from calmon_assets.defs.partitions import DEVICE_DIM, TIME_DIM, check_partitions, check_window_start
 from calmon_assets.defs.site_config import SiteConfigResource
+from calmon_core.alert_policy import forecast_columns
 from calmon_core.check import CaptureOutcome, CheckPolicy, evaluate_check
 from calmon_core.estimation import ALGORITHM_VERSION
 from calmon_core.layout import format_timestamp, query_scan_prefix
@@ -29,6 +30,8 @@ from resources.object_store import ObjectStoreResource
 from resources.results_table import ResultsTableResource
 
 GROUP = "calibration"
+# Earlier rows of the device the row's trend and forecast are fitted on (the forecast window is 72 checks).
+FORECAST_HISTORY_ROWS = 200
 
 
 def _partition(context: dg.AssetExecutionContext) -> tuple[str, str, datetime]:
@@ -130,6 +133,8 @@ def calibration_offsets(
         run_id=context.run.run_id,
     )
     table = results_table.get_client()
+    history = table.history(row.device_id, limit=FORECAST_HISTORY_ROWS)
+    row = row.model_copy(update=forecast_columns(row, history, settings.alerts))
     table.write([row])
     return dg.MaterializeResult(
         metadata=result_metadata(row, measurement, table, context.log),

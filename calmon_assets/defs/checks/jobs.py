@@ -3,14 +3,12 @@
 import dagster as dg
 
 from calmon_assets.defs.partitions import check_partitions
-from calmon_assets.defs.runs import IN_PROCESS
 
 calibration_check_job = dg.define_asset_job(
     "calibration_check",
     selection=dg.AssetSelection.assets("query_capture", "calibration_offsets"),
     partitions_def=check_partitions,
     description="One calibration check of one device for one time partition.",
-    config=IN_PROCESS,
 )
 
 reprocess_offsets_job = dg.define_asset_job(
@@ -18,5 +16,4 @@ reprocess_offsets_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("calibration_offsets"),
     partitions_def=check_partitions,
     description="Backfill: re-estimate offsets from stored query captures (no camera needed).",
-    config=IN_PROCESS,
 )

@@ -3,12 +3,10 @@
 import dagster as dg
 
 from calmon_assets.defs.partitions import device_partitions
-from calmon_assets.defs.runs import IN_PROCESS
 
 reference_scan_job = dg.define_asset_job(
     "reference_scan_job",
     selection=dg.AssetSelection.assets("reference_scan"),
     partitions_def=device_partitions,
     description="(Re)collect a device's reference scan.",
-    config=IN_PROCESS,
 )

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from calmon_assets.defs.runs import IN_PROCESS
 from resources.results_table import ResultsTableResource
 
 
@@ -19,7 +18,6 @@ def maintain_results_table(context: dg.OpExecutionContext, results_table: Result
 @dg.job(
     name="results_table_maintenance",
     description="Upkeep of the Iceberg results table (scheduled; safe beside running checks).",
-    config=IN_PROCESS,
 )
 def results_table_maintenance_job():
     maintain_results_table()

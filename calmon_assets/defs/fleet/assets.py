@@ -1,0 +1,97 @@
+"""fleet_health: every device's latest state, offsets ± σ, trend, days to the threshold and last good
+check as a table, with the fleet heat map and the worst devices' trend plots. Thin: the numbers
+come from calmon_core.fleet_view, the pictures from calmon_core.plots."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+import dagster as dg
+
+from calmon_assets.defs.metadata import image_md
+from calmon_assets.defs.site_config import SiteConfigResource
+from calmon_core.alert_policy import DeviceSummary, format_digest
+from calmon_core.fleet_view import daily_max_offsets, fleet_summaries, markdown_table
+from calmon_core.models import CalibrationResult, CheckStatus, utc_now
+from calmon_core.plots import fleet_heat_map_png, offset_trend_png
+from resources.results_table import ResultsTableResource
+
+FLEET_DAYS = 14  # the heat map's columns, and the history the table's states are folded from
+WORST_PLOTS = 4
+
+
+def fleet_histories(rows: list[CalibrationResult], device_ids: list[str]) -> dict[str, list[CalibrationResult]]:
+    """Rows by device (time order kept); devices of devices.yaml without rows appear empty."""
+    histories: dict[str, list[CalibrationResult]] = defaultdict(list)
+    for device_id in device_ids:
+        histories[device_id]
+    for row in rows:
+        histories[row.device_id].append(row)
+    return dict(histories)
+
+
+def _trend_png(summary: DeviceSummary, rows: list[CalibrationResult], threshold_deg: float) -> bytes:
+    measured = [r for r in rows if CheckStatus(r.status) in (CheckStatus.ok, CheckStatus.breach)]
+    forecast = None
+    if summary.trend_axis and summary.trend_deg_per_day is not None and summary.status != "breach":
+        level = summary.offsets.get(summary.trend_axis) or 0.0
+        forecast = (summary.trend_axis, level, summary.trend_deg_per_day, summary.days_to_threshold)
+    return offset_trend_png(
+        [r.timestamp for r in measured],
+        {a: [r.offsets()[a] for r in measured] for a in ("yaw", "pitch", "roll")},
+        threshold_deg,
+        f"{summary.deployment_name} / {summary.device_id}: {summary.status}",
+        uncertainties={a: [r.uncertainties()[a] for r in measured] for a in ("yaw", "pitch", "roll")},
+        forecast=forecast,
+    )
+
+
+@dg.asset(
+    name="fleet_health",
+    group_name="fleet",
+    kinds={"python", "iceberg"},
+    description="The fleet at a glance, refreshed after each check cycle: every device's state by the "
+    "alert policy (breach, failing, inconclusive, ok), latest offsets ± σ, drift trend and days to the "
+    "threshold, last good check; a heat map of the fleet over the last two weeks and the worst "
+    "devices' trend plots; the daily digest as it would be posted.",
+)
+def fleet_health(site: SiteConfigResource, results_table: ResultsTableResource) -> dg.MaterializeResult:
+    config = site.load()
+    settings = config.settings
+    now = utc_now()
+    rows = results_table.get_client().rows_since(now - timedelta(days=FLEET_DAYS))
+    histories = fleet_histories(rows, [device.id for _, device in config.fleet.devices(enabled_only=False)])
+    summaries = fleet_summaries({d: r for d, r in histories.items() if r}, settings.alerts)
+    threshold = settings.check.threshold_deg
+    devices, days, values, failed = daily_max_offsets(histories, now, FLEET_DAYS)
+    heat = fleet_heat_map_png(devices, days, values, threshold, failed)
+    worst = [s for s in summaries if s.worst_offset_deg is not None][:WORST_PLOTS]
+    plots = "\n\n".join(
+        image_md(_trend_png(s, histories[s.device_id], threshold), s.device_id, "image/png").value  # type: ignore[union-attr]
+        for s in worst
+    )
+    counts = {
+        status: sum(1 for s in summaries if s.status == status)
+        for status in ("breach", "failing", "inconclusive", "ok")
+    }
+    return dg.MaterializeResult(
+        metadata={
+            "fleet": dg.MetadataValue.md(markdown_table(summaries)),
+            "heat_map": image_md(heat, "fleet heat map", "image/png"),
+            "worst_devices": dg.MetadataValue.md(plots or "no measurements in the last two weeks"),
+            "digest": dg.MetadataValue.md(format_digest("fleet", summaries, now)),
+            "devices": dg.MetadataValue.int(len(histories)),
+            "devices_in_breach": dg.MetadataValue.int(counts["breach"]),
+            "devices_failing": dg.MetadataValue.int(counts["failing"]),
+            "devices_inconclusive": dg.MetadataValue.int(counts["inconclusive"]),
+            "devices_ok": dg.MetadataValue.int(counts["ok"]),
+        }
+    )
+
+
+fleet_health_job = dg.define_asset_job(
+    "fleet_health_refresh",
+    selection=dg.AssetSelection.assets("fleet_health"),
+    description="Refresh the fleet view (after each check cycle).",
+)

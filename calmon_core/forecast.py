@@ -1,0 +1,306 @@
+"""Drift forecast: a robust trend of each angle over a device's recent checks, and when it reaches
+the threshold ("at this rate yaw reaches 0.5° in ~4 days (±1)").
+
+Two estimators of the same thing, (level now, slope per day, their uncertainty), measured against
+each other by benchmarks/alert_replay.py:
+
+- Theil–Sen: the median of the pairwise slopes over a window of recent checks; a single outlier
+  check moves it not at all, and its spread gives a slope interval without assuming the reported
+  σ are right.
+- A local-linear-trend Kalman filter: level and slope as the state, the reported σ as measurement
+  noise, innovations beyond a gate rejected as outliers; O(1) per check, adapts to a change of rate.
+
+Pure: numbers in, numbers out. Times are days as floats (any origin), offsets degrees.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import numpy as np
+from pydantic import BaseModel
+
+AXES = ("yaw", "pitch", "roll")
+SECONDS_PER_DAY = 86400.0
+SIGMA_FLOOR_DEG = 0.005  # the estimator rounds; a reported σ of 0 would make one check all-powerful
+
+
+class ForecastMethod(StrEnum):
+    theil_sen = "theil_sen"
+    kalman = "kalman"
+
+
+class Trend(BaseModel):
+    """Where one angle is now and where it is heading."""
+
+    level_deg: float  # the trend's value at the newest check
+    level_sigma_deg: float
+    slope_deg_per_day: float
+    slope_sigma_deg_per_day: float
+    checks: int  # conclusive checks the trend rests on
+    span_days: float  # time between the oldest and the newest of them
+
+    def significant(self, z: float = 2.0) -> bool:
+        """The slope is told apart from no drift at all (z standard deviations)."""
+        return abs(self.slope_deg_per_day) > z * self.slope_sigma_deg_per_day
+
+
+class AxisForecast(BaseModel):
+    axis: str
+    trend: Trend
+    days_to_threshold: float | None  # None: not heading to either threshold (or no trend)
+    days_sigma: float | None
+
+
+def to_days(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp() / SECONDS_PER_DAY
+
+
+# ----------------------------------------------------------------------------- Theil–Sen
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median without its overhead (which dominates on a few dozen values)."""
+    n = len(values)
+    ranked = np.partition(values, sorted({(n - 1) // 2, n // 2}))
+    return 0.5 * (float(ranked[(n - 1) // 2]) + float(ranked[n // 2]))
+
+
+@functools.lru_cache(maxsize=256)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, k=1)
+
+
+def theil_sen_trend(times_days: Sequence[float], values: Sequence[float], z: float = 1.0) -> Trend | None:
+    """Median of pairwise slopes; σ of the slope from Sen's rank interval at ±z (z=1: one σ).
+
+    None with fewer than 3 points or a span under an hour (no slope to speak of)."""
+    t = np.asarray(times_days, dtype=float)
+    y = np.asarray(values, dtype=float)
+    n = len(t)
+    if n < 3 or t.max() - t.min() < 1 / 24:
+        return None
+    i, j = _pairs(n)
+    dt = t[j] - t[i]
+    keep = np.abs(dt) > 1e-6
+    slopes = (y[j] - y[i])[keep] / dt[keep]
+    pairs = len(slopes)
+    if pairs == 0:
+        return None
+    # Sen (1968): the interval's ends are the slopes ranked (N ∓ C)/2, C = z·sqrt(Var(Kendall S))
+    c = z * math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0)
+    lo_k = max(0, min(pairs - 1, int(math.floor((pairs - c) / 2))))
+    hi_k = max(0, min(pairs - 1, int(math.ceil((pairs + c) / 2))))
+    mid = sorted({(pairs - 1) // 2, pairs // 2})
+    ranked = np.partition(slopes, sorted({lo_k, hi_k, *mid}))
+    slope = sum(float(ranked[k]) for k in mid) / len(mid)
+    slope_sigma = max(float(ranked[hi_k] - ranked[lo_k]) / (2 * z), 1e-9)
+    now = float(t.max())
+    residual = y - slope * (t - now)
+    level = _median(residual)
+    mad = _median(np.abs(residual - level)) * 1.4826
+    # the level at `now` carries the slope's uncertainty over the window's mean distance from now
+    level_sigma = math.hypot(1.2533 * mad / math.sqrt(n), slope_sigma * (now - float(t.sum()) / n))
+    return Trend(
+        level_deg=level,
+        level_sigma_deg=level_sigma,
+        slope_deg_per_day=slope,
+        slope_sigma_deg_per_day=slope_sigma,
+        checks=n,
+        span_days=now - float(t.min()),
+    )
+
+
+# ----------------------------------------------------------------------------- Kalman
+
+
+@dataclass
+class KalmanSettings:
+    """Local linear trend: the slope wanders as a random walk of `slope_walk` °/day per √day; the
+    level jumps by `level_walk` ° per √day beside the slope; innovations beyond `gate` σ are
+    outliers, and `reset_after` of them in a row mean the camera really moved (start again)."""
+
+    slope_walk: float = 0.01  # benchmarks/alert_replay.py: 0.005 lags onsets, 0.02 is noisy on slow ramps
+    level_walk: float = 0.005
+    gate: float = 4.0
+    reset_after: int = 3
+    initial_slope_sigma: float = 1.0  # °/day: no idea before the second check
+
+
+@dataclass
+class KalmanState:
+    t: float | None = None
+    level: float = 0.0
+    slope: float = 0.0
+    p00: float = 0.0
+    p01: float = 0.0
+    p11: float = 0.0
+    checks: int = 0
+    first_t: float | None = None
+    rejected_in_a_row: int = 0
+
+
+def kalman_update(state: KalmanState, t: float, value: float, sigma: float | None, s: KalmanSettings) -> KalmanState:
+    """One check into the filter (in place, returned for chaining). Plain floats: a 2×2 filter in
+    numpy is slower than the arithmetic."""
+    r = max(sigma or 0.0, SIGMA_FLOOR_DEG) ** 2
+    if state.t is None:
+        state.t, state.level, state.slope = t, value, 0.0
+        state.p00, state.p01, state.p11 = r, 0.0, s.initial_slope_sigma**2
+        state.checks, state.first_t, state.rejected_in_a_row = 1, t, 0
+        return state
+    dt = max(t - state.t, 0.0)
+    # predict: x = F x, P = F P Fᵀ + Q (integrated random walk on the slope, plus level noise)
+    level = state.level + dt * state.slope
+    p00 = state.p00 + 2 * dt * state.p01 + dt * dt * state.p11
+    p01 = state.p01 + dt * state.p11
+    p11 = state.p11
+    q = s.slope_walk**2
+    p00 += q * dt**3 / 3 + s.level_walk**2 * dt
+    p01 += q * dt**2 / 2
+    p11 += q * dt
+    innovation = value - level
+    spread = p00 + r
+    if state.checks >= 3 and innovation * innovation > s.gate**2 * spread:
+        state.rejected_in_a_row += 1
+        if state.rejected_in_a_row >= s.reset_after:  # a real step: the old trend says nothing now
+            state.t = None
+            return kalman_update(state, t, value, sigma, s)
+        state.t, state.level, state.p00, state.p01, state.p11 = t, level, p00, p01, p11
+        return state
+    k0, k1 = p00 / spread, p01 / spread
+    state.level = level + k0 * innovation
+    state.slope = state.slope + k1 * innovation
+    state.p00 = (1 - k0) * p00
+    state.p01 = (1 - k0) * p01
+    state.p11 = p11 - k1 * p01
+    state.t = t
+    state.checks += 1
+    state.rejected_in_a_row = 0
+    return state
+
+
+def kalman_trend(state: KalmanState) -> Trend | None:
+    if state.t is None or state.checks < 3 or state.first_t is None or state.t - state.first_t < 1 / 24:
+        return None
+    return Trend(
+        level_deg=state.level,
+        level_sigma_deg=math.sqrt(max(state.p00, 0.0)),
+        slope_deg_per_day=state.slope,
+        slope_sigma_deg_per_day=math.sqrt(max(state.p11, 1e-18)),
+        checks=state.checks,
+        span_days=state.t - state.first_t,
+    )
+
+
+def kalman_over(
+    times_days: Sequence[float], values: Sequence[float], sigmas: Sequence[float | None], s: KalmanSettings
+) -> Trend | None:
+    state = KalmanState()
+    for t, v, sg in zip(times_days, values, sigmas, strict=True):
+        kalman_update(state, t, v, sg, s)
+    return kalman_trend(state)
+
+
+# ----------------------------------------------------------------------------- crossing time
+
+
+def days_to_threshold(trend: Trend, threshold_deg: float, z: float = 2.0) -> tuple[float | None, float | None]:
+    """Days until the trend reaches ±threshold in the direction it moves, with its σ (delta method).
+
+    (0, level σ/slope) when already beyond; (None, None) when the slope is not significant."""
+    if not trend.significant(z):
+        return None, None
+    slope = trend.slope_deg_per_day
+    target = threshold_deg if slope > 0 else -threshold_deg
+    distance = target - trend.level_deg
+    if distance * slope <= 0:  # already past the threshold it heads to
+        return 0.0, trend.level_sigma_deg / abs(slope)
+    days = distance / slope
+    sigma = math.hypot(trend.level_sigma_deg / abs(slope), days * trend.slope_sigma_deg_per_day / abs(slope))
+    return days, sigma
+
+
+@dataclass
+class TrendHistory:
+    """The recent conclusive checks of one device, what Theil–Sen reads, and a Kalman filter per
+    axis fed the same checks. Kept by the alert policy's device state, or built from rows."""
+
+    window_checks: int = 72
+    kalman: KalmanSettings = field(default_factory=KalmanSettings)
+    times: list[float] = field(default_factory=list)
+    values: dict[str, list[float]] = field(default_factory=lambda: {a: [] for a in AXES})
+    filters: dict[str, KalmanState] = field(default_factory=lambda: {a: KalmanState() for a in AXES})
+
+    def add(self, t: float, offsets: dict[str, float | None], sigmas: dict[str, float | None]) -> None:
+        """One conclusive check (an axis without a value repeats none: its series just skips it)."""
+        self.times.append(t)
+        for axis in AXES:
+            value = offsets.get(axis)
+            ok = value is not None and math.isfinite(value)
+            self.values[axis].append(value if ok else math.nan)
+            if ok:
+                kalman_update(self.filters[axis], t, value, sigmas.get(axis), self.kalman)
+        if len(self.times) > self.window_checks:
+            del self.times[0]
+            for axis in AXES:
+                del self.values[axis][0]
+
+    def clear(self) -> None:
+        """The camera changed regime (breach declared, recovered, repaired): old checks mislead."""
+        self.times.clear()
+        for axis in AXES:
+            self.values[axis].clear()
+            self.filters[axis] = KalmanState()
+
+    def trend(self, axis: str, method: ForecastMethod) -> Trend | None:
+        if method is ForecastMethod.kalman:
+            return kalman_trend(self.filters[axis])
+        values = np.asarray(self.values[axis])
+        known = np.isfinite(values)
+        if known.sum() < 3:
+            return None
+        return theil_sen_trend(np.asarray(self.times)[known], values[known])
+
+    def forecast(self, threshold_deg: float, method: ForecastMethod) -> list[AxisForecast]:
+        out = []
+        for axis in AXES:
+            trend = self.trend(axis, method)
+            if trend is None:
+                continue
+            days, sigma = days_to_threshold(trend, threshold_deg)
+            out.append(AxisForecast(axis=axis, trend=trend, days_to_threshold=days, days_sigma=sigma))
+        return out
+
+
+def soonest(forecasts: Sequence[AxisForecast]) -> AxisForecast | None:
+    """The axis that reaches the threshold first (None when none is heading there)."""
+    heading = [f for f in forecasts if f.days_to_threshold is not None]
+    return min(heading, key=lambda f: f.days_to_threshold) if heading else None  # type: ignore[arg-type,return-value]
+
+
+def fastest(forecasts: Sequence[AxisForecast]) -> AxisForecast | None:
+    """The axis drifting fastest (°/day in magnitude), whether or not it is significant."""
+    return max(forecasts, key=lambda f: abs(f.trend.slope_deg_per_day)) if forecasts else None
+
+
+def describe(forecast: AxisForecast, threshold_deg: float) -> str:
+    """'at this rate yaw reaches +0.5° in ~4.2 days (±0.8)' or the trend when it heads nowhere."""
+    trend = forecast.trend
+    rate = f"{trend.slope_deg_per_day:+.3f}°/day (±{trend.slope_sigma_deg_per_day:.3f})"
+    if forecast.days_to_threshold is None:
+        return f"{forecast.axis} trend {rate}, not heading to ±{threshold_deg:g}°"
+    target = threshold_deg if trend.slope_deg_per_day > 0 else -threshold_deg
+    if forecast.days_to_threshold == 0:
+        return f"{forecast.axis} trend {rate}, already at {target:+g}°"
+    days = forecast.days_to_threshold
+    spread = forecast.days_sigma or 0.0
+    when = f"~{days:.1f} days (±{spread:.1f})" if days >= 1 else f"~{days * 24:.0f} hours (±{spread * 24:.0f})"
+    return f"at this rate {forecast.axis} reaches {target:+g}° in {when}; trend {rate}"

@@ -1,0 +1,132 @@
+"""Drift forecast: Theil–Sen and the Kalman filter on hand-made series, and the crossing time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calmon_core.forecast import (
+    AxisForecast,
+    ForecastMethod,
+    KalmanSettings,
+    KalmanState,
+    Trend,
+    TrendHistory,
+    days_to_threshold,
+    describe,
+    kalman_over,
+    kalman_trend,
+    kalman_update,
+    soonest,
+    theil_sen_trend,
+)
+
+
+def trend(level: float, slope: float, level_sigma: float = 0.01, slope_sigma: float = 0.005) -> Trend:
+    return Trend(
+        level_deg=level,
+        level_sigma_deg=level_sigma,
+        slope_deg_per_day=slope,
+        slope_sigma_deg_per_day=slope_sigma,
+        checks=48,
+        span_days=2,
+    )
+
+
+def test_theil_sen_recovers_an_exact_line_and_its_level_now():
+    t = np.arange(0, 3, 1 / 24)
+    fit = theil_sen_trend(t, 0.1 + 0.05 * t)
+    assert fit.slope_deg_per_day == pytest.approx(0.05)
+    assert fit.level_deg == pytest.approx(0.1 + 0.05 * t[-1])
+    assert fit.checks == len(t) and fit.span_days == pytest.approx(t[-1])
+
+
+def test_theil_sen_ignores_a_wild_outlier_that_a_least_squares_fit_follows():
+    t = np.arange(0, 3, 1 / 24)
+    y = 0.02 * t
+    y[-3] += 1.5  # late: where a least-squares fit is levered most
+    fit = theil_sen_trend(t, y)
+    least_squares = np.polyfit(t, y, 1)[0]
+    assert fit.slope_deg_per_day == pytest.approx(0.02, abs=1e-3)
+    assert abs(least_squares - 0.02) > 0.01
+
+
+def test_theil_sen_slope_sigma_covers_the_truth_on_noise():
+    rng = np.random.default_rng(3)
+    t = np.arange(0, 3, 1 / 24)
+    inside = 0
+    for _ in range(50):
+        fit = theil_sen_trend(t, 0.1 * t + rng.normal(0, 0.02, len(t)))
+        inside += abs(fit.slope_deg_per_day - 0.1) <= 2 * fit.slope_sigma_deg_per_day
+    assert inside >= 44  # ~95% at two sigma
+
+
+def test_theil_sen_needs_three_points_spread_over_time():
+    assert theil_sen_trend([0.0, 1.0], [0.0, 0.1]) is None
+    assert theil_sen_trend([0.0, 0.001, 0.002], [0.0, 0.1, 0.2]) is None
+
+
+def test_kalman_follows_a_noisy_ramp_and_rejects_an_outlier():
+    rng = np.random.default_rng(5)
+    t = np.arange(0, 4, 1 / 24)
+    y = -0.2 + 0.1 * t + rng.normal(0, 0.02, len(t))
+    y[60] += 1.2
+    fit = kalman_over(t, y, [0.02] * len(t), KalmanSettings(slope_walk=0.005))
+    assert fit.slope_deg_per_day == pytest.approx(0.1, abs=0.02)
+    assert fit.level_deg == pytest.approx(-0.2 + 0.1 * t[-1], abs=0.03)
+
+
+def test_kalman_starts_again_after_a_real_step():
+    settings = KalmanSettings()
+    state = KalmanState()
+    for hour in range(48):
+        kalman_update(state, hour / 24, 0.0, 0.01, settings)
+    for hour in range(48, 54):
+        kalman_update(state, hour / 24, 0.8, 0.01, settings)
+    fit = kalman_trend(state)
+    assert fit is not None and fit.level_deg == pytest.approx(0.8, abs=0.02)
+    assert fit.checks < 10  # the old flat history no longer speaks
+
+
+def test_days_to_threshold_in_the_direction_of_the_drift():
+    days, sigma = days_to_threshold(trend(0.3, 0.1), 0.5)
+    assert days == pytest.approx(2.0) and sigma > 0
+    days, _ = days_to_threshold(trend(0.3, -0.2), 0.5)  # heading down to −0.5
+    assert days == pytest.approx(4.0)
+    assert days_to_threshold(trend(0.6, 0.1), 0.5)[0] == 0.0  # already past
+    assert days_to_threshold(trend(0.3, 0.004, slope_sigma=0.01), 0.5) == (None, None)  # no trend
+
+
+def test_crossing_sigma_grows_with_slope_uncertainty():
+    _, tight = days_to_threshold(trend(0.3, 0.1, slope_sigma=0.005), 0.5)
+    _, loose = days_to_threshold(trend(0.3, 0.1, slope_sigma=0.03), 0.5)
+    assert loose > 3 * tight
+
+
+def test_describe_says_when_and_how_sure():
+    days, sigma = days_to_threshold(trend(0.3, 0.1), 0.5)
+    text = describe(AxisForecast(axis="yaw", trend=trend(0.3, 0.1), days_to_threshold=days, days_sigma=sigma), 0.5)
+    assert text.startswith("at this rate yaw reaches +0.5° in ~2.0 days (±")
+    flat = describe(AxisForecast(axis="roll", trend=trend(0.1, 0.0), days_to_threshold=None, days_sigma=None), 0.5)
+    assert "not heading" in flat
+
+
+@pytest.mark.parametrize("method", list(ForecastMethod))
+def test_trend_history_forecasts_the_axis_that_crosses_first(method):
+    history = TrendHistory(window_checks=72)
+    rng = np.random.default_rng(9)
+    for hour in range(72):
+        t = hour / 24
+        history.add(
+            t,
+            {"yaw": 0.1 + 0.1 * t + rng.normal(0, 0.01), "pitch": -0.1 + rng.normal(0, 0.01), "roll": None},
+            {"yaw": 0.01, "pitch": 0.01, "roll": None},
+        )
+    forecasts = history.forecast(0.5, method)
+    assert {f.axis for f in forecasts} == {"yaw", "pitch"}  # roll was never measured
+    first = soonest(forecasts)
+    assert first.axis == "yaw"
+    # yaw is at ~0.4 after 3 days: ~1 day to go
+    assert first.days_to_threshold == pytest.approx(1.0, rel=0.2)
+    history.clear()
+    assert history.forecast(0.5, method) == []
