@@ -19,15 +19,47 @@ from resources.results_table import ResultsTableResource
 from resources.slack import SlackResource
 
 
+def _local_values(context: dg.InputContext | dg.OutputContext):
+    # the private module holds the plain (non-configurable) manager FilesystemIOManager builds
+    from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
+
+    return PickledObjectFilesystemIOManager(base_dir=context.step_context.instance.storage_directory())
+
+
+def _s3_io_manager_with_local_fallback():
+    from dagster_aws.s3 import S3PickleIOManager
+
+    class S3ValuesWithLocalFallback(S3PickleIOManager):
+        """Asset values in the bucket; while the bucket is down, on the run's own disk, so a check
+        whose files could not be stored still ends with its estimate (a later pod then re-reads the
+        capture from query_scan/ instead)."""
+
+        def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+            try:
+                super().handle_output(context, obj)
+            except Exception as exc:  # noqa: BLE001 - any S3 failure: keep the value locally
+                context.log.warning(f"asset value kept on local disk, the bucket failed: {type(exc).__name__}")
+                _local_values(context).handle_output(context, obj)
+
+        def load_input(self, context: dg.InputContext) -> object:
+            try:
+                return super().load_input(context)
+            except Exception:  # noqa: BLE001 - not in the bucket (or the bucket down): a local copy
+                return _local_values(context).load_input(context)
+
+    return S3ValuesWithLocalFallback
+
+
 def build_io_manager(settings: Settings) -> dg.ConfigurableIOManager:
     """Where asset values that cross runs live (query_capture's outcome, read by a reprocess
     backfill): the bucket when the object store is S3, so a run in a fresh pod finds what a run in
     another pod stored; else the instance's local storage folder."""
     if settings.storage.backend == "s3":
-        from dagster_aws.s3 import S3PickleIOManager, S3Resource
+        from dagster_aws.s3 import S3Resource
 
         s3 = S3Resource(region_name=settings.aws.region, endpoint_url=settings.aws.endpoint_url or None)
-        return S3PickleIOManager(s3_resource=s3, s3_bucket=settings.storage.bucket, s3_prefix="dagster/io")
+        manager = _s3_io_manager_with_local_fallback()
+        return manager(s3_resource=s3, s3_bucket=settings.storage.bucket, s3_prefix="dagster/io")
     return dg.FilesystemIOManager()
 
 
