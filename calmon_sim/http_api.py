@@ -45,6 +45,16 @@ OPEN_PATHS = (*CONTROL_PATHS, "/status", "/")  # the simulator's own: no dialect
 JSON_CAMERA_PATHS = ("/snapshot.jpg", "/ptz/absolute")
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    """One JSON answer, for the cameras' API and the fleet's control service alike."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -108,12 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -------------------------------------------------------------- helpers
 
     def _json(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def _body(self) -> dict:
         length = int(self.headers.get("Content-Length") or 0)
@@ -376,12 +381,7 @@ class FleetControlServer:
                 pass
 
             def _json(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
                 if urlsplit(self.path).path != "/cameras":
