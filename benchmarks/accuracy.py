@@ -1,17 +1,20 @@
 """Accuracy of the offset estimator on rendered real scenes, against a textbook baseline.
 
-For each equirectangular scene in the scenes folder: a reference grid (1280x720, hfov 60, clean),
-then query frames at random reported poses inside the grid's cover, random true offsets (each angle
+Per simulated lens (none = perfect pinhole, typical, strong: calmon_sim.fleet_spec.LENS_PRESETS;
+calmon is only told the datasheet's hfov) and equirectangular scene: a reference grid (1280x720,
+hfov 60, clean) with a short zoom sweep, then query frames at random reported poses inside the grid's cover, random true offsets (each angle
 in [-3, 3] deg, with exact zeros and values near +-0.5), random zoom (hfov 15-60, rendered at fewer
 pixels when narrow so a pixel stays at least half a source pixel), at degradation levels 0, 1, 2.
 The same frames go through calmon and through the textbook baseline (SIFT + ratio test +
 cv2.findHomography RANSAC to the best reference frame + rotation from K^-1 H K orthonormalised).
-Per level and method it prints median / p95 / max absolute error per axis, inconclusive rate,
+Per lens, level and method it prints median / p95 / max absolute error per axis, the p95 of
+|error| / reported uncertainty per axis (is the uncertainty honest?), inconclusive rate,
 confident-wrong count (success with any |error| > 0.2 deg), breach classification errors at 0.5 deg
 (true offsets inside [0.45, 0.55] excluded), and seconds per query frame (one core, reference
 features precomputed). A sky-only and a blank view per scene and level must come back inconclusive.
+Then the reference scans' self-calibrated lenses against the truth.
 
-    .venv/bin/python benchmarks/accuracy.py [--cases N] [--scenes a.jpg,b.jpg] [--levels 0,1,2]
+    .venv/bin/python benchmarks/accuracy.py [--cases N] [--scenes a.jpg,b.jpg] [--levels 0,1,2] [--lenses none,typical,strong]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from calmon_core.conventions import (  # noqa: E402
 from calmon_core.estimation import ALGORITHM_VERSION, estimate_frame  # noqa: E402
 from calmon_core.features import build_reference_features, load_reference_map  # noqa: E402
 from calmon_sim.cases import QueryView, random_view, write_query, write_reference  # noqa: E402
+from calmon_sim.fleet_spec import LENS_PRESETS, SimLens  # noqa: E402
 from calmon_sim.scene import default_scenes_dir, load_scene  # noqa: E402
 
 AXES = ("yaw", "pitch", "roll")
@@ -158,7 +162,12 @@ def _summarise(outcomes: list[Outcome]) -> dict:
     for i, a in enumerate(AXES):
         col = errs[:, i] if len(errs) else np.array([np.nan])
         stats[a] = (np.median(col), np.percentile(col, 95), np.max(col))
+    z = "-"
+    if ok and ok[0].sigma is not None:
+        zs = np.abs(np.array([o.error / o.sigma for o in ok]))
+        z = "/".join(f"{np.percentile(zs[:, i], 95):.1f}" for i in range(3))
     return {
+        "z": z,
         "n": len(outcomes),
         "ok": len(ok),
         "stats": stats,
@@ -169,11 +178,31 @@ def _summarise(outcomes: list[Outcome]) -> dict:
     }
 
 
+def _calibration_vs_truth(refmap, lens: SimLens, width: int, height: int) -> list[str]:
+    """The reference scan's self-calibrated lens against the simulator's truth, per zoom."""
+    cal = getattr(refmap, "lens_calibration", None)
+    if cal is None:
+        return ["no lens calibration in the reference map"]
+    lines = []
+    for z in cal.zooms:
+        w, h = z.lens.width, z.lens.height
+        k, dist = lens.camera(z.zoom, 60.0 / z.zoom, w, h, width)
+        lines.append(
+            f"zoom {z.zoom:4.2f} ({z.frames} frames, rms {z.rms_px:.2f} px): k1 {z.lens.k1:+.4f} (true {dist[0]:+.4f}), "
+            f"k2 {z.lens.k2:+.4f} (true {dist[1]:+.4f}), focal {z.lens.fx:8.2f} (true {k[0, 0]:8.2f}, "
+            f"err {100 * (z.lens.fx / k[0, 0] - 1):+.3f}%), centre err "
+            f"({z.lens.cx - k[0, 2]:+.2f}, {z.lens.cy - k[1, 2]:+.2f}) px of {w}"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=8, help="query frames per scene and level")
     parser.add_argument("--scenes", default=",".join(DEFAULT_SCENES))
     parser.add_argument("--levels", default="0,1,2")
+    parser.add_argument("--lenses", default="none,typical,strong", help=f"of {', '.join(LENS_PRESETS)}")
+    parser.add_argument("--sweep", default="1.4,2,2.8,4", help="the reference scan's zoom sweep ('' for none)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--worst", type=int, default=0, help="list the N worst calmon frames")
@@ -189,85 +218,107 @@ def main() -> None:
         reference_map.refine_reference_rotations = lambda refmap, **_: {}
     cv2.setNumThreads(1)  # the speed target is per core
     levels = [int(x) for x in args.levels.split(",")]
+    lenses = args.lenses.split(",")
+    sweep = [float(x) for x in args.sweep.split(",") if x]
     scenes_dir = default_scenes_dir()
     methods = ["calmon"] + ([] if args.no_baseline else ["baseline"])
-    results: dict[tuple[str, int], list[Outcome]] = {(m, lv): [] for m in methods for lv in levels}
-    special = {lv: [0, 0] for lv in levels}  # sky/blank views: [count, estimated]
-    rng = np.random.default_rng(args.seed)
+    results: dict[tuple[str, str, int], list[Outcome]] = {
+        (ln, m, lv): [] for ln in lenses for m in methods for lv in levels
+    }
+    special = {(ln, lv): [0, 0] for ln in lenses for lv in levels}  # sky/blank views: [count, estimated]
+    calibration: dict[str, list[str]] = {ln: [] for ln in lenses}
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="calmon-accuracy-") as tmp:
-        for s_i, name in enumerate(args.scenes.split(",")):
-            scene = load_scene(str(scenes_dir / name))
-            _run_case.scene = name
-            ref = write_reference(Path(tmp) / f"ref{s_i}", scene, YAWS, PITCHES, rng=np.random.default_rng(s_i))
-            build_reference_features(ref)
-            _run_case.refmap = load_reference_map(ref)
-            if not args.no_baseline:
-                _run_case.baseline = TextbookBaseline(ref)
-            views = [random_view(rng, QUERY_YAWS, QUERY_PITCHES) for _ in range(args.cases)]
-            hard = [QueryView((float(rng.uniform(-50, 50)), 82.0, 0.0), (0.4, 0.0, 0.0), 40.0)]
-            for lv in levels:
-                q = write_query(
-                    Path(tmp) / f"q{s_i}-{lv}",
+        for lens_name in lenses:
+            lens = LENS_PRESETS[lens_name]
+            rng = np.random.default_rng(args.seed)  # the same views for every lens
+            for s_i, name in enumerate(args.scenes.split(",")):
+                scene = load_scene(str(scenes_dir / name))
+                _run_case.scene = name
+                ref = write_reference(
+                    Path(tmp) / f"{lens_name}-ref{s_i}",
                     scene,
-                    views + hard,
-                    level=lv,
-                    rng=np.random.default_rng(1000 * s_i + lv),
+                    YAWS,
+                    PITCHES,
+                    rng=np.random.default_rng(s_i),
+                    lens=lens,
+                    zooms=sweep,
                 )
-                cap = read_capture(q)
-                for i, view in enumerate(views + hard):
-                    image = load_frame_image(q, cap, i)
-                    blank = np.full_like(image, 110)
-                    for method in methods:
-                        if i < len(views):
-                            results[(method, lv)].append(_run_case(method, cap.frames[i], image, view))
-                    if i >= len(views):
-                        for img in (image, blank):
-                            out = _run_case("calmon", cap.frames[i], img, view)
-                            special[lv][0] += 1
-                            special[lv][1] += int(out.success and np.any(np.abs(out.error) > CONFIDENT_WRONG_DEG))
-            print(f"  scene {name}: done at {time.time() - t0:.0f} s", flush=True)
+                build_reference_features(ref)
+                _run_case.refmap = load_reference_map(ref)
+                calibration[lens_name] += [
+                    f"{name}: {line}" for line in _calibration_vs_truth(_run_case.refmap, lens, 1280, 720)
+                ]
+                if not args.no_baseline:
+                    _run_case.baseline = TextbookBaseline(ref)
+                views = [random_view(rng, QUERY_YAWS, QUERY_PITCHES) for _ in range(args.cases)]
+                hard = [QueryView((float(rng.uniform(-50, 50)), 82.0, 0.0), (0.4, 0.0, 0.0), 40.0)]
+                for lv in levels:
+                    q = write_query(
+                        Path(tmp) / f"{lens_name}-q{s_i}-{lv}",
+                        scene,
+                        views + hard,
+                        level=lv,
+                        rng=np.random.default_rng(1000 * s_i + lv),
+                        lens=lens,
+                    )
+                    cap = read_capture(q)
+                    for i, view in enumerate(views + hard):
+                        image = load_frame_image(q, cap, i)
+                        blank = np.full_like(image, 110)
+                        for method in methods:
+                            if i < len(views):
+                                results[(lens_name, method, lv)].append(_run_case(method, cap.frames[i], image, view))
+                        if i >= len(views):
+                            for img in (image, blank):
+                                out = _run_case("calmon", cap.frames[i], img, view)
+                                special[(lens_name, lv)][0] += 1
+                                special[(lens_name, lv)][1] += int(
+                                    out.success and np.any(np.abs(out.error) > CONFIDENT_WRONG_DEG)
+                                )
+                print(f"  lens {lens_name}, scene {name}: done at {time.time() - t0:.0f} s", flush=True)
     print(
         f"\ncalmon {ALGORITHM_VERSION}; {len(args.scenes.split(','))} scenes x {args.cases} "
-        f"query frames per level; errors in degrees (abs), 1280x720 reference, hfov 15-60 queries"
+        f"query frames per lens and level; errors in degrees (abs), 1280x720 reference + zoom sweep "
+        f"{sweep}, hfov 15-60 queries; z = |error|/uncertainty (calmon)"
     )
     head = (
-        f"{'level':>5} {'method':<9} {'n':>4} "
+        f"{'lens':<8} {'level':>5} {'method':<9} {'n':>4} "
         + " ".join(f"{a + ' med/p95/max':>26}" for a in AXES)
-        + f" {'inconcl':>8} {'conf-wrong':>10} {'breach-err':>10} {'s/frame':>8}"
+        + f" {'z p95 y/p/r':>16} {'inconcl':>8} {'conf-wrong':>10} {'breach-err':>10} {'s/frame':>8}"
     )
     print(head)
     print("-" * len(head))
-    for lv in levels:
-        for m in methods:
-            s = _summarise(results[(m, lv)])
-            cols = " ".join(f"{st[0]:8.4f}/{st[1]:7.4f}/{st[2]:8.4f}" for st in (s["stats"][a] for a in AXES))
-            print(
-                f"{lv:>5} {m:<9} {s['n']:>4} {cols} {100 * s['inconclusive']:7.1f}% "
-                f"{s['wrong']:>10} {s['breach_err']:>10} {s['sec']:8.3f}"
-            )
-        cal = _summarise(results[("calmon", lv)])
-        if "baseline" in methods:
-            base = _summarise(results[("baseline", lv)])
-            ratio = [base["stats"][a][1] / max(cal["stats"][a][1], 1e-9) for a in AXES]
-            print(
-                f"{'':>5} p95 baseline/calmon: "
-                + ", ".join(f"{a} {r:.1f}x" for a, r in zip(AXES, ratio, strict=True) if math.isfinite(r))
-            )
-        print(f"{'':>5} sky-only/blank views: {special[lv][0]}, confidently wrong: {special[lv][1]}")
-    cal = [o for lv in levels for o in results[("calmon", lv)] if o.success]
-    if cal:  # is the reported uncertainty honest? |error| / sigma per axis
-        z = np.abs(np.array([o.error / o.sigma for o in cal]))
-        print(
-            "calmon |error|/uncertainty, median / p95 per axis: "
-            + ", ".join(f"{a} {np.median(z[:, i]):.2f}/{np.percentile(z[:, i], 95):.2f}" for i, a in enumerate(AXES))
-        )
+    for lens_name in lenses:
+        for lv in levels:
+            for m in methods:
+                s = _summarise(results[(lens_name, m, lv)])
+                cols = " ".join(f"{st[0]:8.4f}/{st[1]:7.4f}/{st[2]:8.4f}" for st in (s["stats"][a] for a in AXES))
+                print(
+                    f"{lens_name:<8} {lv:>5} {m:<9} {s['n']:>4} {cols} {s['z']:>16} {100 * s['inconclusive']:7.1f}% "
+                    f"{s['wrong']:>10} {s['breach_err']:>10} {s['sec']:8.3f}"
+                )
+            cal = _summarise(results[(lens_name, "calmon", lv)])
+            if "baseline" in methods:
+                base = _summarise(results[(lens_name, "baseline", lv)])
+                ratio = [base["stats"][a][1] / max(cal["stats"][a][1], 1e-9) for a in AXES]
+                print(
+                    f"{'':>14} p95 baseline/calmon: "
+                    + ", ".join(f"{a} {r:.1f}x" for a, r in zip(AXES, ratio, strict=True) if math.isfinite(r))
+                )
+            sp = special[(lens_name, lv)]
+            print(f"{'':>14} sky-only/blank views: {sp[0]}, confidently wrong: {sp[1]}")
+    for lens_name in lenses:
+        print(f"self-calibrated lens vs truth, lens {lens_name}:")
+        for line in calibration[lens_name]:
+            print(f"  {line}")
+    cal = [o for k, v in results.items() if k[1] == "calmon" for o in v if o.success]
     for o in sorted(cal, key=lambda o: -np.max(np.abs(o.error)))[: args.worst]:
         print(f"  err {np.round(o.error, 4)} sigma {o.sigma} {o.note}")
-    for lv in levels:
-        for o in results[("calmon", lv)]:
-            if not o.success and args.worst:
-                print(f"  inconclusive (level {lv}): {o.note}")
+    for k, v in results.items():
+        for o in v:
+            if k[1] == "calmon" and not o.success and args.worst:
+                print(f"  inconclusive (lens {k[0]}, level {k[2]}): {o.note}")
     print(f"total {time.time() - t0:.0f} s")
 
 

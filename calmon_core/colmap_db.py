@@ -2,7 +2,8 @@
 
 The schema is created by pycolmap when it is importable (so it is always the one pycolmap reads),
 else from the statements below, which match pycolmap 4.2's. Rows are written with sqlite3:
-one PINHOLE camera per frame, one rig and frame per image (COLMAP 4 links images through frames),
+one camera per frame with the lens the scan fitted (OPENCV: fx, fy, cx, cy, k1, k2, p1, p2; PINHOLE
+when it has no distortion), one rig and frame per image (COLMAP 4 links images through frames),
 keypoints as (x, y, scale, orientation) in COLMAP's pixel convention (the top-left pixel's centre
 is at 0.5, 0.5) and SIFT descriptors as RootSIFT scaled to uint8 the way COLMAP stores its own.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 PINHOLE = 1
+OPENCV = 4  # fx, fy, cx, cy, k1, k2, p1, p2
 SENSOR_CAMERA = 0
 DESCRIPTOR_SIFT = 0
 DESCRIPTOR_UNDEFINED = -1
@@ -105,11 +107,15 @@ def write_database(path: str | Path, refmap, *, use_pycolmap: bool = True) -> Pa
 
 def _write_rows(con: sqlite3.Connection, refmap) -> None:
     for frame, feats in zip(refmap.frames, refmap.features, strict=True):
-        k = frame.k
-        params = np.array([k[0, 0], k[1, 1], k[0, 2] + 0.5, k[1, 2] + 0.5], np.float64)
+        # the lens the reference scan fitted (COLMAP's pixel centres are at +0.5)
+        lens = frame.lens
+        params = [lens.fx, lens.fy, lens.cx + 0.5, lens.cy + 0.5]
+        model = PINHOLE
+        if not lens.is_pinhole:
+            model, params = OPENCV, params + [lens.k1, lens.k2, lens.p1, lens.p2]
         cam = con.execute(
             "INSERT INTO cameras (model, width, height, params, prior_focal_length) VALUES (?, ?, ?, ?, 1)",
-            (PINHOLE, frame.width, frame.height, params.tobytes()),
+            (model, frame.width, frame.height, np.array(params, np.float64).tobytes()),
         ).lastrowid
         rig = con.execute(
             "INSERT INTO rigs (ref_sensor_id, ref_sensor_type) VALUES (?, ?)", (cam, SENSOR_CAMERA)

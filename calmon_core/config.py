@@ -38,6 +38,7 @@ from calmon_core.camera_config import (
 )
 from calmon_core.check import DEFAULT_THRESHOLD_DEG
 from calmon_core.layout import DEFAULT_BUCKET, UnsafeNameError, check_segment
+from calmon_core.lens import CalibrationAtZoom, calibration_at_zoom, zoom_sweep_poses
 from calmon_core.models import Intrinsics, Pose
 
 SETTINGS_FILE = "calibration_monitoring.ini"
@@ -455,17 +456,30 @@ class DeviceIntrinsics(_Strict):
     fy: float | None = Field(default=None, gt=0)
     cx: float | None = None
     cy: float | None = None
+    # a site's own lens calibration per zoom (OpenCV camera matrix + distortion), calmon_core.lens
+    calibration: list[CalibrationAtZoom] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_of(self) -> DeviceIntrinsics:
-        if not self.hfov_by_zoom and self.fx is None:
-            raise ValueError("intrinsics need hfov_by_zoom or fx")
+        if not self.hfov_by_zoom and self.fx is None and not self.calibration:
+            raise ValueError("intrinsics need hfov_by_zoom, fx or calibration")
         for zoom, hfov in (self.hfov_by_zoom or {}).items():
             if not (zoom > 0 and 0 < hfov < 180):
                 raise ValueError(f"hfov_by_zoom {zoom}: {hfov} must be zoom > 0 and 0 < hfov < 180")
         return self
 
     def at_zoom(self, zoom: float) -> Intrinsics:
+        if self.calibration:
+            lens = calibration_at_zoom(self.calibration, zoom, self.width, self.height)
+            return Intrinsics(
+                width=self.width,
+                height=self.height,
+                fx=lens.fx,
+                fy=lens.fy,
+                cx=lens.cx,
+                cy=lens.cy,
+                distortion=[lens.k1, lens.k2, lens.p1, lens.p2],
+            )
         if not self.hfov_by_zoom:
             return Intrinsics(width=self.width, height=self.height, fx=self.fx, fy=self.fy, cx=self.cx, cy=self.cy)
         from calmon_core.conventions import focal_from_hfov, hfov_from_focal
@@ -498,9 +512,18 @@ class ReferenceGrid(_Strict):
     yaws: list[float] = Field(min_length=1)
     pitches: list[float] = Field(min_length=1)
     zoom: float = Field(default=1.0, gt=0)
+    # a short zoom sweep after the grid, a few poses per zoom (calmon_core.lens.zoom_sweep_poses):
+    # the reference scan then calibrates the lens at those zooms too
+    zooms: list[float] = []
 
     def poses(self) -> list[Pose]:
-        return [Pose(yaw=y, pitch=p, roll=0.0, zoom=self.zoom) for p in self.pitches for y in self.yaws]
+        grid = [Pose(yaw=y, pitch=p, roll=0.0, zoom=self.zoom) for p in self.pitches for y in self.yaws]
+        sweep = [
+            Pose(yaw=y, pitch=p, roll=0.0, zoom=z)
+            for z in self.zooms
+            for y, p in zoom_sweep_poses(self.yaws, self.pitches)
+        ]
+        return grid + sweep
 
 
 class Device(_Strict):

@@ -10,14 +10,15 @@ import cv2
 import numpy as np
 
 from calmon_core.capture_format import load_frame_image
-from calmon_core.conventions import pixel_rays, project_rays, rotation_from_ypr
+from calmon_core.conventions import rotation_from_ypr
 
 RED, GREEN, YELLOW = (0, 0, 255), (0, 200, 0), (0, 220, 255)
 HEIGHT = 480
 
 
-def _outline(k_q: np.ndarray, w: int, h: int, r_q: np.ndarray, k_r: np.ndarray, r_r: np.ndarray) -> np.ndarray:
-    """The query frame's border, sampled densely, projected into the reference frame's pixels."""
+def _outline(lens_q, w: int, h: int, r_q: np.ndarray, lens_r, r_r: np.ndarray) -> np.ndarray:
+    """The query frame's border, sampled densely, projected into the reference frame's pixels
+    (through both lenses, calmon_core.lens)."""
     s = np.linspace(0, 1, 40)
     border = np.concatenate(
         [
@@ -27,8 +28,8 @@ def _outline(k_q: np.ndarray, w: int, h: int, r_q: np.ndarray, k_r: np.ndarray, 
             np.column_stack([np.zeros_like(s), (1 - s) * (h - 1)]),
         ]
     )
-    world = pixel_rays(k_q, border) @ r_q.T
-    return project_rays(k_r, world @ r_r)
+    world = lens_q.pixel_rays(border) @ r_q.T
+    return lens_r.project(world @ r_r)
 
 
 def _polyline(img: np.ndarray, pts: np.ndarray, scale: float, dx: int, color) -> None:
@@ -72,12 +73,12 @@ def write_diagnostic(
             cv2.line(canvas, pa, pb, YELLOW, 1, cv2.LINE_AA)
             cv2.circle(canvas, pa, 2, YELLOW, -1)
             cv2.circle(canvas, pb, 2, YELLOW, -1)
-    k_q = frame.intrinsics().matrix()
     w, h = frame.width, frame.height
+    lens_q = refmap.lens_for(frame.lens(), t.zoom).lens
     rf = refmap.frames[ref_i]
-    _polyline(canvas, _outline(k_q, w, h, r_rep, rf.k, rf.rotation), sr, dx, RED)
+    _polyline(canvas, _outline(lens_q, w, h, r_rep, rf.lens, rf.rotation), sr, dx, RED)
     if solution.rotation is not None:
-        _polyline(canvas, _outline(k_q, w, h, solution.rotation, rf.k, rf.rotation), sr, dx, GREEN)
+        _polyline(canvas, _outline(lens_q, w, h, solution.rotation, rf.lens, rf.rotation), sr, dx, GREEN)
     if est.success:
         o = est.offsets_deg
         text = (

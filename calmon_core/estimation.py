@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -23,7 +23,6 @@ from calmon_core.capture_format import CaptureFormatError, load_frame_image, rea
 from calmon_core.check import DEFAULT_THRESHOLD_DEG, is_breach
 from calmon_core.conventions import (
     angle_offsets,
-    pixel_rays,
     rotation_from_ypr,
     ypr_from_rotation,
 )
@@ -38,9 +37,16 @@ from calmon_core.features import (
     matching_descriptors,
     to_gray,
 )
+from calmon_core.lens import Lens, LensAtFrame
 from calmon_core.matching import QueryMatcher, flow_correspondences
 from calmon_core.models import Capture, CaptureKind, Frame
-from calmon_core.rotation import Refinement, ransac_rotation, refine_rotation, ypr_covariance
+from calmon_core.rotation import (
+    Refinement,
+    ransac_rotation,
+    refine_rotation,
+    residual_structure_px,
+    ypr_covariance,
+)
 
 ALGORITHM_VERSION = "calmon-est/1.3-sift-rootsift-rot2pt-focal-lk"
 AXES = ("yaw", "pitch", "roll")
@@ -60,6 +66,7 @@ PHOTOMETRIC_GATE_PX = 1.0  # Lucas-Kanade correspondences are good to a few hund
 UNCERTAINTY_INFLATION = 2.5
 UNCERTAINTY_FLOOR_DEG = 0.0005
 DARK_MEAN, BLANK_STD = 10.0, 3.0
+FIT_K1_COVER = 0.3  # inliers spanning this much of the frame can tell k1 from focal length
 
 
 @dataclass
@@ -74,6 +81,10 @@ class FrameEstimate:
     failure_log: str | None
     diagnostic_png: str | None = None
     focal_scale: float | None = None  # fitted / manifest focal length, when refined
+    # the lens used: where it came from (calibrated at this zoom by the reference scan,
+    # interpolated or extrapolated between its zooms, or the manifest's nominal one), what this
+    # frame fitted itself, and the model error folded into the uncertainty
+    lens: dict | None = None
 
     def to_json_dict(self) -> dict:
         return asdict(self)
@@ -178,23 +189,50 @@ def _hull_fraction(uv: np.ndarray, width: int, height: int) -> float:
 
 
 def warp_reference(
-    refmap: ReferenceMap, i: int, k_q: np.ndarray, r_wc: np.ndarray, width: int, height: int
+    refmap: ReferenceMap,
+    i: int,
+    k_q: np.ndarray | Lens,
+    r_wc: np.ndarray,
+    width: int,
+    height: int,
+    query_rays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Reference frame i resampled into the query's geometry (pose r_wc, intrinsics k_q), and the
-    mask of query pixels it covers. Pixel (u, v) of the result shows world bearing
-    r_wc @ K_q^-1 [u, v, 1] under the reference map."""
+    """Reference frame i resampled into the query's geometry (pose r_wc, lens k_q: a Lens or a
+    pinhole matrix), and the mask of query pixels it covers. Pixel (u, v) of the result shows the
+    world bearing r_wc @ ray_q(u, v) under the reference map. query_rays: k_q's Lens.ray_grid(),
+    when the caller warps several frames into one query."""
     ref = refmap.gray_image(i)
     if ref is None:
         return None
     fr = refmap.frames[i]
-    m = (fr.k @ fr.rotation.T @ r_wc @ np.linalg.inv(k_q)).astype(np.float32)
-    u = np.arange(width, dtype=np.float32)[None, :]
-    v = np.arange(height, dtype=np.float32)[:, None]
-    x = m[0, 0] * u + m[0, 1] * v + m[0, 2]
-    y = m[1, 0] * u + m[1, 1] * v + m[1, 2]
-    z = m[2, 0] * u + m[2, 1] * v + m[2, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        map_x, map_y = x / z, y / z
+    lens_q = k_q if isinstance(k_q, Lens) else Lens.from_matrix(k_q, width, height)
+    if lens_q.is_pinhole and fr.lens.is_pinhole:
+        m = (fr.lens.matrix() @ fr.rotation.T @ r_wc @ np.linalg.inv(lens_q.matrix())).astype(np.float32)
+        u = np.arange(width, dtype=np.float32)[None, :]
+        v = np.arange(height, dtype=np.float32)[:, None]
+        x = m[0, 0] * u + m[0, 1] * v + m[0, 2]
+        y = m[1, 0] * u + m[1, 1] * v + m[1, 2]
+        z = m[2, 0] * u + m[2, 1] * v + m[2, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            map_x, map_y = x / z, y / z
+    else:
+        qx, qy, _ = query_rays if query_rays is not None else lens_q.ray_grid()
+        m = (fr.rotation.T @ r_wc).astype(np.float32)  # query camera -> reference camera
+        x = m[0, 0] * qx + m[0, 1] * qy + m[0, 2]
+        y = m[1, 0] * qx + m[1, 1] * qy + m[1, 2]
+        z = m[2, 0] * qx + m[2, 1] * qy + m[2, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xn, yn = x / z, y / z
+        rl = fr.lens
+        r2 = xn * xn + yn * yn
+        radial = 1 + r2 * (rl.k1 + rl.k2 * r2)
+        xd = xn * radial + 2 * rl.p1 * xn * yn + rl.p2 * (r2 + 2 * xn * xn)
+        yd = yn * radial + rl.p1 * (r2 + 2 * yn * yn) + 2 * rl.p2 * xn * yn
+        map_x = (rl.fx * xd + rl.cx).astype(np.float32)
+        map_y = (rl.fy * yd + rl.cy).astype(np.float32)
+        # beyond the lens's calibrated field the polynomial folds back: keep to the image's radius
+        r2_max = ((fr.width / 2) ** 2 + (fr.height / 2) ** 2) / rl.fx**2 * 1.5
+        z = np.where(r2 < r2_max, z, -1.0)
     valid = (z > 0) & (map_x >= 0) & (map_y >= 0) & (map_x <= fr.width - 1) & (map_y <= fr.height - 1)
     map_x[~valid], map_y[~valid] = -1, -1
     warped = cv2.remap(ref, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
@@ -213,15 +251,16 @@ def _match_histogram(source: np.ndarray, target: np.ndarray, valid: np.ndarray) 
 
 
 def photometric_correspondences(
-    refmap: ReferenceMap, gray: np.ndarray, k_q: np.ndarray, r_wc: np.ndarray, frames: list[int]
+    refmap: ReferenceMap, gray: np.ndarray, k_q: np.ndarray | Lens, r_wc: np.ndarray, frames: list[int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel (query uv, world bearing) pairs: each reference frame is warped into the query's
     view under the feature estimate, and query corners are tracked into it (matching.py)."""
     h, w = gray.shape[:2]
-    k_inv = np.linalg.inv(k_q)
+    lens_q = k_q if isinstance(k_q, Lens) else Lens.from_matrix(k_q, w, h)
+    grid = None if lens_q.is_pinhole else lens_q.ray_grid()
     uvs, bearings = [], []
     for i in frames:
-        warped = warp_reference(refmap, i, k_q, r_wc, w, h)
+        warped = warp_reference(refmap, i, lens_q, r_wc, w, h, grid)
         if warped is None:
             continue
         image, valid = warped
@@ -231,9 +270,8 @@ def photometric_correspondences(
         uv_q, uv_w = flow_correspondences(gray, image, valid)
         if len(uv_q) == 0:
             continue
-        rays = np.column_stack([uv_w, np.ones(len(uv_w))]) @ k_inv.T
         uvs.append(uv_q)
-        bearings.append((rays / np.linalg.norm(rays, axis=1, keepdims=True)) @ r_wc.T)
+        bearings.append(lens_q.pixel_rays(uv_w) @ r_wc.T)
     if not uvs:
         return np.zeros((0, 2)), np.zeros((0, 3))
     return np.concatenate(uvs), np.concatenate(bearings)
@@ -257,12 +295,13 @@ def estimate_frame(
     """Estimate one query frame's true orientation against a reference map."""
     t = frame.telemetry
     reported = {"yaw": t.yaw, "pitch": t.pitch, "roll": t.roll, "zoom": t.zoom}
-    k = frame.intrinsics().matrix()
     h, w = image.shape[:2]
+    nominal = frame.lens()
     if (w, h) != (frame.width, frame.height):
-        k = k.copy()
-        k[0] *= w / frame.width
-        k[1] *= h / frame.height
+        nominal = nominal.resized(w, h)
+    lens_at = refmap.lens_for(nominal, t.zoom)
+    lens = lens_at.lens
+    k = lens.matrix()
     gray = to_gray(image)
     mean, std = float(gray.mean()), float(gray.std())
     if mean < DARK_MEAN or std < BLANK_STD:
@@ -301,7 +340,7 @@ def estimate_frame(
                 f"{MIN_INLIERS}); scene changed, occluded, or low texture",
             )
         )
-    rays = pixel_rays(k, matches.uv_query)
+    rays = lens.pixel_rays(matches.uv_query)
     f = float(k[0, 0])
     ransac = ransac_rotation(rays, matches.bearings, RANSAC_PX / f)
     if ransac is None or ransac.inliers.sum() < MIN_INLIERS:
@@ -323,6 +362,7 @@ def estimate_frame(
         inlier_px=RANSAC_PX,
         refine_focal=refine_focal,
         initial_inliers=inl,
+        lens=lens,
     )
     mask = ref.inliers
     count = int(mask.sum())
@@ -357,9 +397,33 @@ def estimate_frame(
                 "pose: a different place matched, not an offset",
             )
         )
-    cov = ypr_covariance(r_est, ref.covariance)
-    sig = np.sqrt(np.maximum(np.diag(cov), 0.0)) * UNCERTAINTY_INFLATION
-    sig = np.sqrt(sig**2 + UNCERTAINTY_FLOOR_DEG**2)
+    # without any lens calibration from the scan, inliers spanning the frame can fit k1 themselves
+    # (beyond the scan's zooms k1 is held: a per-frame k1 trades against rotation on one-sided
+    # inliers, measured 0.01 deg worse on a pinhole)
+    fit_k1 = lens_at.source == "nominal" and cover >= FIT_K1_COVER
+    if fit_k1:
+        with_k1 = refine_rotation(
+            ref.rotation,
+            k,
+            matches.uv_query,
+            matches.bearings,
+            inlier_px=RANSAC_PX,
+            refine_focal=refine_focal,
+            initial_inliers=mask,
+            lens=lens,
+            refine_k1=True,
+        )
+        if with_k1.inliers.sum() >= count and with_k1.rms_px < ref.rms_px:
+            lens = replace(lens, k1=lens.k1 + with_k1.k1_delta)
+            ref = replace(with_k1, k1_delta=0.0)
+            mask = ref.inliers
+            r_est = ref.rotation
+            est = ypr_from_rotation(r_est)
+            offsets = angle_offsets(est, (t.yaw, t.pitch, t.roll))
+        else:
+            fit_k1 = False
+    model_px = _model_error_px(lens_at, ref, matches.uv_query[ref.inliers], w, h)
+    sig = _sigma_deg(r_est, ref.covariance, model_px, lens, w, h, lens_at.principal_sigma_px)
     if not np.all(np.isfinite(sig)) or sig.max() > MAX_SIGMA_DEG:
         return FrameSolution(
             _failed(
@@ -371,8 +435,7 @@ def estimate_frame(
                 "geometry, near-vertical view or blur)",
             )
         )
-    r_feat, k_fit = r_est, k.copy()
-    k_fit[:2, :2] *= ref.focal_scale
+    r_feat, k_fit = r_est, lens.scaled_focal(ref.focal_scale)
     top = [
         int(x)
         for x in np.argsort(-np.bincount(matches.ref_frame[mask], minlength=len(refmap.frames)))[:2]
@@ -381,11 +444,19 @@ def estimate_frame(
     uv_f, bearing_f = photometric_correspondences(refmap, gray, k_fit, r_feat, top)
     if len(uv_f) >= 2 * MIN_INLIERS and _hull_fraction(uv_f, w, h) >= MIN_COVER:
         fine = refine_rotation(
-            r_feat, k_fit, uv_f, bearing_f, inlier_px=PHOTOMETRIC_GATE_PX, loss_scale_px=0.2, refine_focal=refine_focal
+            r_feat,
+            None,
+            uv_f,
+            bearing_f,
+            inlier_px=PHOTOMETRIC_GATE_PX,
+            loss_scale_px=0.2,
+            refine_focal=refine_focal,
+            lens=k_fit,
         )
-        cov_f = ypr_covariance(fine.rotation, fine.covariance)
-        sig_f = np.sqrt(np.maximum(np.diag(cov_f), 0.0)) * UNCERTAINTY_INFLATION
-        sig_f = np.sqrt(sig_f**2 + UNCERTAINTY_FLOOR_DEG**2)
+        model_f = _model_error_px(lens_at, fine, uv_f[fine.inliers], w, h)
+        sig_f = _sigma_deg(
+            fine.rotation, fine.covariance, max(model_f, model_px), k_fit, w, h, lens_at.principal_sigma_px
+        )
         est_f = ypr_from_rotation(fine.rotation)
         moved = np.abs(angle_offsets(est_f, est))
         # the photometric fit refines, it may not overrule: it must land within the feature fit's
@@ -396,6 +467,7 @@ def estimate_frame(
             ref = Refinement(
                 fine.rotation, fine.covariance, ref.focal_scale * fine.focal_scale, ref.inliers, fine.rms_px
             )
+            model_px = max(model_f, model_px)
     fe = FrameEstimate(
         image=frame.image,
         success=True,
@@ -406,8 +478,40 @@ def estimate_frame(
         estimated=_rounded(dict(zip(AXES, est, strict=True))),
         failure_log=None,
         focal_scale=round(ref.focal_scale, 6) if refine_focal else None,
+        lens={
+            "source": lens_at.source,
+            "fitted": ["rotation"] + (["focal_scale"] if refine_focal else []) + (["k1"] if fit_k1 else []),
+            "k1": round(lens.k1, 5),
+            "focal_px": round(lens.fx * ref.focal_scale, 3),
+            "principal_point_px": [round(lens.cx, 2), round(lens.cy, 2)],
+            "principal_sigma_px": round(lens_at.principal_sigma_px, 3),
+            "model_error_px": round(model_px, 4),
+        },
     )
     return FrameSolution(fe, r_est, matches, mask)
+
+
+def _model_error_px(lens_at: LensAtFrame, fit: Refinement, uv: np.ndarray, w: int, h: int) -> float:
+    """Pixels of systematic error the fit cannot see in its own covariance: the residuals'
+    smooth pattern over the image (unmodelled lens or scene structure)."""
+    if fit.residuals_px is None or len(fit.residuals_px) != len(uv):
+        return 0.0
+    return residual_structure_px(uv, fit.residuals_px, w, h)
+
+
+def _sigma_deg(
+    r_est: np.ndarray, cov_cam: np.ndarray, model_px: float, lens: Lens, w: int, h: int, principal_px: float = 0.0
+) -> np.ndarray:
+    """Per-axis 1-sigma (deg): the fit's covariance (inflated, floored) plus the model terms in the
+    camera frame: the principal point's doubt and residual structure shift the view like a pan or
+    tilt of (pixels / focal) rad, and turn it like a roll of (pixels / half the image diagonal)."""
+    f = lens.fx
+    radius = 0.5 * math.hypot(w, h)
+    shift2 = (model_px**2 + principal_px**2) / f**2
+    model = np.diag([shift2, shift2, (model_px / radius) ** 2])
+    cov = ypr_covariance(r_est, cov_cam * UNCERTAINTY_INFLATION**2 + model)
+    sig = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    return np.sqrt(sig**2 + UNCERTAINTY_FLOOR_DEG**2)
 
 
 def combine_frames(frames: list[FrameEstimate]) -> tuple[dict, dict, list[FrameEstimate], str | None]:

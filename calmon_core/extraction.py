@@ -673,7 +673,7 @@ class CaptureExtractor:
         )
 
 
-def _intrinsics(device: Device, zoom: float, width: int, height: int) -> dict[str, float]:
+def _intrinsics(device: Device, zoom: float, width: int, height: int) -> dict:
     """The frame's intrinsics at its zoom, for the image size actually delivered."""
     intr = device.intrinsics.at_zoom(zoom)
     if intr.hfov_deg is not None:
@@ -684,6 +684,8 @@ def _intrinsics(device: Device, zoom: float, width: int, height: int) -> dict[st
         out["cx"] = intr.cx * sx
     if intr.cy is not None:
         out["cy"] = intr.cy * sy
+    if intr.distortion is not None:
+        out["distortion"] = list(intr.distortion)
     return out
 
 

@@ -3,7 +3,8 @@
 Default detector: SIFT (OpenCV), descriptors RootSIFT-normalised (L1, square root) for matching.
 A reference's features/ holds the COLMAP database (colmap_db.py) and calmon's own index
 (`calmon_index.npz`: per keypoint the pixel, scale, orientation, raw descriptor and frame; per frame
-the intrinsics, the reported pose and the rotation refined by reference_map.py).
+the intrinsics, the reported pose and the rotation refined by reference_map.py; in the json the lens
+per zoom that reference_map.py calibrated from the scan's overlaps, calmon_core.lens).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import numpy as np
 
 from calmon_core.capture_format import MANIFEST, CaptureFormatError, decode_image, load_frame_image, read_capture
 from calmon_core.conventions import rotation_from_ypr, ypr_from_rotation
+from calmon_core.lens import Lens, LensAtFrame, LensCalibration, uncalibrated
 from calmon_core.models import Capture
 
 FEATURES_DIR = "features"
 INDEX_FILE = "calmon_index.npz"
 INDEX_META = "calmon_index.json"
 COLMAP_DB = "database.db"
-FEATURES_VERSION = "calmon-features/2"
+FEATURES_VERSION = "calmon-features/3"
 
 # keypoint caps: enough for sub-0.001 deg fits, few enough to match in well under 0.5 s
 REFERENCE_NFEATURES = 8000
@@ -100,6 +102,12 @@ class ReferenceFrame:
     k: np.ndarray
     reported: tuple[float, float, float]
     rotation: np.ndarray  # refined R_wc of the reference map
+    zoom: float = 1.0
+    lens: Lens | None = None  # the calibrated lens (None: the pinhole of k)
+
+    def __post_init__(self):
+        if self.lens is None:
+            self.lens = Lens.from_matrix(self.k, self.width, self.height)
 
 
 @dataclass
@@ -111,6 +119,7 @@ class ReferenceMap:
     detector: str
     summary: dict = field(default_factory=dict)
     folder: Path | None = None  # the reference scan, for its images (photometric refinement)
+    lens_calibration: LensCalibration | None = None
     _indices: dict[int, object] = field(default_factory=dict)
     _images: dict[int, np.ndarray] = field(default_factory=dict)
 
@@ -141,11 +150,15 @@ class ReferenceMap:
 
     def bearings(self, i: int, uv: np.ndarray | None = None) -> np.ndarray:
         """World bearings of frame i's keypoints (or of given pixels) under the refined rotation."""
-        from calmon_core.conventions import pixel_rays
-
         fr = self.frames[i]
         pts = self.features[i].uv if uv is None else uv
-        return pixel_rays(fr.k, pts) @ fr.rotation.T
+        return fr.lens.pixel_rays(pts) @ fr.rotation.T
+
+    def lens_for(self, nominal: Lens, zoom: float) -> LensAtFrame:
+        """The lens of a query frame at `zoom` whose manifest states `nominal` (calibration applied)."""
+        if self.lens_calibration is None:
+            return uncalibrated(nominal)
+        return self.lens_calibration.at(zoom, nominal)
 
 
 def _manifest_digest(folder: Path) -> str:
@@ -185,6 +198,8 @@ def _reference_frames(capture: Capture) -> list[ReferenceFrame]:
                 fr.intrinsics().matrix(),
                 (t.yaw, t.pitch, t.roll),
                 rotation_from_ypr(t.yaw, t.pitch, t.roll),
+                t.zoom,
+                fr.lens(),
             )
         )
     return frames
@@ -208,6 +223,7 @@ def build_reference_features(
         features.append(detect(image, detector, REFERENCE_NFEATURES))
     refmap = ReferenceMap(frames, features, detector)
     change = refine_reference_rotations(refmap)
+    lens_summary = refmap.lens_calibration.to_json_dict() if refmap.lens_calibration else None
     out = Path(features_dir) if features_dir is not None else folder / FEATURES_DIR
     out.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {
@@ -231,6 +247,7 @@ def build_reference_features(
         "keypoints": int(sum(len(f) for f in features)),
         "detector": detector,
         "refined_rotation_change_deg": change,
+        "lens": lens_summary,
     }
     meta = {
         "version": FEATURES_VERSION,
@@ -243,6 +260,8 @@ def build_reference_features(
                 "height": f.height,
                 "reported": list(f.reported),
                 "refined_ypr": list(ypr_from_rotation(f.rotation)),
+                "zoom": f.zoom,
+                "lens": f.lens.to_json_dict(),
             }
             for f in frames
         ],
@@ -263,9 +282,18 @@ def load_reference_map(reference_folder: str | Path, features_dir: str | Path | 
     for i, fm in enumerate(meta["frames"]):
         frames.append(
             ReferenceFrame(
-                fm["image"], fm["width"], fm["height"], data["k"][i], tuple(fm["reported"]), data["rotation"][i]
+                fm["image"],
+                fm["width"],
+                fm["height"],
+                data["k"][i],
+                tuple(fm["reported"]),
+                data["rotation"][i],
+                float(fm.get("zoom", 1.0)),
+                Lens.from_json_dict(fm["lens"]) if "lens" in fm else None,
             )
         )
         sel = data["frame"] == i
         features.append(FeatureSet(data["uv"][sel], data["scale"][sel], data["angle"][sel], data["descriptors"][sel]))
-    return ReferenceMap(frames, features, meta["detector"], meta.get("summary", {}), Path(reference_folder))
+    summary = meta.get("summary", {})
+    calibration = LensCalibration.from_json_dict(summary.get("lens"))
+    return ReferenceMap(frames, features, meta["detector"], summary, Path(reference_folder), calibration)

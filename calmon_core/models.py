@@ -73,6 +73,7 @@ class Intrinsics(BaseModel):
     fy: float | None = Field(default=None, gt=0)
     cx: float | None = None
     cy: float | None = None
+    distortion: list[float] | None = None  # OpenCV k1, k2, p1, p2
 
     @model_validator(mode="after")
     def _one_of(self) -> Intrinsics:
@@ -109,6 +110,8 @@ class Frame(BaseModel):
     fy: float | None = Field(default=None, gt=0)
     cx: float | None = None
     cy: float | None = None
+    # OpenCV distortion (k1, k2, p1, p2) of a calibrated lens; absent = the datasheet's pinhole
+    distortion: list[float] | None = Field(default=None, max_length=4)
     telemetry: Pose
 
     @field_validator("image")
@@ -127,7 +130,15 @@ class Frame(BaseModel):
             value = getattr(self, name)
             if value is not None:
                 _finite(value, name)
+        for value in self.distortion or []:
+            _finite(value, "distortion")
         return self
+
+    def lens(self):
+        """The frame's lens as its manifest states it (calmon_core.lens.Lens)."""
+        from calmon_core.lens import Lens
+
+        return Lens.from_matrix(self.intrinsics().matrix(), self.width, self.height, self.distortion)
 
     def intrinsics(self) -> Intrinsics:
         return Intrinsics(

@@ -7,13 +7,14 @@ b_world = R_wc @ ray_cam. Every function here solves for R_wc from such pairs (o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
 from calmon_core.conventions import pixel_rays, ypr_from_rotation
+from calmon_core.lens import Lens
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -112,6 +113,8 @@ class Refinement:
     focal_scale: float
     inliers: np.ndarray  # boolean mask over the input
     rms_px: float
+    k1_delta: float = 0.0  # fitted change of the radial term k1, when refine_k1
+    residuals_px: np.ndarray | None = None  # (inliers, 2) reprojection residuals at the solution
 
 
 def _project(r_wc: np.ndarray, k: np.ndarray, bearings: np.ndarray) -> np.ndarray:
@@ -122,7 +125,7 @@ def _project(r_wc: np.ndarray, k: np.ndarray, bearings: np.ndarray) -> np.ndarra
 
 def refine_rotation(
     r_wc: np.ndarray,
-    k: np.ndarray,
+    k: np.ndarray | None,
     uv: np.ndarray,
     bearings: np.ndarray,
     *,
@@ -130,59 +133,70 @@ def refine_rotation(
     loss_scale_px: float = 1.0,
     refine_focal: bool = False,
     initial_inliers: np.ndarray | None = None,
+    lens: Lens | None = None,
+    refine_k1: bool = False,
 ) -> Refinement:
-    """Non-linear least squares on pixel reprojection error (soft-L1 loss), optional focal scale.
+    """Non-linear least squares on pixel reprojection error (soft-L1 loss), optional focal scale
+    and radial term k1, through `lens` (calmon_core.lens; default the pinhole of k).
 
-    Parameters: a rotation vector applied in the camera frame, R = R0 @ exp(w), and a log focal
-    scale. The covariance comes from the Gauss-Newton Hessian at the solution, scaled by the
-    robust residual variance of the inliers. Inliers are re-gated after each solve (starting from
-    initial_inliers), so points a wrong focal length pushed out of the RANSAC gate come back."""
+    Parameters: a rotation vector applied in the camera frame, R = R0 @ exp(w), a log focal
+    scale and a k1 change. The covariance comes from the Gauss-Newton Hessian at the solution,
+    scaled by the robust residual variance of the inliers. Inliers are re-gated after each solve
+    (starting from initial_inliers), so points a wrong focal length pushed out of the RANSAC gate
+    come back."""
     uv = np.asarray(uv, float)
     inl = np.ones(len(uv), bool) if initial_inliers is None else initial_inliers.copy()
     r0 = r_wc
-    params = np.zeros(4 if refine_focal else 3)
+    base = lens if lens is not None else Lens.from_matrix(k, 1, 1)
+    n_par = 3 + int(refine_focal) + int(refine_k1)
+    params = np.zeros(n_par)
 
     def model(p):
         r = r0 @ Rotation.from_rotvec(p[:3]).as_matrix()
-        kk = k.copy()
+        ln = base
         if refine_focal:
-            s = np.exp(p[3])
-            kk[0, 0] *= s
-            kk[1, 1] *= s
-        return r, kk
+            ln = ln.scaled_focal(float(np.exp(p[3])))
+        if refine_k1:
+            ln = replace(ln, k1=ln.k1 + float(p[-1]))
+        return r, ln
+
+    def project(p, sel):
+        r, ln = model(p)
+        if ln.is_pinhole:
+            return _project(r, ln.matrix(), bearings[sel])
+        return ln.project(bearings[sel] @ r)
 
     def residuals(p, sel):
-        r, kk = model(p)
-        return (_project(r, kk, bearings[sel]) - uv[sel]).ravel()
+        return (project(p, sel) - uv[sel]).ravel()
 
+    everything = np.ones(len(uv), bool)
     for _ in range(6):
-        if inl.sum() < len(params) + 2:
+        if inl.sum() < n_par + 2:
             break
         sol = least_squares(residuals, params, args=(inl,), loss="soft_l1", f_scale=loss_scale_px, x_scale="jac")
         params = sol.x
-        r, kk = model(params)
-        err = np.linalg.norm(_project(r, kk, bearings) - uv, axis=1)
+        err = np.linalg.norm(project(params, everything) - uv, axis=1)
         new = err < inlier_px
         if np.array_equal(new, inl):
             break
         inl = new
-    r, kk = model(params)
-    res = (_project(r, kk, bearings[inl]) - uv[inl]).ravel()
+    r, _ = model(params)
+    res = residuals(params, inl)
     # plain Gauss-Newton at the solution on the inliers (no robust down-weighting here: the
     # inlier gate already removed gross outliers, and this keeps the variance honest)
     eps = 1e-7
-    jac = np.empty((len(res), len(params)))
-    for j in range(len(params)):
-        d = np.zeros(len(params))
+    jac = np.empty((len(res), n_par))
+    for j in range(n_par):
+        d = np.zeros(n_par)
         d[j] = eps
         jac[:, j] = (residuals(params + d, inl) - res) / eps
-    dof = max(1, len(res) - len(params))
+    dof = max(1, len(res) - n_par)
     mad = 1.4826 * np.median(np.abs(res - np.median(res))) if len(res) else 0.0
     sigma2 = max(float(res @ res) / dof, mad**2)
     try:
         cov_full = sigma2 * np.linalg.inv(jac.T @ jac)
     except np.linalg.LinAlgError:
-        cov_full = np.full((len(params), len(params)), np.inf)
+        cov_full = np.full((n_par, n_par), np.inf)
     rms = float(np.sqrt(np.mean(res**2))) if len(res) else float("inf")
     return Refinement(
         rotation=r,
@@ -190,7 +204,31 @@ def refine_rotation(
         focal_scale=float(np.exp(params[3])) if refine_focal else 1.0,
         inliers=inl,
         rms_px=rms,
+        k1_delta=float(params[-1]) if refine_k1 else 0.0,
+        residuals_px=res.reshape(-1, 2),
     )
+
+
+def residual_structure_px(uv: np.ndarray, residuals: np.ndarray, width: int, height: int, cells: int = 3) -> float:
+    """How much of the reprojection residual is a smooth pattern over the image rather than noise
+    (pixels, rms over cells): per cell of a cells x cells grid the mean residual vector, minus what
+    independent noise of the residuals' own scatter would give it. Unmodelled distortion, a wrong
+    principal point or a near scene layer shows here; its size bounds what it can do to the fit."""
+    if len(uv) < 4 * cells * cells:
+        return 0.0
+    cx = np.clip((uv[:, 0] / width * cells).astype(int), 0, cells - 1)
+    cy = np.clip((uv[:, 1] / height * cells).astype(int), 0, cells - 1)
+    cell = cy * cells + cx
+    noise2 = float(np.mean(np.sum(residuals**2, axis=1)))
+    excess = []
+    for c in range(cells * cells):
+        sel = cell == c
+        m = int(sel.sum())
+        if m < 8:
+            continue
+        mean = residuals[sel].mean(axis=0)
+        excess.append(max(0.0, float(mean @ mean) - 3.0 * noise2 / m))  # 3x: chi^2 margin
+    return float(np.sqrt(np.mean(excess))) if excess else 0.0
 
 
 def ypr_covariance(r_wc: np.ndarray, cov_cam: np.ndarray) -> np.ndarray:

@@ -375,7 +375,9 @@ class SimCamera:
         with self._render_lock:
             if key == self._render_key and self._render is not None:
                 return self._render
-        image = self.scene.render(pose.yaw, pose.pitch, pose.roll, self.hfov_deg(pose.zoom), self.width, self.height)
+        # through the camera's true lens; what it tells calmon (hfov_deg) stays the datasheet's
+        k, dist = self.spec.true_lens().camera(pose.zoom, self.hfov_deg(pose.zoom), self.width, self.height, self.width)
+        image = self.scene.render(pose.yaw, pose.pitch, pose.roll, 0.0, self.width, self.height, k=k, distortion=dist)
         with self._render_lock:
             self._render_key, self._render = key, image
         return image

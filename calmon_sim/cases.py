@@ -2,7 +2,9 @@
 
 The reference is rendered at its reported poses (true = reported); a query is rendered at
 true = reported + offset and written with the REPORTED pose as telemetry, so the estimator should
-find exactly `offset`. Used by tests and benchmarks/accuracy.py.
+find exactly `offset`. With a `lens` (calmon_sim.fleet_spec.SimLens) every view is rendered through
+that true lens while the manifest keeps the datasheet's hfov (zoom = reference hfov / hfov).
+Used by tests and benchmarks/accuracy.py.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import numpy as np
 
 from calmon_core.capture_format import encode_jpeg, write_capture
 from calmon_core.conventions import wrap_deg
+from calmon_core.lens import zoom_sweep_poses
 from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose
 from calmon_sim.degrade import degrade_level
+from calmon_sim.fleet_spec import SimLens
 from calmon_sim.scene import Scene
 
 T0 = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
@@ -57,6 +61,11 @@ def _frame(name: str, when: datetime, w: int, h: int, hfov: float, pose: tuple[f
     )
 
 
+def _hfov_at_zoom(hfov_deg: float, zoom: float) -> float:
+    """The datasheet's hfov at a zoom (the same rule as write_query's zoom = reference hfov / hfov)."""
+    return hfov_deg / zoom
+
+
 def write_reference(
     folder: str | Path,
     scene: Scene,
@@ -69,15 +78,24 @@ def write_reference(
     level: int = 0,
     rng: np.random.Generator | None = None,
     device_id: str = "cam-01",
+    lens: SimLens | None = None,
+    zooms: list[float] | None = None,
 ) -> Path:
-    """A reference scan: every yaw x every pitch, rendered at the reported pose."""
+    """A reference scan: every yaw x every pitch at zoom 1 (hfov_deg), then the zoom sweep's poses
+    (calmon_core.lens.zoom_sweep_poses) at each of `zooms`, rendered at the reported pose."""
     rng = rng or np.random.default_rng(0)
+    lens = lens or SimLens()
     frames, images = [], {}
-    for n, (p, y) in enumerate((p, y) for p in pitches for y in yaws):
-        img = degrade_level(scene.render(y, p, 0.0, hfov_deg, width, height), level, rng)
+    stops = [(y, p, 1.0) for p in pitches for y in yaws]
+    stops += [(y, p, z) for z in zooms or [] for y, p in zoom_sweep_poses(yaws, pitches)]
+    for n, (y, p, z) in enumerate(stops):
+        hfov = _hfov_at_zoom(hfov_deg, z)
+        w, h = (width, height) if z == 1.0 else view_size(scene, hfov, width, height)
+        k, dist = lens.camera(z, hfov, w, h, width)
+        img = degrade_level(scene.render(y, p, 0.0, hfov, w, h, k=k, distortion=dist), level, rng)
         name = f"images/{n:03d}.jpg"
         images[name] = encode_jpeg(img, 95)
-        frames.append(_frame(name, T0 + timedelta(seconds=4 * n), width, height, hfov_deg, (y, p, 0.0), 1.0))
+        frames.append(_frame(name, T0 + timedelta(seconds=4 * n), w, h, hfov, (y, p, 0.0), z))
     capture = Capture(
         kind=CaptureKind.reference,
         deployment_name="bench",
@@ -101,15 +119,18 @@ def write_query(
     mode: str | None = None,
     device_id: str = "cam-01",
     reference_hfov_deg: float = 60.0,
+    lens: SimLens | None = None,
 ) -> Path:
     """A query capture: each view rendered at its true pose, telemetry = its reported pose."""
     rng = rng or np.random.default_rng(0)
+    lens = lens or SimLens()
     frames, images = [], {}
     start = T0 + timedelta(days=1)
     for n, v in enumerate(views):
         w, h = view_size(scene, v.hfov_deg, width, height)
         ty, tp, tr = v.true
-        img = degrade_level(scene.render(ty, tp, tr, v.hfov_deg, w, h), level, rng)
+        k, dist = lens.camera(reference_hfov_deg / v.hfov_deg, v.hfov_deg, w, h, width)
+        img = degrade_level(scene.render(ty, tp, tr, v.hfov_deg, w, h, k=k, distortion=dist), level, rng)
         name = f"images/{n:03d}.jpg"
         images[name] = img if level else encode_jpeg(img, 95)
         frames.append(

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from calmon_core.config import ConfigError, _pydantic_problems, read_config_yaml
@@ -69,6 +70,99 @@ class SimReferenceGrid(_Strict):
     yaws: list[float] = Field(default_factory=lambda: [-60.0, -30.0, 0.0, 30.0, 60.0], min_length=1)
     pitches: list[float] = Field(default_factory=lambda: [-10.0, 10.0], min_length=1)
     zoom: float = Field(default=1.0, gt=0)
+    zooms: list[float] = []  # the zoom sweep (calmon_core.config.ReferenceGrid)
+
+
+class SimLens(_Strict):
+    """The lens a camera really has (calmon is never told): values per zoom, interpolated smoothly
+    (monotone cubic in zoom, held beyond the ends). The default is a perfect pinhole with the
+    datasheet's focal lengths.
+
+    focal_scale_by_zoom: true focal length / the datasheet's (hfov_by_zoom), e.g. {1: 1.01, 4: 0.985}
+    k1_by_zoom, k2_by_zoom: OpenCV radial terms (normalised coordinates)
+    principal_offset_by_zoom: principal point minus the image centre, pixels at `resolution`
+    p1, p2: OpenCV tangential terms (decentring), the same at every zoom
+    """
+
+    focal_scale_by_zoom: dict[float, float] = {}
+    k1_by_zoom: dict[float, float] = {}
+    k2_by_zoom: dict[float, float] = {}
+    principal_offset_by_zoom: dict[float, tuple[float, float]] = {}
+    p1: float = 0.0
+    p2: float = 0.0
+
+    @field_validator("focal_scale_by_zoom")
+    @classmethod
+    def _scales(cls, value: dict[float, float]) -> dict[float, float]:
+        for zoom, scale in value.items():
+            if not (zoom > 0 and 0.5 < scale < 2.0):
+                raise ValueError(f"{zoom}: {scale} must be zoom > 0 and 0.5 < scale < 2")
+        return value
+
+    @field_validator("k1_by_zoom", "k2_by_zoom")
+    @classmethod
+    def _radial(cls, value: dict[float, float]) -> dict[float, float]:
+        for zoom, k in value.items():
+            if not (zoom > 0 and math.isfinite(k) and abs(k) <= 1.0):
+                raise ValueError(f"{zoom}: {k} must be zoom > 0 and |k| <= 1")
+        return value
+
+    @staticmethod
+    def _at(table: dict, zoom: float, default):
+        if not table:
+            return default
+        zooms = sorted(table)
+        values = np.array([table[z] for z in zooms], dtype=float)
+        if len(zooms) == 1:
+            return values[0]
+        from scipy.interpolate import PchipInterpolator
+
+        z = min(max(zoom, zooms[0]), zooms[-1])
+        return PchipInterpolator(zooms, values, axis=0)(z)
+
+    def camera(self, zoom: float, nominal_hfov_deg: float, width: int, height: int, full_width: int):
+        """(camera matrix, distortion) the camera truly has at `zoom`, for an image of width x height
+        (a view rendered at fewer pixels than the sensor's full_width keeps the same optics)."""
+        from calmon_core.conventions import camera_matrix
+
+        k = camera_matrix(width, height, nominal_hfov_deg)
+        scale = float(self._at(self.focal_scale_by_zoom, zoom, 1.0))
+        dx, dy = np.asarray(self._at(self.principal_offset_by_zoom, zoom, (0.0, 0.0)), float) * (width / full_width)
+        k[0, 0] *= scale
+        k[1, 1] *= scale
+        k[0, 2] += dx
+        k[1, 2] += dy
+        dist = (
+            float(self._at(self.k1_by_zoom, zoom, 0.0)),
+            float(self._at(self.k2_by_zoom, zoom, 0.0)),
+            self.p1,
+            self.p2,
+        )
+        return k, dist
+
+
+# lenses of the benchmark and the demo, as the issue describes real PTZ optics: "typical" with k1 to
+# -0.15 at the wide end shrinking with zoom, the principal point up to 10 px off and moving with zoom,
+# the focal table 2% off; "strong" with k1 -0.3 and more of everything
+LENS_PRESETS: dict[str, SimLens] = {
+    "none": SimLens(),
+    "typical": SimLens(
+        focal_scale_by_zoom={1.0: 1.012, 1.7: 0.995, 2.6: 0.982, 4.0: 1.02},
+        k1_by_zoom={1.0: -0.15, 1.5: -0.09, 2.0: -0.055, 3.0: -0.025, 4.0: -0.012},
+        k2_by_zoom={1.0: 0.04, 2.0: 0.012, 4.0: 0.0},
+        principal_offset_by_zoom={1.0: (6.0, -4.0), 2.0: (1.5, 2.0), 3.0: (-3.0, 5.5), 4.0: (-6.0, 8.0)},
+        p1=0.0004,
+        p2=-0.0003,
+    ),
+    "strong": SimLens(
+        focal_scale_by_zoom={1.0: 0.975, 1.8: 1.02, 2.8: 0.99, 4.0: 1.03},
+        k1_by_zoom={1.0: -0.3, 1.5: -0.2, 2.0: -0.12, 3.0: -0.06, 4.0: -0.03},
+        k2_by_zoom={1.0: 0.09, 2.0: 0.03, 4.0: 0.005},
+        principal_offset_by_zoom={1.0: (-9.0, 7.0), 2.0: (-2.0, -4.0), 3.0: (6.0, -8.0), 4.0: (12.0, -10.0)},
+        p1=-0.0008,
+        p2=0.0006,
+    ),
+}
 
 
 class SimDeviceSpec(_Strict):
@@ -100,6 +194,8 @@ class SimDeviceSpec(_Strict):
     mode: Literal["passive", "active"] = "passive"
     active_ptz_stops: list[tuple[float, float, float]] = []
     reference_grid: SimReferenceGrid = SimReferenceGrid()
+    # the true lens: a preset name from LENS_PRESETS or the tables themselves
+    lens: SimLens | Literal["none", "typical", "strong"] = SimLens()
     # the dialect the camera speaks (calmon_sim.dialects, calmon_sim.onvif_service) and the
     # credentials it demands (HTTP Digest, ONVIF WS-Security); none: open to anyone
     protocol: Literal["http", "vapix", "isapi", "onvif"] = "http"
@@ -159,6 +255,9 @@ class SimDeviceSpec(_Strict):
         if not 0 <= lo <= hi:
             raise ValueError(f"patrol_pause_s must be [min, max] with 0 <= min <= max, got {[lo, hi]}")
         return self
+
+    def true_lens(self) -> SimLens:
+        return LENS_PRESETS[self.lens] if isinstance(self.lens, str) else self.lens
 
     def zoom_limits(self) -> tuple[float, float]:
         """Zoom range the camera accepts: the calibrated range, or up to 30x for a single entry."""
