@@ -14,7 +14,7 @@ from calmon_assets.defs.checks.dead_runs import WORKER_TAG, fail_dead_check_runs
 from calmon_assets.defs.checks.failed_runs import record_failed_run, run_failure_reason
 from calmon_assets.defs.devices.sync import sync_devices
 from calmon_assets.defs.partitions import check_partition_key
-from calmon_assets.defs.runs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG
+from calmon_assets.defs.runs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG, REBASE_TAG, REGIME_TAG
 from calmon_cli.instance import open_instance
 from calmon_cli.options import UsageError
 from calmon_cli.scheduler import default_parallel_runs, import_what_runs_need, run_in_threads
@@ -113,11 +113,20 @@ class Platform:
         return sorted(runs, key=lambda r: r.device_id)
 
     def collect_references(
-        self, device_ids=None, workers: int | None = None, progress: Callable[[int, int, CheckRun], None] | None = None
+        self,
+        device_ids=None,
+        workers: int | None = None,
+        progress: Callable[[int, int, CheckRun], None] | None = None,
+        *,
+        rebase: bool = False,
+        regime: str | None = None,
     ) -> list[CheckRun]:
+        """rebase: a new gauge instead of registering to the stored reference; regime: store each
+        scan as that regime's bank entry of the stored reference."""
         self.sync_devices()
+        extra = {**({REBASE_TAG: "true"} if rebase else {}), **({REGIME_TAG: regime} if regime else {})}
         jobs = [
-            ("reference_scan_job", dev.id, {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id})
+            ("reference_scan_job", dev.id, {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id, **extra})
             for dep, dev in self.select_devices(device_ids)
         ]
         return self._execute_many(jobs, workers, progress)

@@ -37,9 +37,11 @@ from calmon_core.features import (
     matching_descriptors,
     to_gray,
 )
+from calmon_core.guided import densify
 from calmon_core.lens import Lens, LensAtFrame
 from calmon_core.matching import QueryMatcher, flow_correspondences
 from calmon_core.models import Capture, CaptureKind, Frame
+from calmon_core.photometry import structure_problem
 from calmon_core.rotation import (
     Refinement,
     ransac_rotation,
@@ -303,13 +305,10 @@ def estimate_frame(
     lens = lens_at.lens
     k = lens.matrix()
     gray = to_gray(image)
-    mean, std = float(gray.mean()), float(gray.std())
-    if mean < DARK_MEAN or std < BLANK_STD:
-        why = "too dark" if mean < DARK_MEAN else "blank (no contrast)"
+    problem = structure_problem(gray)  # dark frames are fine while they show structure above their noise
+    if problem:
         return FrameSolution(
-            _failed(
-                frame, reported, 0, f"{frame.image}: the view is {why}; nothing to match against the reference scan"
-            )
+            _failed(frame, reported, 0, f"{frame.image}: {problem}; nothing to match against the reference scan")
         )
     r_rep = rotation_from_ypr(t.yaw, t.pitch, t.roll)
     feats = detect(gray, refmap.detector, QUERY_NFEATURES)
@@ -328,6 +327,8 @@ def estimate_frame(
     if len(matches.uv_query) < MIN_INLIERS and len(candidates) < len(refmap.frames):
         # global fallback: telemetry may be far off, or the reported view outside the grid
         matches = gather_matches(refmap, feats.uv, matcher, list(range(len(refmap.frames))))
+    # few matches (night, snow): geometry-guided matching around the pose finds the rest
+    matches = densify(refmap, feats.uv, matcher.index.descriptors, k, r_rep, candidates, matches, w, h)
     n = len(matches.uv_query)
     if n < MIN_INLIERS:
         return FrameSolution(

@@ -18,8 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from calmon_core import photometry
 from calmon_core.capture_format import MANIFEST, CaptureFormatError, decode_image, load_frame_image, read_capture
 from calmon_core.conventions import rotation_from_ypr, ypr_from_rotation
+from calmon_core.gauge import apply_gauge
 from calmon_core.lens import Lens, LensAtFrame, LensCalibration, uncalibrated
 from calmon_core.models import Capture
 
@@ -27,7 +29,7 @@ FEATURES_DIR = "features"
 INDEX_FILE = "calmon_index.npz"
 INDEX_META = "calmon_index.json"
 COLMAP_DB = "database.db"
-FEATURES_VERSION = "calmon-features/3"
+FEATURES_VERSION = "calmon-features/3"  # + the photometric preprocessing, see features_version()
 
 # keypoint caps: enough for sub-0.001 deg fits, few enough to match in well under 0.5 s
 REFERENCE_NFEATURES = 8000
@@ -64,11 +66,17 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
 
 
+def features_version() -> str:
+    """The features' version: the plain one, plus the preprocessing when there is one."""
+    return FEATURES_VERSION if photometry.METHOD == "none" else f"{FEATURES_VERSION}+{photometry.METHOD}"
+
+
 def detect(
     image: np.ndarray, detector: str = "sift", nfeatures: int = QUERY_NFEATURES, mask: np.ndarray | None = None
 ) -> FeatureSet:
-    """Detect and describe keypoints on a BGR or gray image."""
-    gray = to_gray(image)
+    """Detect and describe keypoints on a BGR or gray image (after illumination-invariant
+    preprocessing, the same for references and queries)."""
+    gray = photometry.prepare(to_gray(image), photometry.METHOD)
     kps, desc = _detector(detector, nfeatures).detectAndCompute(gray, mask)
     if desc is None or not kps:
         d = 128 if detector == "sift" else 61 if detector == "akaze" else 32
@@ -181,7 +189,7 @@ def has_reference_features(reference_folder: str | Path, features_dir: str | Pat
         return False
     try:
         meta = json.loads(meta_path.read_text())
-        return meta.get("version") == FEATURES_VERSION and meta.get("manifest_sha256") == _manifest_digest(folder)
+        return meta.get("version") == features_version() and meta.get("manifest_sha256") == _manifest_digest(folder)
     except (OSError, ValueError):
         return False
 
@@ -250,7 +258,7 @@ def build_reference_features(
         "lens": lens_summary,
     }
     meta = {
-        "version": FEATURES_VERSION,
+        "version": features_version(),
         "manifest_sha256": _manifest_digest(folder),
         "detector": detector,
         "frames": [
@@ -296,4 +304,5 @@ def load_reference_map(reference_folder: str | Path, features_dir: str | Path | 
         features.append(FeatureSet(data["uv"][sel], data["scale"][sel], data["angle"][sel], data["descriptors"][sel]))
     summary = meta.get("summary", {})
     calibration = LensCalibration.from_json_dict(summary.get("lens"))
-    return ReferenceMap(frames, features, meta["detector"], summary, Path(reference_folder), calibration)
+    refmap = ReferenceMap(frames, features, meta["detector"], summary, Path(reference_folder), calibration)
+    return apply_gauge(refmap, reference_folder)  # orientations in the gauge of the original calibration

@@ -27,6 +27,7 @@ from calmon_core.conventions import wrap_deg
 from calmon_core.models import Pose
 from calmon_sim.degrade import degrade
 from calmon_sim.fleet_spec import FAULT_FLAGS, SimDeviceSpec, check_faults
+from calmon_sim.lighting import Conditions, lighting_from_spec, lit_scene, sensor
 from calmon_sim.scene import Scene, load_scene
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ class SimCamera:
         self.host = host
         self.width, self.height = spec.resolution
         self.intrinsics = DeviceIntrinsics(width=self.width, height=self.height, hfov_by_zoom=dict(spec.hfov_by_zoom))
-        self.scene = scene or _load_device_scene(spec)
+        self.scene = scene or _load_device_scene(spec)  # the world by summer daylight
+        self.lighting = lighting_from_spec(spec.lighting)
         narrowest = min(spec.hfov_by_zoom.values())
         magnification = self.scene.magnification(narrowest, self.width)
         if magnification > 4:
@@ -369,25 +371,33 @@ class SimCamera:
         return float(self.intrinsics.at_zoom(zoom).hfov_deg)
 
     def render_clean(self) -> np.ndarray:
-        """The undegraded view at the true pose; the last render is reused while the pose holds."""
+        """The undegraded view at the true pose under the current light (before the sensor's own
+        response); the last render is reused while the pose and the light hold."""
+        return self._render_lit()[0]
+
+    def _render_lit(self) -> tuple[np.ndarray, Conditions]:
         pose = self.true_pose()
+        conditions = self.lighting.conditions()
         key = tuple(round(v / RENDER_CACHE_KEY_DEG) for v in (pose.yaw, pose.pitch, pose.roll, pose.zoom * 100))
+        key = (*key, conditions)
         with self._render_lock:
             if key == self._render_key and self._render is not None:
-                return self._render
+                return self._render, conditions
+        scene = lit_scene(self.scene, conditions)
         # through the camera's true lens; what it tells calmon (hfov_deg) stays the datasheet's
         k, dist = self.spec.true_lens().camera(pose.zoom, self.hfov_deg(pose.zoom), self.width, self.height, self.width)
-        image = self.scene.render(pose.yaw, pose.pitch, pose.roll, 0.0, self.width, self.height, k=k, distortion=dist)
+        image = scene.render(pose.yaw, pose.pitch, pose.roll, 0.0, self.width, self.height, k=k, distortion=dist)
         with self._render_lock:
             self._render_key, self._render = key, image
-        return image
+        return image, conditions
 
     def snapshot_jpeg(self) -> bytes:
         """The current view at the TRUE pose, with the device's degradations, as JPEG bytes."""
-        image = self.render_clean()
+        image, conditions = self._render_lit()
+        with self._lock:
+            rng = np.random.default_rng(self._np_rng.integers(1 << 62))
+        image = sensor(image, conditions, rng)
         if self.spec.degradation:
-            with self._lock:
-                rng = np.random.default_rng(self._np_rng.integers(1 << 62))
             image = degrade(image, rng, **self.spec.degradation)
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.spec.jpeg_quality])
         if not ok:
@@ -427,6 +437,7 @@ class SimCamera:
             "resolution": [self.width, self.height],
             "hfov_deg": self.hfov_deg(pose.zoom),
             "scene": self.scene.label,
+            "lighting": self.lighting.describe(),
         }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -165,6 +166,38 @@ LENS_PRESETS: dict[str, SimLens] = {
 }
 
 
+class SimSceneChange(_Strict):
+    """A static change of the world, e.g. a parked truck centred at (yaw, pitch), size in degrees."""
+
+    kind: Literal["truck"] = "truck"
+    yaw: float = 0.0
+    pitch: float = -3.0
+    width_deg: float = Field(default=8.0, gt=0, le=90)
+    height_deg: float = Field(default=3.0, gt=0, le=90)
+
+
+class SimLightingSpec(_Strict):
+    """Time of day and season (calmon_sim.lighting). The sun at (latitude, longitude) sets the
+    regime from the simulated clock: it starts at `start` (UTC; the wall clock when omitted) and
+    runs `speed` times faster than real time. `regime` / `season` pin them instead."""
+
+    latitude: float = Field(default=48.85, ge=-90, le=90)
+    longitude: float = Field(default=2.35, ge=-180, le=180)
+    start: datetime | None = None
+    speed: float = Field(default=1.0, gt=0, le=1e6)
+    regime: Literal["day", "dusk", "night"] | None = None
+    season: Literal["summer", "autumn", "winter", "spring"] | None = None
+    ir_gain: float = Field(default=1.0, gt=0, le=4)
+    changes: list[SimSceneChange] = []
+
+    @field_validator("start")
+    @classmethod
+    def _zoned(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("start must name its time zone, e.g. 2026-12-01T18:00:00Z")
+        return value
+
+
 class SimDeviceSpec(_Strict):
     id: str
     scene: str = "synthetic:0"  # 'synthetic:<seed>', a path, or a file name in the scenes folder
@@ -210,6 +243,7 @@ class SimDeviceSpec(_Strict):
     telemetry_step_deg: float = Field(default=0.01, gt=0)  # resolution of the published angles
     telemetry_units: Literal["degrees", "tenths"] = "degrees"
     telemetry_tilt_inverted: bool = False  # published tilt grows downwards
+    lighting: SimLightingSpec | None = None  # None: always a summer day
 
     @field_validator("id")
     @classmethod

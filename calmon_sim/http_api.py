@@ -216,6 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, cam.status())
             elif url.path == "/truth":
                 self._json(200, cam.truth())
+            elif url.path == "/lighting":
+                self._json(200, cam.lighting.describe())
             elif url.path == "/":
                 self._json(
                     200,
@@ -229,6 +231,8 @@ class _Handler(BaseHTTPRequestHandler):
                             "POST /faults",
                             "GET /truth",
                             "POST /truth",
+                            "GET /lighting",
+                            "POST /lighting",
                         ],
                     },
                 )
@@ -268,6 +272,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if isinstance(body.get("drift"), dict):
                     cam.set_drift(**{k: float(v) for k, v in body["drift"].items()})
                 self._json(200, {"ok": True, "true_offset": cam.truth()["true_offset"]})
+            elif url.path == "/lighting":
+                cam.lighting.set(body)
+                self._json(200, {"ok": True, "lighting": cam.lighting.describe()})
             else:
                 self._json(404, {"error": f"no such endpoint {url.path}"})
         except (ValueError, TypeError) as exc:

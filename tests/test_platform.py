@@ -95,6 +95,19 @@ def test_reference_scans_land_under_documented_keys(platform, s3_endpoint):
     assert meta["frames"].value == 8 and "data:image" in meta["contact_sheet"].value
 
 
+def test_recollection_keeps_the_gauge_and_a_regime_run_adds_a_bank_entry(platform):
+    def gauge_of_latest() -> dict:
+        event = platform.instance.get_latest_materialization_event(dg.AssetKey("reference_scan"))
+        return event.asset_materialization.metadata["registration"].value
+
+    assert all(r.succeeded for r in platform.collect_references(["cam-ok"]))
+    again = gauge_of_latest()
+    assert again["method"] == "registered" and max(abs(v) for v in again["correction_deg"].values()) < 0.05
+    assert all(r.succeeded for r in platform.collect_references(["cam-ok"], regime="night"))
+    night = gauge_of_latest()
+    assert night["bank_entry"] == "night" and night["gauge_id"] == again["gauge_id"]
+
+
 def test_check_cycle_rows_files_and_alerts(platform, site, s3_endpoint):
     runs = platform.run_check_cycle(HOUR_1)
     assert [r.error for r in runs if not r.succeeded] == []

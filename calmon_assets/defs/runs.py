@@ -7,6 +7,8 @@ from calmon_core.config import Settings
 DEPLOYMENT_TAG = "calmon/deployment"
 DEVICE_TAG = "calmon/device"
 REALERT_TAG = "calmon/realert"
+REBASE_TAG = "calmon/rebase"  # reference_scan: start a new gauge instead of registering to the stored reference
+REGIME_TAG = "calmon/regime"  # reference_scan: store the scan as the bank entry of this lighting regime
 BACKFILL_TAG = "dagster/backfill"
 
 

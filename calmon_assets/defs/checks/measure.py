@@ -15,6 +15,7 @@ from calmon_core.capture_format import CaptureFormatError
 from calmon_core.check import CaptureOutcome, no_reference_reason
 from calmon_core.estimation import ReferenceScanError, estimate_offsets
 from calmon_core.layout import query_scan_prefix
+from calmon_core.reference_bank import bank_entries, estimate_with_bank, lighting_note, query_regime
 from resources.object_store import ObjectNotFoundError, ObjectStore, ObjectStoreError
 
 
@@ -81,8 +82,15 @@ def measure_offsets(
         query = _query_folder(store, outcome, cache_root)
         diagnostics = query / "diagnostics"
         with cpu_slots.CPU_SLOTS:
-            result = estimate_offsets(reference, query, threshold_deg=threshold_deg, diagnostics_dir=diagnostics)
-        measurement.estimate = result.to_json_dict()
+            if query_regime(query) == "day" and len(bank_entries(reference)) == 1:
+                measurement.estimate = estimate_offsets(
+                    reference, query, threshold_deg=threshold_deg, diagnostics_dir=diagnostics
+                ).to_json_dict()
+            else:  # the bank picks the entry per frame and knows when the dark explains a failure
+                banked = estimate_with_bank(reference, query, threshold_deg=threshold_deg)
+                measurement.estimate = banked.to_json_dict()
+                if note := lighting_note(banked):
+                    measurement.notes.append(note)
         pngs = sorted(diagnostics.glob("*.png"))
         if pngs:
             measurement.diagnostic_png = pngs[0].read_bytes()

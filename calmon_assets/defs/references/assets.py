@@ -9,6 +9,8 @@ from calmon_assets.defs import cpu_slots
 from calmon_assets.defs.devices.connect import device_extractor
 from calmon_assets.defs.metadata import image_md, workdir
 from calmon_assets.defs.partitions import device_partitions
+from calmon_assets.defs.references.collect import store_reference
+from calmon_assets.defs.runs import REBASE_TAG, REGIME_TAG
 from calmon_assets.defs.site_config import SiteConfigResource
 from calmon_core.capture_format import read_capture
 from calmon_core.features import build_reference_features
@@ -65,7 +67,16 @@ def reference_scan(
         summary = build_reference_features(scan.folder)
     store = object_store.get_client()
     prefix = reference_scan_prefix(deployment.name, device_id)
-    store.upload_folder(Path(scan.folder), prefix)
+    tags = context.run.tags
+    registration = store_reference(
+        store,
+        deployment.name,
+        device_id,
+        Path(scan.folder),
+        workdir(capture_settings.workdir, "cache"),
+        rebase=tags.get(REBASE_TAG) == "true",
+        regime=tags.get(REGIME_TAG) or None,
+    )
     frames, coverage = _coverage(scan.folder)
     sheet = contact_sheet(scan.folder)
     return dg.MaterializeResult(
@@ -76,6 +87,8 @@ def reference_scan(
             "keypoints": int(summary.get("keypoints", 0)),
             "features": dg.MetadataValue.json(summary),
             "files": dg.MetadataValue.url(store.uri(prefix)),
+            "registration": dg.MetadataValue.json(registration),
+            "gauge_id": registration["gauge_id"],
             "seconds": round(time.monotonic() - started, 1),
             "contact_sheet": image_md(thumbnail_png(sheet, 1200), "reference contact sheet"),
         }
