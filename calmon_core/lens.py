@@ -360,3 +360,21 @@ def calibration_at_zoom(calibrations: list[CalibrationAtZoom], zoom: float, widt
         interp([x.cy for x in lenses]),
         *(interp([getattr(x, k) for x in lenses]) for k in ("k1", "k2", "p1", "p2")),
     )
+
+
+def calibration_markdown(calibration: LensCalibration | None) -> str:
+    """The fitted lens as a table for people: one row per calibrated zoom."""
+    if calibration is None:
+        return "No lens fitted: the reference scan's frames did not constrain one; the datasheet's pinhole is used."
+    rows = [
+        "| zoom | frames | focal vs datasheet | fx px | centre px (cx, cy) | k1 | k2 | p1 | p2 | rms px |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for z in sorted(calibration.zooms, key=lambda z: z.zoom):
+        lens = z.lens
+        rows.append(
+            f"| {z.zoom:g} | {z.frames} | {100 * (z.focal_scale - 1):+.2f}% | {lens.fx:.1f} "
+            f"| ({lens.cx:.1f}, {lens.cy:.1f}) of ({lens.width}×{lens.height}) | {lens.k1:+.4f} | {lens.k2:+.4f} "
+            f"| {lens.p1:+.5f} | {lens.p2:+.5f} | {z.rms_px:.3f} |"
+        )
+    return "\n".join(rows)

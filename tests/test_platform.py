@@ -93,6 +93,7 @@ def test_reference_scans_land_under_documented_keys(platform, s3_endpoint):
     assert event is not None
     meta = event.asset_materialization.metadata
     assert meta["frames"].value == 8 and "data:image" in meta["contact_sheet"].value
+    assert "| zoom |" in meta["lens"].value or "No lens fitted" in meta["lens"].value
 
 
 def test_recollection_keeps_the_gauge_and_a_regime_run_adds_a_bank_entry(platform):

@@ -15,6 +15,7 @@ from calmon_assets.defs.site_config import SiteConfigResource
 from calmon_core.capture_format import read_capture
 from calmon_core.features import build_reference_features
 from calmon_core.layout import reference_scan_prefix
+from calmon_core.lens import LensCalibration, calibration_markdown
 from calmon_core.plots import contact_sheet, thumbnail_png
 from resources.camera import CameraResource
 from resources.kubectl import KubectlResource
@@ -86,6 +87,7 @@ def reference_scan(
             "coverage": coverage,
             "keypoints": int(summary.get("keypoints", 0)),
             "features": dg.MetadataValue.json(summary),
+            "lens": dg.MetadataValue.md(calibration_markdown(LensCalibration.from_json_dict(summary.get("lens")))),
             "files": dg.MetadataValue.url(store.uri(prefix)),
             "registration": dg.MetadataValue.json(registration),
             "gauge_id": registration["gauge_id"],
