@@ -45,6 +45,9 @@ SETTINGS_FILE = "calibration_monitoring.ini"
 DEVICES_FILE = "devices.yaml"
 DEFAULT_CONFIG_DIR = Path("configs")
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a fleet of thousands of devices is well under this
+# values a config may hold once its YAML aliases are expanded: anchors and merge keys are fine,
+# a small file of nested aliases that expands to billions of values ("billion laughs") is not
+MAX_CONFIG_VALUES = 1_000_000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -93,6 +96,24 @@ def check_config_size(path: Path) -> None:
         raise ConfigError([f"{path}: {size:,} bytes, larger than the {MAX_CONFIG_BYTES:,} bytes a config file may be"])
 
 
+def _expanded_values(raw: Any) -> int:
+    """How many values the document holds with every alias expanded, counted without expanding
+    (each shared node once, memoised by identity)."""
+    counts: dict[int, int] = {}
+
+    def count(node: Any) -> int:
+        if not isinstance(node, dict | list):
+            return 1
+        key = id(node)
+        if key not in counts:
+            counts[key] = 0  # a self-referencing alias counts once instead of recursing forever
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            counts[key] = min(1 + sum(count(c) for c in children), MAX_CONFIG_VALUES + 1)
+        return counts[key]
+
+    return count(raw)
+
+
 def read_config_yaml(path: Path) -> tuple[Any, dict[str, str]]:
     """A YAML config file parsed, then ${VAR} expanded into its values: (document, value -> NAME).
 
@@ -117,6 +138,12 @@ def read_config_yaml(path: Path) -> tuple[Any, dict[str, str]]:
         raw = yaml.safe_load(_ENV_REF.sub(placeholder, text))
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    except RecursionError as exc:
+        raise ConfigError([f"{path}: nested too deeply to be a config file"]) from exc
+    if _expanded_values(raw) > MAX_CONFIG_VALUES:
+        raise ConfigError(
+            [f"{path}: its YAML aliases expand to more than {MAX_CONFIG_VALUES:,} values; write the values out"]
+        )
     substituted: dict[str, str] = {}
     words = re.compile("|".join(re.escape(w) for w in references)) if references else None
 

@@ -122,3 +122,35 @@ def test_every_bad_active_ptz_stop_in_the_ini_is_reported(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_settings(ini)
     assert "'1,2'" in str(info.value) and "'6,seven,8'" in str(info.value)
+
+
+def test_a_yaml_alias_bomb_is_refused_naming_the_file(tmp_path):
+    # nine levels of nine aliases: 387 million strings once expanded, 800 bytes on disk
+    lines = ['a0: &a0 ["lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    lines += ["deployments:", "  - name: d", "    devices: *a9"]
+    path = tmp_path / "devices.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_fleet(path)
+    assert str(path) in str(info.value) and "aliases expand" in str(info.value)
+
+
+def test_yaml_anchors_and_merge_keys_still_work(tmp_path):
+    path = tmp_path / "devices.yaml"
+    path.write_text(
+        "deployments:\n"
+        "  - name: d\n"
+        "    access: direct\n"
+        "    mqtt: {host: 127.0.0.1, port: 18830}\n"
+        "    devices:\n"
+        "      - &cam\n"
+        "        id: cam-1\n"
+        "        camera: {base_url: 'http://127.0.0.1:18101', ptz: http}\n"
+        "        intrinsics: {width: 1280, height: 720, hfov_by_zoom: {1.0: 60.0}}\n"
+        "        reference_grid: {yaws: [-30, 0, 30], pitches: [0], zoom: 1.0}\n"
+        "      - {<<: *cam, id: cam-2}\n"
+    )
+    fleet = load_fleet(path)
+    assert [d.id for d in fleet.deployments[0].devices] == ["cam-1", "cam-2"]
+    assert fleet.deployments[0].devices[1].intrinsics.width == 1280
