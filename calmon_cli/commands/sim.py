@@ -91,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
             for ep in fleet.endpoints():
                 name = f"{ep['deployment']}/{ep['device']}"
                 print(f"  {name:<28} {ep['base_url']:<28} telemetry {ep['telemetry_topic']}")
+            print(
+                f"fleet control: {fleet.control_url}/cameras (faults and lighting of any camera, also while it is offline)"
+            )
             if args.write_devices:
                 path = fleet.write_devices_yaml(Path(args.write_devices))
                 print(f"devices.yaml written to {path}")
