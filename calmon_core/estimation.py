@@ -51,7 +51,7 @@ from calmon_core.rotation import (
     ypr_covariance,
 )
 
-ALGORITHM_VERSION = "calmon-est/1.3-sift-rootsift-rot2pt-focal-lk"
+ALGORITHM_VERSION = "calmon-est/1.4-sift-rootsift-rot2pt-focal-lk-level1280"  # level1280: features.DETECT_MAX_WIDTH
 AXES = ("yaw", "pitch", "roll")
 
 MIN_INLIERS = 30  # below this a frame is inconclusive
