@@ -30,7 +30,7 @@ from calmon_sim.slack_receiver import SlackReceiver
 # several seconds to generate and 100 MB in the fleet process, so devices share these five scenes,
 # each device looking at its own part of it (start_pose yaw).
 SCENE_SEEDS = (0, 1, 11, 12, 13)
-RESOLUTION = [640, 360]
+RESOLUTION = (640, 360)  # default; real PTZ cameras deliver 1920x1080 (--resolution)
 GRID = {"yaws": [-40, -10, 20, 50], "pitches": [-6, 6], "zoom": 1.0}
 THRESHOLD_DEG = 0.5
 WEBHOOK_ENV = "CALMON_BENCH_WEBHOOK"
@@ -46,8 +46,14 @@ def random_offset(rng: random.Random, breach: bool) -> tuple[float, float, float
     return small[0], small[1], small[2]
 
 
-def fleet_spec(devices: int, deployments: int, seed: int, breach_share: float = 0.3) -> dict:
-    """`devices` cameras over `deployments` sites, 640x360, synthetic scenes, passive mode,
+def fleet_spec(
+    devices: int,
+    deployments: int,
+    seed: int,
+    breach_share: float = 0.3,
+    resolution: tuple[int, int] = RESOLUTION,
+) -> dict:
+    """`devices` cameras over `deployments` sites at `resolution`, synthetic scenes, passive mode,
     a share of them with a hidden offset above the threshold."""
     rng = random.Random(seed)
     sites: list[dict] = [{"name": f"site-{i:02d}", "devices": []} for i in range(deployments)]
@@ -57,7 +63,7 @@ def fleet_spec(devices: int, deployments: int, seed: int, breach_share: float = 
             {
                 "id": f"cam-{i:03d}",
                 "scene": f"synthetic:{SCENE_SEEDS[i % len(SCENE_SEEDS)]}",
-                "resolution": RESOLUTION,
+                "resolution": list(resolution),
                 "hfov_by_zoom": {1.0: 60.0, 4.0: 15.0},
                 # inside the reference grid's coverage, each device of a scene at its own heading
                 "start_pose": {"yaw": float((i // len(SCENE_SEEDS)) * 13 % 70 - 30), "pitch": 0.0, "zoom": 1.0},
@@ -184,11 +190,12 @@ class BenchSite:
         root: Path | None = None,
         console_log_level: str = "WARNING",
         snapshot_retention_hours: float | None = None,
+        resolution: tuple[int, int] = RESOLUTION,
     ):
         self.keep = root is not None
         self.root = Path(root or tempfile.mkdtemp(prefix="calmon-bench-")).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.spec = fleet_spec(devices, deployments, seed)
+        self.spec = fleet_spec(devices, deployments, seed, resolution=resolution)
         self.broker = EmbeddedBroker().start()
         self.slack = SlackReceiver().start()
         self.fleet: FleetProcess | None = None

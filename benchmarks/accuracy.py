@@ -1,8 +1,8 @@
 """Accuracy of the offset estimator on rendered real scenes, against a textbook baseline.
 
 Per simulated lens (none = perfect pinhole, typical, strong: calmon_sim.fleet_spec.LENS_PRESETS;
-calmon is only told the datasheet's hfov) and equirectangular scene: a reference grid (1280x720,
-hfov 60, clean) with a short zoom sweep, then query frames at random reported poses inside the grid's cover, random true offsets (each angle
+calmon is only told the datasheet's hfov) and equirectangular scene: a reference grid (1280x720 or
+--resolution, hfov 60, clean) with a short zoom sweep, then query frames at random reported poses inside the grid's cover, random true offsets (each angle
 in [-3, 3] deg, with exact zeros and values near +-0.5), random zoom (hfov 15-60, rendered at fewer
 pixels when narrow so a pixel stays at least half a source pixel), at degradation levels 0, 1, 2.
 The same frames go through calmon and through the textbook baseline (SIFT + ratio test +
@@ -44,7 +44,7 @@ from calmon_core.estimation import ALGORITHM_VERSION, estimate_frame  # noqa: E4
 from calmon_core.features import build_reference_features, load_reference_map  # noqa: E402
 from calmon_sim.cases import QueryView, random_view, write_query, write_reference  # noqa: E402
 from calmon_sim.fleet_spec import LENS_PRESETS, SimLens  # noqa: E402
-from calmon_sim.scene import default_scenes_dir, load_scene  # noqa: E402
+from calmon_sim.scene import load_scene  # noqa: E402
 
 AXES = ("yaw", "pitch", "roll")
 YAWS = [-60.0, -20.0, 20.0, 60.0]
@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--levels", default="0,1,2")
     parser.add_argument("--lenses", default="none,typical,strong", help=f"of {', '.join(LENS_PRESETS)}")
     parser.add_argument("--sweep", default="1.4,2,2.8,4", help="the reference scan's zoom sweep ('' for none)")
+    parser.add_argument("--resolution", default="1280x720", help="frame size at zoom 1, WIDTHxHEIGHT")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--worst", type=int, default=0, help="list the N worst calmon frames")
@@ -217,10 +218,10 @@ def main() -> None:
 
         reference_map.refine_reference_rotations = lambda refmap, **_: {}
     cv2.setNumThreads(1)  # the speed target is per core
+    width, height = (int(x) for x in args.resolution.lower().split("x"))
     levels = [int(x) for x in args.levels.split(",")]
     lenses = args.lenses.split(",")
     sweep = [float(x) for x in args.sweep.split(",") if x]
-    scenes_dir = default_scenes_dir()
     methods = ["calmon"] + ([] if args.no_baseline else ["baseline"])
     results: dict[tuple[str, str, int], list[Outcome]] = {
         (ln, m, lv): [] for ln in lenses for m in methods for lv in levels
@@ -233,7 +234,7 @@ def main() -> None:
             lens = LENS_PRESETS[lens_name]
             rng = np.random.default_rng(args.seed)  # the same views for every lens
             for s_i, name in enumerate(args.scenes.split(",")):
-                scene = load_scene(str(scenes_dir / name))
+                scene = load_scene(name)  # a file of the scenes folder, or synthetic:<seed>
                 _run_case.scene = name
                 ref = write_reference(
                     Path(tmp) / f"{lens_name}-ref{s_i}",
@@ -243,11 +244,13 @@ def main() -> None:
                     rng=np.random.default_rng(s_i),
                     lens=lens,
                     zooms=sweep,
+                    width=width,
+                    height=height,
                 )
                 build_reference_features(ref)
                 _run_case.refmap = load_reference_map(ref)
                 calibration[lens_name] += [
-                    f"{name}: {line}" for line in _calibration_vs_truth(_run_case.refmap, lens, 1280, 720)
+                    f"{name}: {line}" for line in _calibration_vs_truth(_run_case.refmap, lens, width, height)
                 ]
                 if not args.no_baseline:
                     _run_case.baseline = TextbookBaseline(ref)
@@ -261,6 +264,8 @@ def main() -> None:
                         level=lv,
                         rng=np.random.default_rng(1000 * s_i + lv),
                         lens=lens,
+                        width=width,
+                        height=height,
                     )
                     cap = read_capture(q)
                     for i, view in enumerate(views + hard):
@@ -279,7 +284,7 @@ def main() -> None:
                 print(f"  lens {lens_name}, scene {name}: done at {time.time() - t0:.0f} s", flush=True)
     print(
         f"\ncalmon {ALGORITHM_VERSION}; {len(args.scenes.split(','))} scenes x {args.cases} "
-        f"query frames per lens and level; errors in degrees (abs), 1280x720 reference + zoom sweep "
+        f"query frames per lens and level; errors in degrees (abs), {width}x{height} reference + zoom sweep "
         f"{sweep}, hfov 15-60 queries; z = |error|/uncertainty (calmon)"
     )
     head = (

@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import calmon_assets.defs.checks.measure as measure_module  # noqa: E402
 import calmon_assets.defs.cpu_slots as cpu_slots_module  # noqa: E402
-from benchmarks._sim_site import THRESHOLD_DEG, BenchSite  # noqa: E402
+from benchmarks._sim_site import RESOLUTION, THRESHOLD_DEG, BenchSite  # noqa: E402
 from calmon_assets.defs.partitions import current_time_key  # noqa: E402
 from calmon_cli.scheduler import default_parallel_runs  # noqa: E402
 from resources.results_table import ResultsTable  # noqa: E402
@@ -420,6 +420,11 @@ def main() -> int:
     parser.add_argument(
         "--per-deployment", type=int, default=64, help="[schedule] max_concurrent_per_deployment of the simulated site"
     )
+    parser.add_argument(
+        "--resolution",
+        default="x".join(map(str, RESOLUTION)),
+        help="the simulated cameras' frame size WIDTHxHEIGHT (real PTZ cameras: 1920x1080)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--estimator-samples", type=int, default=10)
     parser.add_argument(
@@ -431,6 +436,10 @@ def main() -> int:
     parser.add_argument("--root", type=Path, help="keep the site's state here (default: a temp dir, removed)")
     args = parser.parse_args()
 
+    try:
+        width, height = (int(x) for x in args.resolution.lower().split("x"))
+    except ValueError:
+        parser.error(f"--resolution {args.resolution!r}: expected WIDTHxHEIGHT, e.g. 1920x1080")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     designs = [d.strip() for d in args.designs.split(",") if d.strip()]
     unknown = [d for d in designs if d not in DESIGNS]
@@ -439,7 +448,7 @@ def main() -> int:
     total = max([*sizes, args.throughput_devices])
     timeout = max(60.0, 4 * args.throughput_stabilize)
     print(
-        f"fleet cycle benchmark: up to {total} simulated devices (640x360, synthetic scenes) in "
+        f"fleet cycle benchmark: up to {total} simulated devices ({width}x{height}, synthetic scenes) in "
         f"{args.deployments} deployments (max_concurrent_per_deployment {args.per_deployment}), "
         f"stabilize_time {args.stabilize_time:g} s, "
         f"{os.cpu_count()} CPUs, load average before start {os.getloadavg()[0]:.2f}",
@@ -468,6 +477,7 @@ def main() -> int:
         timeout=timeout,
         per_deployment=args.per_deployment,
         root=args.root,
+        resolution=(width, height),
     ) as site:
         clock = RunClock(site.platform)
         started = time.monotonic()

@@ -130,9 +130,11 @@ def decode_image(
     expected: tuple[int, int] | None = None,
     grayscale: bool = False,
     at_most: tuple[int, int] | None = None,
+    reduced: int = 1,
 ) -> np.ndarray:
     """Decode JPEG/PNG bytes to BGR (or grey); a corrupt, truncated, oversized or other-sized image is an
-    error naming it. The size is read from the header and checked before decoding allocates."""
+    error naming it. The size is read from the header and checked before decoding allocates.
+    reduced (2, 4 or 8): decoded at that fraction of the size (a JPEG's DCT scaled: far cheaper)."""
     if not data:
         raise CaptureFormatError(f"{source}: empty image")
     size = image_size(data)
@@ -154,7 +156,11 @@ def decode_image(
             f"{source}: declares {width}x{height} pixels; a frame may have 1 to {MAX_IMAGE_PIXELS:,} (not decoded)"
         )
     array = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(array, cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR)
+    if reduced == 1:
+        flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
+    else:
+        flag = _REDUCED_FLAGS[(reduced, grayscale)]
+    image = cv2.imdecode(array, flag)
     if image is None:
         raise CaptureFormatError(f"{source}: cannot decode image (corrupt or not JPEG/PNG)")
     if data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
@@ -162,13 +168,24 @@ def decode_image(
     return image
 
 
-def load_frame_image(folder: str | Path, capture: Capture, index: int) -> np.ndarray:
+_REDUCED_FLAGS = {
+    (2, False): cv2.IMREAD_REDUCED_COLOR_2,
+    (4, False): cv2.IMREAD_REDUCED_COLOR_4,
+    (8, False): cv2.IMREAD_REDUCED_COLOR_8,
+    (2, True): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    (4, True): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    (8, True): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
+
+
+def load_frame_image(folder: str | Path, capture: Capture, index: int, reduced: int = 1) -> np.ndarray:
+    """Frame `index` of a capture, checked against its manifest size (reduced: see decode_image)."""
     folder = Path(folder)
     frame = capture.frames[index]
     path = resolve_image(folder, frame.image)
     if not path.is_file():
         raise CaptureFormatError(f"{folder / MANIFEST}: frames[{index}].image {frame.image!r} is missing")
-    return decode_image(path.read_bytes(), str(path), expected=(frame.width, frame.height))
+    return decode_image(path.read_bytes(), str(path), expected=(frame.width, frame.height), reduced=reduced)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 92) -> bytes:

@@ -32,6 +32,7 @@ from calmon_core.features import (
     build_reference_features,
     cached_features_dir,
     detect,
+    detection_scale,
     has_reference_features,
     load_reference_map,
     matching_descriptors,
@@ -50,7 +51,7 @@ from calmon_core.rotation import (
     ypr_covariance,
 )
 
-ALGORITHM_VERSION = "calmon-est/1.3-sift-rootsift-rot2pt-focal-lk"
+ALGORITHM_VERSION = "calmon-est/1.4-sift-rootsift-rot2pt-focal-lk-level1280"  # level1280: features.DETECT_MAX_WIDTH
 AXES = ("yaw", "pitch", "roll")
 
 MIN_INLIERS = 30  # below this a frame is inconclusive
@@ -157,13 +158,38 @@ def overlapping_reference_frames(
     return [i for _, i in sorted(found)][:MAX_REFERENCE_FRAMES]
 
 
+def seen_by(refmap: ReferenceMap, i: int, bearings: np.ndarray, margin_deg: float = OVERLAP_MARGIN_DEG) -> np.ndarray:
+    """Indices of the world bearings reference frame i's view holds, widened by margin_deg on every
+    side (the field from the frame's lens: a barrel lens sees further than its pinhole)."""
+    fr = refmap.frames[i]
+    w, h = fr.width, fr.height
+    edge = np.array(
+        [[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1], [0, h / 2], [w - 1, h / 2], [w / 2, 0], [w / 2, h - 1]]
+    )
+    rays = fr.lens.pixel_rays(edge)
+    half_x = math.atan(float(np.max(np.abs(rays[:, 0] / rays[:, 2])))) + math.radians(margin_deg)
+    half_y = math.atan(float(np.max(np.abs(rays[:, 1] / rays[:, 2])))) + math.radians(margin_deg)
+    cam = bearings @ fr.rotation  # world -> frame i's camera
+    z = np.maximum(cam[:, 2], 1e-9)
+    inside = (cam[:, 2] > 0) & (np.abs(cam[:, 0]) <= math.tan(min(half_x, 1.5)) * z)
+    inside &= np.abs(cam[:, 1]) <= math.tan(min(half_y, 1.5)) * z
+    return np.flatnonzero(inside)
+
+
 def gather_matches(
-    refmap: ReferenceMap, query_uv: np.ndarray, matcher: QueryMatcher, frames: list[int]
+    refmap: ReferenceMap,
+    query_uv: np.ndarray,
+    matcher: QueryMatcher,
+    frames: list[int],
+    query_bearings: np.ndarray | None = None,
 ) -> FrameMatches:
-    """Match against each reference frame, gate each pair with a MAGSAC homography, pool."""
+    """Match against each reference frame, gate each pair with a MAGSAC homography, pool.
+    query_bearings: the keypoints' world bearings under the reported pose; with them, only the
+    keypoints a reference frame can see (seen_by) are looked up in its index."""
     uq, bw, rf, ur = [], [], [], []
     for i in frames:
-        pairs = matcher.match(refmap.index(i))
+        subset = None if query_bearings is None else seen_by(refmap, i, query_bearings)
+        pairs = matcher.match(refmap.index(i), subset)
         if len(pairs) < 8:
             continue
         a = query_uv[pairs[:, 0]]
@@ -190,35 +216,29 @@ def _hull_fraction(uv: np.ndarray, width: int, height: int) -> float:
     return float(cv2.contourArea(hull)) / float(width * height)
 
 
-def warp_reference(
-    refmap: ReferenceMap,
-    i: int,
-    k_q: np.ndarray | Lens,
-    r_wc: np.ndarray,
-    width: int,
-    height: int,
-    query_rays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Reference frame i resampled into the query's geometry (pose r_wc, lens k_q: a Lens or a
-    pinhole matrix), and the mask of query pixels it covers. Pixel (u, v) of the result shows the
-    world bearing r_wc @ ray_q(u, v) under the reference map. query_rays: k_q's Lens.ray_grid(),
-    when the caller warps several frames into one query."""
-    ref = refmap.gray_image(i)
-    if ref is None:
-        return None
-    fr = refmap.frames[i]
-    lens_q = k_q if isinstance(k_q, Lens) else Lens.from_matrix(k_q, width, height)
+WARP_MAP_STEP_PX = 4  # frames wider than features.DETECT_MAX_WIDTH: warp maps exact on this grid
+
+
+def _warp_maps(
+    fr, lens_q: Lens, r_wc: np.ndarray, u: np.ndarray, v: np.ndarray, query_rays=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(map_x, map_y, valid) on the query pixel grid u (columns) x v (rows): where in reference
+    frame fr the query's pixel (u, v) looks, under pose r_wc and lens lens_q."""
     if lens_q.is_pinhole and fr.lens.is_pinhole:
         m = (fr.lens.matrix() @ fr.rotation.T @ r_wc @ np.linalg.inv(lens_q.matrix())).astype(np.float32)
-        u = np.arange(width, dtype=np.float32)[None, :]
-        v = np.arange(height, dtype=np.float32)[:, None]
-        x = m[0, 0] * u + m[0, 1] * v + m[0, 2]
-        y = m[1, 0] * u + m[1, 1] * v + m[1, 2]
-        z = m[2, 0] * u + m[2, 1] * v + m[2, 2]
+        uu, vv = u.astype(np.float32)[None, :], v.astype(np.float32)[:, None]
+        x = m[0, 0] * uu + m[0, 1] * vv + m[0, 2]
+        y = m[1, 0] * uu + m[1, 1] * vv + m[1, 2]
+        z = m[2, 0] * uu + m[2, 1] * vv + m[2, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             map_x, map_y = x / z, y / z
     else:
-        qx, qy, _ = query_rays if query_rays is not None else lens_q.ray_grid()
+        if query_rays is None:
+            gu, gv = np.meshgrid(u, v)
+            xy = lens_q.normalised(np.column_stack([gu.ravel(), gv.ravel()])).astype(np.float32)
+            qx, qy = xy[:, 0].reshape(gu.shape), xy[:, 1].reshape(gu.shape)
+        else:
+            qx, qy, _ = query_rays
         m = (fr.rotation.T @ r_wc).astype(np.float32)  # query camera -> reference camera
         x = m[0, 0] * qx + m[0, 1] * qy + m[0, 2]
         y = m[1, 0] * qx + m[1, 1] * qy + m[1, 2]
@@ -235,6 +255,54 @@ def warp_reference(
         # beyond the lens's calibrated field the polynomial folds back: keep to the image's radius
         r2_max = ((fr.width / 2) ** 2 + (fr.height / 2) ** 2) / rl.fx**2 * 1.5
         z = np.where(r2 < r2_max, z, -1.0)
+    return map_x.astype(np.float32), map_y.astype(np.float32), z.astype(np.float32)
+
+
+def _coarse_warp_maps(fr, lens_q: Lens, r_wc: np.ndarray, width: int, height: int, step: int):
+    """_warp_maps exact on a grid of `step` px (one sample beyond each edge) and bilinear in between
+    (cv2.resize on float maps: float weights): the maps are smooth, and at 1920x1080 computing them
+    per pixel cost more than the warp itself."""
+    nx, ny = -(-width // step), -(-height // step)
+    # coarse sample j sits where cv2.resize puts it: output pixel (j + 0.5) * step - 0.5, less one step
+    u = (np.arange(-1, nx + 1) + 0.5) * step - 0.5
+    v = (np.arange(-1, ny + 1) + 0.5) * step - 0.5
+    size = ((nx + 2) * step, (ny + 2) * step)
+    out = []
+    for coarse in _warp_maps(fr, lens_q, r_wc, u, v):
+        fine = cv2.resize(coarse, size, interpolation=cv2.INTER_LINEAR)
+        out.append(np.ascontiguousarray(fine[step : step + height, step : step + width]))
+    return tuple(out)
+
+
+def warp_reference(
+    refmap: ReferenceMap,
+    i: int,
+    k_q: np.ndarray | Lens,
+    r_wc: np.ndarray,
+    width: int,
+    height: int,
+    query_rays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Reference frame i resampled into the query's geometry (pose r_wc, lens k_q: a Lens or a
+    pinhole matrix), and the mask of query pixels it covers. Pixel (u, v) of the result shows the
+    world bearing r_wc @ ray_q(u, v) under the reference map. query_rays: k_q's Lens.ray_grid(),
+    when the caller warps several frames into one query (frames up to features.DETECT_MAX_WIDTH)."""
+    ref = refmap.gray_image(i)
+    if ref is None:
+        return None
+    fr = refmap.frames[i]
+    lens_q = k_q if isinstance(k_q, Lens) else Lens.from_matrix(k_q, width, height)
+    if detection_scale(width) > 1.0:
+        map_x, map_y, z = _coarse_warp_maps(fr, lens_q, r_wc, width, height, WARP_MAP_STEP_PX)
+    else:
+        map_x, map_y, z = _warp_maps(
+            fr,
+            lens_q,
+            r_wc,
+            np.arange(width),
+            np.arange(height),
+            None if lens_q.is_pinhole else query_rays or lens_q.ray_grid(),
+        )
     valid = (z > 0) & (map_x >= 0) & (map_y >= 0) & (map_x <= fr.width - 1) & (map_y <= fr.height - 1)
     map_x[~valid], map_y[~valid] = -1, -1
     warped = cv2.remap(ref, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
@@ -259,7 +327,7 @@ def photometric_correspondences(
     view under the feature estimate, and query corners are tracked into it (matching.py)."""
     h, w = gray.shape[:2]
     lens_q = k_q if isinstance(k_q, Lens) else Lens.from_matrix(k_q, w, h)
-    grid = None if lens_q.is_pinhole else lens_q.ray_grid()
+    grid = None if lens_q.is_pinhole or detection_scale(w) > 1.0 else lens_q.ray_grid()
     uvs, bearings = [], []
     for i in frames:
         warped = warp_reference(refmap, i, lens_q, r_wc, w, h, grid)
@@ -323,7 +391,7 @@ def estimate_frame(
         )
     matcher = QueryMatcher(matching_descriptors(feats, refmap.detector))
     candidates = overlapping_reference_frames(refmap, r_rep, k, w, h)
-    matches = gather_matches(refmap, feats.uv, matcher, candidates)
+    matches = gather_matches(refmap, feats.uv, matcher, candidates, lens.pixel_rays(feats.uv) @ r_rep.T)
     if len(matches.uv_query) < MIN_INLIERS and len(candidates) < len(refmap.frames):
         # global fallback: telemetry may be far off, or the reported view outside the grid
         matches = gather_matches(refmap, feats.uv, matcher, list(range(len(refmap.frames))))

@@ -29,11 +29,38 @@ FEATURES_DIR = "features"
 INDEX_FILE = "calmon_index.npz"
 INDEX_META = "calmon_index.json"
 COLMAP_DB = "database.db"
-FEATURES_VERSION = "calmon-features/3"  # + the photometric preprocessing, see features_version()
+FEATURES_VERSION = "calmon-features/4"  # + the photometric preprocessing, see features_version()
 
 # keypoint caps: enough for sub-0.001 deg fits, few enough to match in well under 0.5 s
 REFERENCE_NFEATURES = 8000
 QUERY_NFEATURES = 4000
+# Keypoints are detected on a pyramid level no wider than this, then scaled back to full-resolution
+# pixels (the lens and the intrinsics are the frame's): SIFT's cost grows with the pixels (its first
+# octave is the image upscaled 2x), while the precision comes from the photometric refinement at full
+# resolution (estimation.photometric_correspondences). Frames this wide or narrower are detected as
+# they are.
+DETECT_MAX_WIDTH = 1280
+
+
+def detection_scale(width: int) -> float:
+    """Full-resolution pixels per pixel of the level features are detected on (1.0: full size)."""
+    return max(1.0, width / DETECT_MAX_WIDTH)
+
+
+def detection_level(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The grey image at the detection level (area-averaged) and its (x, y) scale: full-resolution
+    pixels per level pixel along each axis (the rounded level size may not keep the aspect exactly)."""
+    h, w = gray.shape[:2]
+    scale = detection_scale(w)
+    if scale == 1.0:
+        return gray, np.ones(2)
+    size = (round(w / scale), round(h / scale))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), np.array([w / size[0], h / size[1]])
+
+
+def to_full_resolution(uv: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Pixels of a level (detection_level's scale) back to full resolution (pixel-centre convention)."""
+    return uv if np.all(scale == 1.0) else (uv + 0.5) * scale - 0.5
 
 
 @dataclass
@@ -75,14 +102,18 @@ def detect(
     image: np.ndarray, detector: str = "sift", nfeatures: int = QUERY_NFEATURES, mask: np.ndarray | None = None
 ) -> FeatureSet:
     """Detect and describe keypoints on a BGR or gray image (after illumination-invariant
-    preprocessing, the same for references and queries)."""
-    gray = photometry.prepare(to_gray(image), photometry.METHOD)
+    preprocessing, the same for references and queries), on its detection level; uv and scale are
+    in the full image's pixels."""
+    level, factor = detection_level(to_gray(image))
+    if mask is not None and np.any(factor != 1.0):
+        mask = cv2.resize(mask, level.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    gray = photometry.prepare(level, photometry.METHOD)
     kps, desc = _detector(detector, nfeatures).detectAndCompute(gray, mask)
     if desc is None or not kps:
         d = 128 if detector == "sift" else 61 if detector == "akaze" else 32
         return FeatureSet(np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros((0, d), np.uint8))
-    uv = np.array([k.pt for k in kps], dtype=np.float64)
-    scale = np.array([k.size for k in kps], dtype=np.float64)
+    uv = to_full_resolution(np.array([k.pt for k in kps], dtype=np.float64), factor)
+    scale = np.array([k.size for k in kps], dtype=np.float64) * factor[0]
     angle = np.array([k.angle for k in kps], dtype=np.float64)
     if detector == "sift":
         desc = np.clip(np.round(desc), 0, 255).astype(np.uint8)  # OpenCV SIFT values are integers
@@ -247,7 +278,7 @@ def build_reference_features(
     }
     # parallel runs may build the same reference: private temp names, atomic moves, meta last
     tmp = out / f"{INDEX_FILE}.{os.getpid()}.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
+    np.savez(tmp, **arrays)  # uncompressed: every check loads it, and inflating cost more than the read
     tmp.replace(out / INDEX_FILE)
     colmap_db.write_database(out / COLMAP_DB, refmap)
     summary = {

@@ -47,19 +47,25 @@ class QueryMatcher:
         self.index = DescriptorIndex(query_desc)
         self.ratio = ratio
 
-    def match(self, reference: DescriptorIndex | np.ndarray) -> np.ndarray:
-        """(M, 2) index pairs (query index, reference index) passing ratio and mutual checks."""
+    def match(self, reference: DescriptorIndex | np.ndarray, subset: np.ndarray | None = None) -> np.ndarray:
+        """(M, 2) index pairs (query index, reference index) passing ratio and mutual checks.
+        subset: the query keypoints that can be in the reference image at all (indices); the others
+        are not looked up, which leaves the pairs of those that are as they were (the ratio test
+        is among reference neighbours, the mutual check against every query keypoint)."""
         if not isinstance(reference, DescriptorIndex):
             reference = DescriptorIndex(reference)
-        if len(self.index) < 2 or len(reference) < 2:
+        if len(self.index) < 2 or len(reference) < 2 or (subset is not None and len(subset) == 0):
             return np.zeros((0, 2), np.int64)
-        fwd = reference.knn(self.index.descriptors, 2)
+        queries = self.index.descriptors if subset is None else self.index.descriptors[subset]
+        fwd = reference.knn(queries, 2)
         pairs = [
             (m[0].queryIdx, m[0].trainIdx) for m in fwd if len(m) == 2 and m[0].distance < self.ratio * m[1].distance
         ]
         if not pairs:
             return np.zeros((0, 2), np.int64)
         pairs_arr = np.array(pairs, np.int64)
+        if subset is not None:
+            pairs_arr[:, 0] = np.asarray(subset, np.int64)[pairs_arr[:, 0]]
         # mutual check: each matched reference descriptor's nearest query descriptor is the same
         back = self.index.knn(reference.descriptors[pairs_arr[:, 1]], 1)
         nearest = np.array([b[0].trainIdx if b else -1 for b in back])
@@ -71,12 +77,19 @@ def flow_correspondences(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel correspondences between a query image and a reference image already warped into
     the query's geometry (so displacements are small): corners of the query tracked with pyramidal
-    Lucas-Kanade, kept when tracking back lands within fb_max_px. Returns (query uv, warped uv)."""
+    Lucas-Kanade, kept when tracking back lands within fb_max_px. Returns (query uv, warped uv).
+    The corners are picked on the detection level (features.detection_level: any well-textured
+    point tracks as well as the corner itself), the tracking runs at full resolution."""
+    from calmon_core.features import detection_level, to_full_resolution
+
     mask = cv2.erode(valid.astype(np.uint8), np.ones((31, 31), np.uint8))
-    corners = cv2.goodFeaturesToTrack(query_gray, max_points, 0.01, 7, mask=mask, blockSize=7)
+    level, scale = detection_level(query_gray)
+    if level is not query_gray:
+        mask = cv2.resize(mask, level.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    corners = cv2.goodFeaturesToTrack(level, max_points, 0.01, 7, mask=mask, blockSize=7)
     if corners is None or len(corners) < 10:
         return np.zeros((0, 2)), np.zeros((0, 2))
-    p0 = corners.astype(np.float32)
+    p0 = to_full_resolution(corners.reshape(-1, 2).astype(np.float64), scale).astype(np.float32).reshape(-1, 1, 2)
     params = {
         "winSize": (21, 21),
         "maxLevel": 2,

@@ -63,9 +63,14 @@ def check_results(
     ]
 
 
-def _trend(results_table, row: CalibrationResult, limit: int = 48) -> bytes | None:
-    history = results_table.history(row.device_id, limit=limit)
-    history = [r for r in history if r.check_partition != row.check_partition] + [row]
+TREND_ROWS = 48
+
+
+def _trend(history: list[CalibrationResult], row: CalibrationResult) -> bytes | None:
+    """The offsets of the device's last TREND_ROWS checks, this one included (history: its rows
+    before this check, oldest first)."""
+    earlier = [r for r in history if r.check_partition != row.check_partition]
+    history = [*earlier[-(TREND_ROWS - 1) :], row]
     history.sort(key=lambda r: r.timestamp)
     return offset_trend_png(
         [r.timestamp for r in history],
@@ -80,7 +85,11 @@ def _degrees(value: float | None) -> float:
     return value if value is not None else float("nan")
 
 
-def result_metadata(row: CalibrationResult, measurement: Measurement, results_table, log) -> dict[str, Any]:
+def result_metadata(
+    row: CalibrationResult, measurement: Measurement, history: list[CalibrationResult], log
+) -> dict[str, Any]:
+    """The check's metadata; history: the device's rows read before this check's row was written,
+    oldest first (the ones its forecast was fitted on)."""
     metadata: dict[str, Any] = {
         "status": CheckStatus(row.status).value,
         "success": row.success,
@@ -99,7 +108,7 @@ def result_metadata(row: CalibrationResult, measurement: Measurement, results_ta
     if measurement.diagnostic_png:
         metadata["diagnostic"] = image_md(thumbnail_png(measurement.diagnostic_png, 1000), "matches and view outlines")
     try:
-        trend = _trend(results_table, row)
+        trend = _trend(history, row)
         if trend:
             metadata["trend"] = image_md(trend, "offset trend", "image/png")
     except Exception as exc:  # the plot is a convenience; the row is already written

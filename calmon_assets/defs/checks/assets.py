@@ -137,6 +137,6 @@ def calibration_offsets(
     row = row.model_copy(update=forecast_columns(row, history, settings.alerts))
     table.write([row])
     return dg.MaterializeResult(
-        metadata=result_metadata(row, measurement, table, context.log),
+        metadata=result_metadata(row, measurement, history, context.log),
         check_results=check_results(row, measurement.reference_age_days, settings.schedule.reference_max_age_days),
     )
