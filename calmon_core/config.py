@@ -189,6 +189,22 @@ class ExecutionSettings(BaseModel):
     executor: Literal["in_process", "multiprocess", "k8s"] = "in_process"
 
 
+class CorrectionSettings(BaseModel):
+    # A retained MQTT message per device with its current correction (calmon_core.corrections),
+    # published on its deployment's broker after each conclusive check; unset: none is published.
+    # May name {deployment} and {device}, e.g. calmon/{deployment}/{device}/correction.
+    mqtt_topic: str | None = None
+
+    @field_validator("mqtt_topic")
+    @classmethod
+    def _usable_topic(cls, value: str | None) -> str | None:
+        from calmon_core.corrections import topic_problem
+
+        if value is not None and (problem := topic_problem(value)):
+            raise ValueError(problem)
+        return value
+
+
 class Settings(BaseModel):
     aws: AwsSettings = AwsSettings()
     storage: StorageSettings = StorageSettings()
@@ -199,6 +215,7 @@ class Settings(BaseModel):
     schedule: ScheduleSettings = ScheduleSettings()
     alerts: AlertPolicySettings = AlertPolicySettings()
     execution: ExecutionSettings = ExecutionSettings()
+    corrections: CorrectionSettings = CorrectionSettings()
 
 
 def parse_stops(text: str) -> list[tuple[float, float, float]]:

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             cycles = [current_time_key(now - timedelta(hours=1)), current_time_key(now)]
             truths = _check_cycles(platform, fleet, cycles, args.workers)
             _print_results(platform, cycles[-1], truths)
+            _print_fleet_view(platform, root, config_dir)
     if receiver:
         print(f"\nlocal Slack receiver got {len(receiver.messages)} message(s)")
         receiver.stop()
@@ -145,6 +146,27 @@ def run(args: argparse.Namespace) -> int:
         f"Browse it: DAGSTER_HOME={root / 'dagster_home'} calmon dev --config {config_dir}"
     )
     return 0
+
+
+def _print_fleet_view(platform, root: Path, config_dir: Path) -> None:
+    """The fleet_health asset refreshed (what the daemon does after a cycle), where to open it, and
+    the daily digest as the slack_digest sensor would post it."""
+    _print("fleet view (the fleet_health asset in the Dagster UI)")
+    try:
+        metadata = platform.refresh_fleet_health()
+    except RuntimeError as exc:
+        print(f"  {exc}")
+        return
+    counts = ", ".join(
+        f"{metadata[key].value} {key.removeprefix('devices_').replace('_', ' ')}"
+        for key in ("devices_in_breach", "devices_failing", "devices_inconclusive", "devices_ok")
+    )
+    print(f"  {metadata['devices'].value} devices: {counts}")
+    print(f"  open it: DAGSTER_HOME={root / 'dagster_home'} calmon dev --config {config_dir}")
+    print("  then http://127.0.0.1:3000/assets/fleet_health (table, heat map, worst devices' trends)")
+    print("  and http://127.0.0.1:3000/assets/calibration_offsets?view=partitions (every check, per device)")
+    _print("daily digest (what the slack_digest sensor posts at [alerts] digest_hour)")
+    print("  " + str(metadata["digest"].value).replace("\n", "\n  "))
 
 
 def _drift_plan(fleet) -> dict[str, tuple[float, float, float]]:
