@@ -38,20 +38,29 @@ class Page:
     path: str
     # text that is on the page once it has rendered (the JS app draws it after its GraphQL answers)
     ready_text: str
+    # what the engineer clicks next (the last element with exactly this text), then its ready text
+    click: tuple[str, str] | None = None
+    full_page: bool = True  # grow the window to the page's height (not for virtualized long lists)
 
 
 def pages(breached_partition: str) -> list[Page]:
     from urllib.parse import quote
 
+    check = (
+        f"/assets/calibration_offsets?view=checks&checkDetail=within_threshold&partition={quote(breached_partition)}"
+    )
     return [
         Page("fleet_view", "/assets/fleet_health", "devices_in_breach"),
-        Page("offsets_partitions", "/assets/calibration_offsets?view=partitions", "Partitions Selected"),
+        # pictures in metadata open in a dialog: Dagster shows markdown over 1000 characters behind a link
+        Page("fleet_heat_map", "/assets/fleet_health", "devices_in_breach", ("[Show Markdown]", "heat_map"), False),
         Page(
-            "breached_check",
-            "/assets/calibration_offsets?view=checks&checkDetail=within_threshold"
-            f"&partition={quote(breached_partition)}",
-            BREACHED,
+            "offsets_partitions",
+            f"/assets/calibration_offsets?view=partitions&partition={quote(breached_partition)}",
+            "Partitions Selected",
+            full_page=False,
         ),
+        Page("breached_check", check, f"{BREACHED} at"),
+        Page("breached_check_partitions", check, f"{BREACHED} at", ("Partitions", "Failed"), False),
     ]
 
 
@@ -142,18 +151,24 @@ def visit(driver, base_url: str, page: Page, out_dir: Path, timeout: float = 90)
         raise TimeoutError(
             f"{page.path}: no {page.ready_text!r} after {timeout:.0f}s; the page shows:\n{text}"
         ) from None
-    # spinners of the app's later queries (metadata, check history) come after the first text
-    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "[class*='Spinner'], [role='progressbar']"))
-    time.sleep(1.0)  # the last React commit paints after the DOM has its text
-    # the full page, not only the window: the fleet table and pictures run below the fold
-    height = driver.execute_script("return Math.max(document.body.scrollHeight, window.innerHeight)")
-    scrolled = driver.execute_script(
-        "let m = 0; for (const e of document.querySelectorAll('*')) {"
-        " if (e.scrollHeight > e.clientHeight + 10 && getComputedStyle(e).overflowY.match(/auto|scroll/))"
-        " m = Math.max(m, e.scrollHeight); } return m;"
-    )
-    driver.set_window_size(WINDOW[0], min(max(WINDOW[1], height, scrolled + 200), 6000))
-    time.sleep(1.0)
+    _settled(driver, wait)
+    if page.click:
+        label, then = page.click
+        target = driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{label}']")
+        if not target:
+            raise TimeoutError(f"{page.path}: nothing labelled {label!r} to click")
+        target[0 if label.startswith("[") else -1].click()
+        wait.until(lambda d: then in d.find_element(By.TAG_NAME, "body").text)
+        _settled(driver, wait)
+    if page.full_page:
+        # the full page, not only the window: the fleet table and pictures run below the fold
+        height = driver.execute_script(
+            "let m = document.body.scrollHeight; for (const e of document.querySelectorAll('*')) {"
+            " if (e.scrollHeight > e.clientHeight + 10 && getComputedStyle(e).overflowY.match(/auto|scroll/))"
+            " m = Math.max(m, e.scrollHeight + 200); } return m;"
+        )
+        driver.set_window_size(WINDOW[0], min(max(WINDOW[1], height), 4000))
+        time.sleep(1.0)
     out_dir.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(out_dir / f"{page.name}.png"))
     text = driver.find_element(By.TAG_NAME, "body").text
@@ -161,15 +176,36 @@ def visit(driver, base_url: str, page: Page, out_dir: Path, timeout: float = 90)
     return text
 
 
-def _dismiss_welcome(driver) -> None:
-    """Dagster's first-visit "Join the Dagster community" dialog covers the page until skipped."""
+def _settled(driver, wait) -> None:
+    """Wait out the app's later queries (metadata, check history, partition statuses): their
+    spinners and "Loading ..." placeholders come after the page's first text."""
     from selenium.webdriver.common.by import By
 
-    deadline = time.monotonic() + 10
+    def quiet(d) -> bool:
+        if d.find_elements(By.CSS_SELECTOR, "[class*='Spinner'], [role='progressbar']"):
+            return False
+        return "Loading" not in d.find_element(By.TAG_NAME, "body").text
+
+    wait.until(quiet)
+    time.sleep(1.0)  # the last React commit paints after the DOM has its text
+
+
+_WELCOMED: set[int] = set()
+
+
+def _dismiss_welcome(driver) -> None:
+    """Dagster's first-visit "Join the Dagster community" dialog covers the page until skipped
+    (once per browser: skipping is remembered in its local storage)."""
+    from selenium.webdriver.common.by import By
+
+    if id(driver) in _WELCOMED:
+        return
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         for button in driver.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):
             if button.is_displayed():
                 button.click()
+                _WELCOMED.add(id(driver))
                 return
         time.sleep(0.5)
 
@@ -248,9 +284,12 @@ def simulated_site(root: Path, cycles: int = 3):
                     raise RuntimeError(f"reference scans failed: {failed}")
                 now = datetime.now(UTC)
                 keys = [current_time_key(now - timedelta(hours=h)) for h in range(cycles - 1, -1, -1)]
+                others = [d for d in fleet.cameras if d != BREACHED]
                 for number, key in enumerate(keys):
                     fleet.cameras["cam-drift"].set_true_offset(0.2 + 0.1 * number, 0.0, 0.0)
-                    platform.run_check_cycle(key)
+                    # the breached camera last: a check's overview shows its latest execution
+                    platform.run_check_cycle(key, device_ids=others)
+                    platform.run_check_cycle(key, device_ids=[BREACHED])
                     platform.send_alerts()
                 platform.refresh_fleet_health()
                 yield config_dir, home, keys

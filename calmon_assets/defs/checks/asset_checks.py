@@ -112,9 +112,9 @@ def check_results(
 def _trend(results_table, row: CalibrationResult, limit: int = 48) -> bytes | None:
     history = results_table.history(row.device_id, limit=limit)
     history = [r for r in history if r.check_partition != row.check_partition] + [row]
-    history.sort(key=lambda r: r.timestamp)
+    history.sort(key=lambda r: r.check_time())
     return offset_trend_png(
-        [r.timestamp for r in history],
+        [r.check_time() for r in history],
         {a: [getattr(r, f"{a}_offset") for r in history] for a in ("yaw", "pitch", "roll")},
         row.threshold_deg,
         f"{row.deployment_name}/{row.device_id}: last {len(history)} checks",
