@@ -104,7 +104,7 @@ def offset_trend_png(
     ax.set_ylabel("offset (deg, true − reported)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="best")  # where it hides the fewest points
     # dates once, then hours (UTC): the default formatter writes every tick out, down to seconds
     import matplotlib.dates as mdates
 

@@ -212,8 +212,15 @@ def _dismiss_welcome(driver) -> None:
 
 def screenshot_ui(config_dir: Path, dagster_home: Path, out_dir: Path, breached_partition: str) -> dict[str, str]:
     """Every page's visible text, by page name; the PNGs in out_dir."""
+    started = time.monotonic()
+    texts = {}
     with webserver(config_dir, dagster_home) as url, headless_chromium() as driver:
-        return {page.name: visit(driver, url, page, out_dir) for page in pages(breached_partition)}
+        print(f"webserver up after {time.monotonic() - started:.0f} s", flush=True)
+        for page in pages(breached_partition):
+            begun = time.monotonic()
+            texts[page.name] = visit(driver, url, page, out_dir)
+            print(f"{page.name}: rendered in {time.monotonic() - begun:.0f} s", flush=True)
+    return texts
 
 
 # --------------------------------------------------------------------------- the simulated site

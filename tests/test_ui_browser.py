@@ -103,6 +103,7 @@ def test_each_conclusive_check_leaves_the_current_correction_retained_on_the_bro
     assert correction["reference_gauge"] == reference.asset_materialization.metadata["gauge_id"].value
 
 
+@pytest.mark.timeout(1200)  # the webserver's start and five pages on a loaded machine: minutes
 def test_the_ui_in_a_real_browser_shows_the_fleet_and_the_breach(site, tmp_path):
     if reason := browser_missing():
         pytest.skip(reason)

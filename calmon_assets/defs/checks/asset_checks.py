@@ -131,9 +131,9 @@ def result_metadata(row: CalibrationResult, measurement: Measurement, results_ta
         "check_time": row.check_partition,
         # text, not numbers: Dagster plots numeric metadata of all partitions as one line, which for
         # device x time joins every device's offsets into one zigzag (the trend picture is per device)
-        "yaw_offset": reading(row.yaw_offset, "°"),
-        "pitch_offset": reading(row.pitch_offset, "°"),
-        "roll_offset": reading(row.roll_offset, "°"),
+        "yaw_offset": reading(row.yaw_offset, "°", signed=True),
+        "pitch_offset": reading(row.pitch_offset, "°", signed=True),
+        "roll_offset": reading(row.roll_offset, "°", signed=True),
         "offsets_deg": dg.MetadataValue.json(row.offsets()),
         "uncertainty_deg": dg.MetadataValue.json(row.uncertainties()),
         "inliers": reading(row.inliers, "", 0),

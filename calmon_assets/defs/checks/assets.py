@@ -147,8 +147,9 @@ def calibration_offsets(
     metadata = result_metadata(row, measurement, table, context.log)
     # a backfill re-estimates old checks: the current correction is the next scheduled check's to post
     if settings.corrections.mqtt_topic and row.status in CONCLUSIVE and BACKFILL_TAG not in context.run.tags:
-        gauge_id = (measurement.estimate or {}).get("gauge_id")
-        metadata["correction"] = publish_correction(config, row, history, gauge_id, kubectl, mqtt, context.log)
+        metadata["correction"] = publish_correction(
+            config, row, history, measurement.gauge_id, kubectl, mqtt, context.log
+        )
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=check_results(row, measurement.reference_age_days, settings.schedule.reference_max_age_days),
