@@ -391,6 +391,7 @@ def local_site_settings(
     snapshot_retention_hours: float | None = None,
     written_by: str = "calmon",
     alert_policy: str | None = None,
+    start_date: str | None = None,
 ) -> str:
     """calibration_monitoring.ini for a self-contained site under `root`: object store (or an
     S3-compatible endpoint), SQLite Iceberg catalog and capture work folder all inside it. What the
@@ -411,8 +412,13 @@ def local_site_settings(
         f"[capture]\nstabilize_time = {stabilize_time}\ntimeout = {timeout}\n"
         f"reference_stabilize_time = {reference_stabilize_time}\nworkdir = {root}/work\n"
     )
+    schedule = []
     if max_concurrent_per_deployment is not None:
-        text += f"\n[schedule]\nmax_concurrent_per_deployment = {max_concurrent_per_deployment}\n"
+        schedule.append(f"max_concurrent_per_deployment = {max_concurrent_per_deployment}")
+    if start_date is not None:  # the day the site's checks begin: no "missing" partitions before it
+        schedule.append(f"start_date = {start_date}")
+    if schedule:
+        text += "\n[schedule]\n" + "\n".join(schedule) + "\n"
     if alert_policy is not None:
         text += f"\n[alerts]\npolicy = {alert_policy}\n"
     return text

@@ -250,9 +250,17 @@ FLEET = {
 
 
 @contextmanager
-def simulated_site(root: Path, cycles: int = 3):
+def simulated_site(root: Path, cycles: int = 3, start_date: str | None = None):
     """A site whose references were collected and which ran `cycles` hourly checks (the last one
-    now), the fleet view refreshed; yields (config_dir, dagster_home, time keys of the cycles)."""
+    now), the fleet view refreshed; yields (config_dir, dagster_home, time keys of the cycles).
+
+    start_date: the partitions' first day; only where calmon_assets is not imported yet (it loads
+    its partitions from $CALMON_CONFIG_DIR once), else the embedded default."""
+    config_dir = root / "configs"
+    if start_date is not None:
+        if "calmon_assets.defs.partitions" in sys.modules:
+            raise RuntimeError("start_date must be chosen before calmon_assets is imported")
+        os.environ["CALMON_CONFIG_DIR"] = str(config_dir)
     from calmon_assets.defs.partitions import current_time_key
     from calmon_cli.platform import Platform
     from calmon_core.config import local_site_settings
@@ -271,7 +279,6 @@ def simulated_site(root: Path, cycles: int = 3):
             with fleet:
                 for name, value in fleet.camera_secrets().items():
                     os.environ[name] = value
-                config_dir = root / "configs"
                 config_dir.mkdir(exist_ok=True)
                 fleet.write_devices_yaml(config_dir / "devices.yaml")
                 ini = local_site_settings(
@@ -281,6 +288,7 @@ def simulated_site(root: Path, cycles: int = 3):
                     timeout=20,
                     reference_stabilize_time=0.5,
                     written_by="scripts/ui_screenshots.py",
+                    start_date=start_date,
                 )
                 (config_dir / "calibration_monitoring.ini").write_text(ini)
                 platform = Platform(str(config_dir), home=str(home))
@@ -320,13 +328,16 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.workdir).resolve() if args.workdir else Path(tmp)
         if args.reuse:
             os.environ["CALMON_UI_WEBHOOK"] = "http://127.0.0.1:9/unused"
+            os.environ["CALMON_CONFIG_DIR"] = str(root / "configs")
             from calmon_assets.defs.partitions import current_time_key
 
             texts = screenshot_ui(
                 root / "configs", root / "dagster_home", out, f"{BREACHED}|{current_time_key(datetime.now(UTC))}"
             )
         else:
-            with simulated_site(root) as (config_dir, home, keys):
+            # partitions from yesterday: the UI as a site that started monitoring recently sees it
+            yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+            with simulated_site(root, start_date=yesterday) as (config_dir, home, keys):
                 texts = screenshot_ui(config_dir, home, out, f"{BREACHED}|{keys[-1]}")
     for name in texts:
         print(f"{name}: {out / (name + '.png')}")

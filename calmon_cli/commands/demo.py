@@ -50,12 +50,12 @@ def _local_slack():
     return receiver
 
 
-def _write_site(fleet, root: Path, stabilize_time: float) -> Path:
+def _write_site(fleet, root: Path, stabilize_time: float, start_date: str) -> Path:
     config_dir = root / "configs"
     config_dir.mkdir(parents=True)
     fleet.write_devices_yaml(config_dir / "devices.yaml")
     (config_dir / "calibration_monitoring.ini").write_text(
-        local_site_settings(root, stabilize_time=stabilize_time, written_by="`calmon demo`")
+        local_site_settings(root, stabilize_time=stabilize_time, written_by="`calmon demo`", start_date=start_date)
     )
     for device_id, cam in fleet.cameras.items():
         truth = cam.truth()["true_offset"]
@@ -110,9 +110,6 @@ def _print_results(platform, time_key: str, truths: dict[str, dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calmon_assets.defs.partitions import current_time_key
-    from calmon_cli.output import progress_printer
-    from calmon_cli.platform import Platform
     from calmon_sim.broker import EmbeddedBroker
     from calmon_sim.fleet import SimFleet
 
@@ -125,7 +122,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"MQTT broker: {broker.kind} on {broker.host}:{broker.port}")
         fleet = SimFleet.from_file(args.fleet, broker_host=broker.host, broker_port=broker.port)
         with fleet:
-            config_dir = _write_site(fleet, root, args.stabilize_time)
+            # the demo's partitions begin yesterday: from an older start date the UI would greet the
+            # user with thousands of "missing" checks. The code location reads them from
+            # $CALMON_CONFIG_DIR when it is first imported, which is below.
+            start_date = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+            config_dir = _write_site(fleet, root, args.stabilize_time, start_date)
+            os.environ["CALMON_CONFIG_DIR"] = str(config_dir)
+            from calmon_assets.defs.partitions import current_time_key
+            from calmon_cli.output import progress_printer
+            from calmon_cli.platform import Platform
+
             platform = Platform(str(config_dir), home=str(root / "dagster_home"))
             _print("1. reference scans")
             print("(taken on freshly calibrated cameras; the hidden offsets above appear afterwards)")
