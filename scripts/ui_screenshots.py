@@ -261,8 +261,6 @@ def simulated_site(root: Path, cycles: int = 3, start_date: str | None = None):
         if "calmon_assets.defs.partitions" in sys.modules:
             raise RuntimeError("start_date must be chosen before calmon_assets is imported")
         os.environ["CALMON_CONFIG_DIR"] = str(config_dir)
-    from calmon_assets.defs.partitions import current_time_key
-    from calmon_cli.platform import Platform
     from calmon_core.config import local_site_settings
     from calmon_sim.broker import EmbeddedBroker
     from calmon_sim.fleet import SimFleet
@@ -291,6 +289,10 @@ def simulated_site(root: Path, cycles: int = 3, start_date: str | None = None):
                     start_date=start_date,
                 )
                 (config_dir / "calibration_monitoring.ini").write_text(ini)
+                # after the ini exists: the code location reads its partitions once, at import
+                from calmon_assets.defs.partitions import current_time_key
+                from calmon_cli.platform import Platform
+
                 platform = Platform(str(config_dir), home=str(home))
                 with fleet.calibrated():
                     refs = platform.collect_references()
