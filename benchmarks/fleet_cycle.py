@@ -194,8 +194,10 @@ def step_durations(instance, run_id: str) -> tuple[dict[str, float], float | Non
         elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
             steps[record.step_key] = record.timestamp - starts.get(record.step_key, record.timestamp)
         elif record.step_key == "query_capture":
-            value = event.event_specific_data.materialization.metadata.get("waited_seconds")
-            waited = float(value.value) if value is not None else None
+            # text like "12.3 s" (calmon_assets.defs.metadata.reading), "n/a" when not measured
+            value = event.event_specific_data.materialization.metadata.get("waited")
+            text = str(value.value).split()[0] if value is not None else "n/a"
+            waited = float(text) if text != "n/a" else None
     return steps, waited
 
 

@@ -16,6 +16,7 @@ from calmon_assets.defs.devices.sync import sync_devices
 from calmon_assets.defs.partitions import check_partition_key
 from calmon_assets.defs.runs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG, REBASE_TAG, REGIME_TAG
 from calmon_cli.instance import open_instance
+from calmon_cli.job_origins import record_runs_as_code_location_runs
 from calmon_cli.options import UsageError
 from calmon_cli.scheduler import default_parallel_runs, import_what_runs_need, run_in_threads
 from calmon_core.alerts import AlertPolicy
@@ -59,6 +60,7 @@ class Platform:
         self.config_dir = config_dir
         self.config = load_config(config_dir)
         self.instance = instance or open_instance(self.config.settings, home)
+        record_runs_as_code_location_runs(self.instance)
         self.defs = build_definitions(config_dir, self.config.settings)
         self.resources = self.defs.resources or {}
         # Dagster's console logger prints every event at DEBUG; the event log (and the UI) keep them

@@ -216,6 +216,22 @@ class ExecutionSettings(BaseModel):
     executor: Literal["in_process", "multiprocess", "k8s"] = "in_process"
 
 
+class CorrectionSettings(BaseModel):
+    # A retained MQTT message per device with its current correction (calmon_core.corrections),
+    # published on its deployment's broker after each conclusive check; unset: none is published.
+    # May name {deployment} and {device}, e.g. calmon/{deployment}/{device}/correction.
+    mqtt_topic: str | None = None
+
+    @field_validator("mqtt_topic")
+    @classmethod
+    def _usable_topic(cls, value: str | None) -> str | None:
+        from calmon_core.corrections import topic_problem
+
+        if value is not None and (problem := topic_problem(value)):
+            raise ValueError(problem)
+        return value
+
+
 class Settings(BaseModel):
     aws: AwsSettings = AwsSettings()
     storage: StorageSettings = StorageSettings()
@@ -226,6 +242,7 @@ class Settings(BaseModel):
     schedule: ScheduleSettings = ScheduleSettings()
     alerts: AlertPolicySettings = AlertPolicySettings()
     execution: ExecutionSettings = ExecutionSettings()
+    corrections: CorrectionSettings = CorrectionSettings()
 
 
 def parse_stops(text: str) -> list[tuple[float, float, float]]:
@@ -401,6 +418,7 @@ def local_site_settings(
     snapshot_retention_hours: float | None = None,
     written_by: str = "calmon",
     alert_policy: str | None = None,
+    start_date: str | None = None,
 ) -> str:
     """calibration_monitoring.ini for a self-contained site under `root`: object store (or an
     S3-compatible endpoint), SQLite Iceberg catalog and capture work folder all inside it. What the
@@ -421,8 +439,13 @@ def local_site_settings(
         f"[capture]\nstabilize_time = {stabilize_time}\ntimeout = {timeout}\n"
         f"reference_stabilize_time = {reference_stabilize_time}\nworkdir = {root}/work\n"
     )
+    schedule = []
     if max_concurrent_per_deployment is not None:
-        text += f"\n[schedule]\nmax_concurrent_per_deployment = {max_concurrent_per_deployment}\n"
+        schedule.append(f"max_concurrent_per_deployment = {max_concurrent_per_deployment}")
+    if start_date is not None:  # the day the site's checks begin: no "missing" partitions before it
+        schedule.append(f"start_date = {start_date}")
+    if schedule:
+        text += "\n[schedule]\n" + "\n".join(schedule) + "\n"
     if alert_policy is not None:
         text += f"\n[alerts]\npolicy = {alert_policy}\n"
     return text

@@ -228,6 +228,16 @@ class CalibrationResult(BaseModel):
     def offsets(self) -> dict[str, float | None]:
         return {"yaw": self.yaw_offset, "pitch": self.pitch_offset, "roll": self.roll_offset}
 
+    def check_time(self) -> datetime:
+        """The start of the check's time partition (hourly 2026-11-24-13:00, daily 2026-11-24): the
+        time the schedule checked for, where `timestamp` is when the frames happened to be still."""
+        for form in ("%Y-%m-%d-%H:%M", "%Y-%m-%d"):
+            try:
+                return datetime.strptime(self.check_partition, form).replace(tzinfo=UTC)
+            except ValueError:
+                continue
+        return self.timestamp
+
     def uncertainties(self) -> dict[str, float | None]:
         return {
             "yaw": self.yaw_uncertainty,

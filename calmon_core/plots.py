@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -108,8 +108,14 @@ def offset_trend_png(
     ax.set_ylabel("offset (deg, true − reported)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    ax.legend(fontsize=8, loc="best")  # where it hides the fewest points
+    # dates once, then hours (UTC): the default formatter writes every tick out, down to seconds
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(tz=UTC, minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
+    ax.set_xlabel("check time (UTC)", fontsize=8)
     return _palette_png(fig)
 
 

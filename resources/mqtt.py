@@ -340,6 +340,50 @@ def command_payload(yaw: float, pitch: float, zoom: float, template: str | None 
     return json.dumps({"yaw": float(yaw), "pitch": float(pitch), "zoom": float(zoom)}).encode()
 
 
+class MqttPublishFailed(Exception):
+    """A message could not be handed to the broker; the message names broker and topic."""
+
+
+def publish_retained(
+    host: str,
+    port: int,
+    topic: str,
+    payload: bytes,
+    username: str | None = None,
+    password: str | None = None,
+    timeout: float = 10.0,
+) -> None:
+    """Publish one retained message (QoS 1) and wait for the broker's acknowledgement."""
+    where = f"MQTT broker {host}:{port} topic {topic}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"calmon-pub-{uuid.uuid4().hex[:12]}")
+    if username:
+        client.username_pw_set(username, password)
+    connected = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(client, userdata, flags, reason_code, properties=None):
+        if reason_code.is_failure:
+            refused.append(str(reason_code))
+        connected.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(host, int(port), keepalive=15)
+    except (OSError, ValueError) as exc:
+        raise MqttPublishFailed(f"{where}: cannot connect: {exc}") from None
+    client.loop_start()
+    try:
+        if not connected.wait(timeout) or refused:
+            raise MqttPublishFailed(f"{where}: " + (f"connection refused ({refused[0]})" if refused else "no answer"))
+        info = client.publish(topic, payload, qos=1, retain=True)
+        info.wait_for_publish(timeout)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS or not info.is_published():
+            raise MqttPublishFailed(f"{where}: not acknowledged within {timeout:g} s ({mqtt.error_string(info.rc)})")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 class MqttResource(dg.ConfigurableResource):
     """Builds telemetry latches; endpoints come from devices.yaml (or a port-forward)."""
 
@@ -365,3 +409,8 @@ class MqttResource(dg.ConfigurableResource):
             connect_timeout=self.connect_timeout,
             reresolve=reresolve,
         )
+
+    def publish_retained(
+        self, host: str, port: int, topic: str, payload: bytes, username: str | None = None, password: str | None = None
+    ) -> None:
+        publish_retained(host, port, topic, payload, username, password, timeout=self.connect_timeout)

@@ -10,6 +10,9 @@ REALERT_TAG = "calmon/realert"
 REBASE_TAG = "calmon/rebase"  # reference_scan: start a new gauge instead of registering to the stored reference
 REGIME_TAG = "calmon/regime"  # reference_scan: store the scan as the bank entry of this lighting regime
 BACKFILL_TAG = "dagster/backfill"
+# what the check came to (ok, breach, inconclusive, failed), set by calibration_offsets: the run list
+# reads Success for every run that wrote its row, this tag says which of them found a breach
+CHECK_STATUS_TAG = "calmon/check_status"
 
 
 def build_executor(settings: Settings) -> dg.ExecutorDefinition:

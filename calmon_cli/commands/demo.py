@@ -50,12 +50,12 @@ def _local_slack():
     return receiver
 
 
-def _write_site(fleet, root: Path, stabilize_time: float) -> Path:
+def _write_site(fleet, root: Path, stabilize_time: float, start_date: str) -> Path:
     config_dir = root / "configs"
     config_dir.mkdir(parents=True)
     fleet.write_devices_yaml(config_dir / "devices.yaml")
     (config_dir / "calibration_monitoring.ini").write_text(
-        local_site_settings(root, stabilize_time=stabilize_time, written_by="`calmon demo`")
+        local_site_settings(root, stabilize_time=stabilize_time, written_by="`calmon demo`", start_date=start_date)
     )
     for device_id, cam in fleet.cameras.items():
         truth = cam.truth()["true_offset"]
@@ -110,9 +110,6 @@ def _print_results(platform, time_key: str, truths: dict[str, dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calmon_assets.defs.partitions import current_time_key
-    from calmon_cli.output import progress_printer
-    from calmon_cli.platform import Platform
     from calmon_sim.broker import EmbeddedBroker
     from calmon_sim.fleet import SimFleet
 
@@ -125,7 +122,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"MQTT broker: {broker.kind} on {broker.host}:{broker.port}")
         fleet = SimFleet.from_file(args.fleet, broker_host=broker.host, broker_port=broker.port)
         with fleet:
-            config_dir = _write_site(fleet, root, args.stabilize_time)
+            # the demo's partitions begin yesterday: from an older start date the UI would greet the
+            # user with thousands of "missing" checks. The code location reads them from
+            # $CALMON_CONFIG_DIR when it is first imported, which is below.
+            start_date = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+            config_dir = _write_site(fleet, root, args.stabilize_time, start_date)
+            os.environ["CALMON_CONFIG_DIR"] = str(config_dir)
+            from calmon_assets.defs.partitions import current_time_key
+            from calmon_cli.output import progress_printer
+            from calmon_cli.platform import Platform
+
             platform = Platform(str(config_dir), home=str(root / "dagster_home"))
             _print("1. reference scans")
             print("(taken on freshly calibrated cameras; the hidden offsets above appear afterwards)")
@@ -137,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             cycles = [current_time_key(now - timedelta(hours=1)), current_time_key(now)]
             truths = _check_cycles(platform, fleet, cycles, args.workers)
             _print_results(platform, cycles[-1], truths)
+            _print_fleet_view(platform, root, config_dir)
     if receiver:
         print(f"\nlocal Slack receiver got {len(receiver.messages)} message(s)")
         receiver.stop()
@@ -145,6 +152,27 @@ def run(args: argparse.Namespace) -> int:
         f"Browse it: DAGSTER_HOME={root / 'dagster_home'} calmon dev --config {config_dir}"
     )
     return 0
+
+
+def _print_fleet_view(platform, root: Path, config_dir: Path) -> None:
+    """The fleet_health asset refreshed (what the daemon does after a cycle), where to open it, and
+    the daily digest as the slack_digest sensor would post it."""
+    _print("fleet view (the fleet_health asset in the Dagster UI)")
+    try:
+        metadata = platform.refresh_fleet_health()
+    except RuntimeError as exc:
+        print(f"  {exc}")
+        return
+    counts = ", ".join(
+        f"{metadata[key].value} {key.removeprefix('devices_').replace('_', ' ')}"
+        for key in ("devices_in_breach", "devices_failing", "devices_inconclusive", "devices_ok")
+    )
+    print(f"  {metadata['devices'].value} devices: {counts}")
+    print(f"  open it: DAGSTER_HOME={root / 'dagster_home'} calmon dev --config {config_dir}")
+    print("  then http://127.0.0.1:3000/assets/fleet_health (table, heat map, worst devices' trends)")
+    print("  and http://127.0.0.1:3000/assets/calibration_offsets?view=partitions (every check, per device)")
+    _print("daily digest (what the slack_digest sensor posts at [alerts] digest_hour)")
+    print("  " + str(metadata["digest"].value).replace("\n", "\n  "))
 
 
 def _drift_plan(fleet) -> dict[str, tuple[float, float, float]]:

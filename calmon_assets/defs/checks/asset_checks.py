@@ -8,7 +8,8 @@ from typing import Any
 import dagster as dg
 
 from calmon_assets.defs.checks.measure import Measurement
-from calmon_assets.defs.metadata import image_md
+from calmon_assets.defs.metadata import image_md, reading
+from calmon_assets.defs.partitions import check_partitions
 from calmon_core.check import is_breach
 from calmon_core.models import CalibrationResult, CheckStatus
 from calmon_core.plots import offset_trend_png, thumbnail_png
@@ -17,48 +18,93 @@ CHECK_WITHIN_THRESHOLD = "within_threshold"
 CHECK_CONCLUSIVE = "estimate_conclusive"
 CHECK_REFERENCE_FRESH = "reference_fresh"
 
+# Partitioned like the asset (device x time): each check is evaluated per device and check time, so
+# the UI shows a breach on its own partition instead of one latest result for the whole fleet.
 CHECK_SPECS = [
     dg.AssetCheckSpec(
         CHECK_WITHIN_THRESHOLD,
         asset="calibration_offsets",
         description="every |offset| within the threshold (ERROR on breach)",
+        partitions_def=check_partitions,
     ),
     dg.AssetCheckSpec(
         CHECK_CONCLUSIVE,
         asset="calibration_offsets",
         description="the estimator could tell (WARN when inconclusive or failed)",
+        partitions_def=check_partitions,
     ),
     dg.AssetCheckSpec(
         CHECK_REFERENCE_FRESH,
         asset="calibration_offsets",
         description="the reference scan is younger than reference_max_age_days (WARN)",
+        partitions_def=check_partitions,
     ),
 ]
+
+
+def _measured(row: CalibrationResult) -> str:
+    """yaw +0.801° ± 0.001, pitch ... (the angles that were estimated)."""
+    sigmas = row.uncertainties()
+    return ", ".join(
+        f"{axis} {value:+.3f}°" + (f" ± {sigmas[axis]:.3f}" if sigmas[axis] is not None else "")
+        for axis, value in row.offsets().items()
+        if value is not None
+    )
+
+
+def _threshold_verdict(row: CalibrationResult, breached: bool) -> str:
+    where = f"{row.device_id} at {row.check_partition}"
+    if not row.success:
+        return f"{where}: not measured ({CheckStatus(row.status).value}), see {CHECK_CONCLUSIVE}"
+    if breached:
+        return f"{where}: BREACH beyond ±{row.threshold_deg}°: {_measured(row)}"
+    return f"{where}: within ±{row.threshold_deg}°: {_measured(row)}"
 
 
 def check_results(
     row: CalibrationResult, reference_age_days: float | None, max_age_days: float
 ) -> list[dg.AssetCheckResult]:
     offsets = {k: v for k, v in row.offsets().items() if v is not None}
-    age = round(reference_age_days, 2) if reference_age_days is not None else -1.0
+    breached = row.success and is_breach(offsets, row.threshold_deg)
+    fresh = reference_age_days is not None and reference_age_days <= max_age_days
+    # every history row names its device and check time: the checks' history mixes the whole fleet
+    where = {"device": row.device_id, "deployment": row.deployment_name, "check_time": row.check_partition}
+    status = CheckStatus(row.status).value
+    if reference_age_days is None:
+        age = f"{row.device_id}: no reference scan age known"
+    else:
+        age = f"{row.device_id}: reference scan {reference_age_days:.1f} days old (at most {max_age_days:g})"
     return [
         dg.AssetCheckResult(
             check_name=CHECK_WITHIN_THRESHOLD,
-            passed=not (row.success and is_breach(offsets, row.threshold_deg)),
+            passed=not breached,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"offsets_deg": dg.MetadataValue.json(offsets), "threshold_deg": row.threshold_deg},
+            description=_threshold_verdict(row, breached),
+            metadata={
+                **where,
+                "offsets_deg": dg.MetadataValue.json(offsets),
+                "uncertainty_deg": dg.MetadataValue.json(row.uncertainties()),
+                "threshold": reading(row.threshold_deg, "°"),
+            },
         ),
         dg.AssetCheckResult(
             check_name=CHECK_CONCLUSIVE,
             passed=row.success,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"status": CheckStatus(row.status).value, "failure_log": row.failure_log or ""},
+            description=f"{row.device_id} at {row.check_partition}: {status}"
+            + (f": {row.failure_log}" if row.failure_log else ""),
+            metadata={**where, "status": status, "failure_log": row.failure_log or ""},
         ),
         dg.AssetCheckResult(
             check_name=CHECK_REFERENCE_FRESH,
-            passed=reference_age_days is not None and reference_age_days <= max_age_days,
+            passed=fresh,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"reference_age_days": age, "max_age_days": max_age_days},
+            description=age,
+            metadata={
+                **where,
+                "reference_age": reading(reference_age_days, " days", 2),
+                "max_age": reading(max_age_days, " days", 0),
+            },
         ),
     ]
 
@@ -71,18 +117,14 @@ def _trend(history: list[CalibrationResult], row: CalibrationResult) -> bytes | 
     before this check, oldest first)."""
     earlier = [r for r in history if r.check_partition != row.check_partition]
     history = [*earlier[-(TREND_ROWS - 1) :], row]
-    history.sort(key=lambda r: r.timestamp)
+    history.sort(key=lambda r: r.check_time())
     return offset_trend_png(
-        [r.timestamp for r in history],
+        [r.check_time() for r in history],
         {a: [getattr(r, f"{a}_offset") for r in history] for a in ("yaw", "pitch", "roll")},
         row.threshold_deg,
         f"{row.deployment_name}/{row.device_id}: last {len(history)} checks",
         {a: [getattr(r, f"{a}_uncertainty") for r in history] for a in ("yaw", "pitch", "roll")},
     )
-
-
-def _degrees(value: float | None) -> float:
-    return value if value is not None else float("nan")
 
 
 def result_metadata(
@@ -94,11 +136,16 @@ def result_metadata(
         "status": CheckStatus(row.status).value,
         "success": row.success,
         "deployment": row.deployment_name,
-        "yaw_offset_deg": _degrees(row.yaw_offset),
-        "pitch_offset_deg": _degrees(row.pitch_offset),
-        "roll_offset_deg": _degrees(row.roll_offset),
+        "device": row.device_id,
+        "check_time": row.check_partition,
+        # text, not numbers: Dagster plots numeric metadata of all partitions as one line, which for
+        # device x time joins every device's offsets into one zigzag (the trend picture is per device)
+        "yaw_offset": reading(row.yaw_offset, "°", signed=True),
+        "pitch_offset": reading(row.pitch_offset, "°", signed=True),
+        "roll_offset": reading(row.roll_offset, "°", signed=True),
+        "offsets_deg": dg.MetadataValue.json(row.offsets()),
         "uncertainty_deg": dg.MetadataValue.json(row.uncertainties()),
-        "inliers": row.inliers or 0,
+        "inliers": reading(row.inliers, "", 0),
         "algorithm_version": row.algorithm_version,
         "failure_log": row.failure_log or "",
         "files": row.files_location or "",

@@ -15,14 +15,18 @@ from calmon_assets.defs.checks.capture import (
     store_capture,
     take_capture,
 )
+from calmon_assets.defs.checks.corrections import publish_correction
 from calmon_assets.defs.checks.measure import measure_offsets
-from calmon_assets.defs.metadata import workdir
+from calmon_assets.defs.metadata import reading, workdir
 from calmon_assets.defs.partitions import DEVICE_DIM, TIME_DIM, check_partitions, check_window_start
+from calmon_assets.defs.runs import BACKFILL_TAG, CHECK_STATUS_TAG
 from calmon_assets.defs.site_config import SiteConfigResource
 from calmon_core.alert_policy import forecast_columns
 from calmon_core.check import CaptureOutcome, CheckPolicy, evaluate_check
+from calmon_core.corrections import CONCLUSIVE
 from calmon_core.estimation import ALGORITHM_VERSION
 from calmon_core.layout import format_timestamp, query_scan_prefix
+from calmon_core.models import CheckStatus
 from resources.camera import CameraResource
 from resources.kubectl import KubectlResource
 from resources.mqtt import MqttResource
@@ -75,7 +79,7 @@ def query_capture(
             update={"failure_log": capture, "waited_seconds": round(time.monotonic() - started, 1)}
         )
         context.log.warning(f"{device_id} {time_key}: {capture}")
-        metadata = {"ok": False, "failure_log": capture, "waited_seconds": outcome.waited_seconds}
+        metadata = {"ok": False, "failure_log": capture, "waited": reading(outcome.waited_seconds, " s", 1)}
         return dg.Output(outcome, metadata=metadata)
     if moved := reresolved_connections(capture):
         context.log.warning(
@@ -115,9 +119,12 @@ def calibration_offsets(
     site: SiteConfigResource,
     object_store: ObjectStoreResource,
     results_table: ResultsTableResource,
+    kubectl: KubectlResource,
+    mqtt: MqttResource,
 ) -> dg.MaterializeResult:
     _, _, window_start = _partition(context)
-    settings = site.load().settings
+    config = site.load()
+    settings = config.settings
     policy = CheckPolicy(threshold_deg=settings.check.threshold_deg)
     outcome = CaptureOutcome.model_validate(query_capture) if isinstance(query_capture, dict) else query_capture
     cache_root = workdir(settings.capture.workdir, "cache")
@@ -136,7 +143,14 @@ def calibration_offsets(
     history = table.history(row.device_id, limit=FORECAST_HISTORY_ROWS)
     row = row.model_copy(update=forecast_columns(row, history, settings.alerts))
     table.write([row])
+    context.instance.add_run_tags(context.run.run_id, {CHECK_STATUS_TAG: CheckStatus(row.status).value})
+    metadata = result_metadata(row, measurement, history, context.log)
+    # a backfill re-estimates old checks: the current correction is the next scheduled check's to post
+    if settings.corrections.mqtt_topic and row.status in CONCLUSIVE and BACKFILL_TAG not in context.run.tags:
+        metadata["correction"] = publish_correction(
+            config, row, history, measurement.gauge_id, kubectl, mqtt, context.log
+        )
     return dg.MaterializeResult(
-        metadata=result_metadata(row, measurement, history, context.log),
+        metadata=metadata,
         check_results=check_results(row, measurement.reference_age_days, settings.schedule.reference_max_age_days),
     )

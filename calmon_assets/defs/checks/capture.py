@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from calmon_assets.defs.devices.connect import device_extractor
-from calmon_assets.defs.metadata import image_md
+from calmon_assets.defs.metadata import image_md, reading
 from calmon_core.capture_format import read_capture
 from calmon_core.capture_ports import CaptureFailed
 from calmon_core.check import CaptureOutcome
@@ -91,8 +91,8 @@ def capture_metadata(capture: ExtractedCapture, outcome: CaptureOutcome, folder:
     metadata: dict[str, Any] = {
         "ok": True,
         "mode": outcome.mode,
-        "frames": len(manifest.frames),
-        "waited_seconds": outcome.waited_seconds,
+        "frames": reading(len(manifest.frames), "", 0),
+        "waited": reading(outcome.waited_seconds, " s", 1),
         "telemetry": dg.MetadataValue.json(capture.telemetry_summary),
         "files": outcome.files_location or outcome.storage_error,
     }

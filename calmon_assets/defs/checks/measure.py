@@ -14,6 +14,7 @@ from calmon_assets.defs.references.cache import cached_reference, reference_age_
 from calmon_core.capture_format import CaptureFormatError
 from calmon_core.check import CaptureOutcome, no_reference_reason
 from calmon_core.estimation import ReferenceScanError, estimate_offsets
+from calmon_core.gauge import read_gauge
 from calmon_core.layout import query_scan_prefix
 from calmon_core.reference_bank import bank_entries, estimate_with_bank, lighting_note, query_regime
 from resources.object_store import ObjectNotFoundError, ObjectStore, ObjectStoreError
@@ -25,6 +26,7 @@ class Measurement:
     failure: str | None = None  # why there is no estimate
     notes: list[str] = field(default_factory=list)  # problems beside the estimate
     reference_age_days: float | None = None
+    gauge_id: str | None = None  # the reference gauge the offsets are measured against
     diagnostic_png: bytes | None = None  # the first frame's picture of matches and view outlines
 
 
@@ -79,6 +81,7 @@ def measure_offsets(
         measurement.failure = failure
         return measurement
     try:
+        measurement.gauge_id = read_gauge(reference)["gauge_id"]
         query = _query_folder(store, outcome, cache_root)
         diagnostics = query / "diagnostics"
         with cpu_slots.CPU_SLOTS:

@@ -38,7 +38,7 @@ def _trend_png(summary: DeviceSummary, rows: list[CalibrationResult], threshold_
         level = summary.offsets.get(summary.trend_axis) or 0.0
         forecast = (summary.trend_axis, level, summary.trend_deg_per_day, summary.days_to_threshold)
     return offset_trend_png(
-        [r.timestamp for r in measured],
+        [r.check_time() for r in measured],
         {a: [r.offsets()[a] for r in measured] for a in ("yaw", "pitch", "roll")},
         threshold_deg,
         f"{summary.deployment_name} / {summary.device_id}: {summary.status}",
