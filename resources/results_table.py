@@ -188,8 +188,12 @@ def to_arrow(results: Iterable[CalibrationResult]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=arrow_schema())
 
 
+# looked up once: pydantic builds model_fields anew on each access, 27 times per row read
+_RESULT_FIELDS = frozenset(CalibrationResult.model_fields)
+
+
 def _from_row(row: dict[str, Any]) -> CalibrationResult:
-    known = {k: v for k, v in row.items() if k in CalibrationResult.model_fields and v is not None}
+    known = {k: v for k, v in row.items() if k in _RESULT_FIELDS and v is not None}
     for key in ("pitch_offset", "yaw_offset", "roll_offset"):
         if isinstance(known.get(key), float) and not math.isfinite(known[key]):
             known.pop(key)
@@ -774,8 +778,13 @@ class ResultsTable:
         return from_arrow(self._scan().sort_by([("timestamp", "ascending"), ("device_id", "ascending")]))
 
     def duckdb(self):
-        """A DuckDB connection with the table registered as `calibration_results` (local Athena)."""
-        return self.table().scan().to_duckdb(table_name="calibration_results")
+        """A DuckDB connection with the table registered as `calibration_results` and, once it
+        exists, the current-state table as `calibration_results_current` (local Athena)."""
+        connection = self.table().scan().to_duckdb(table_name="calibration_results")
+        current = self._load_current()
+        if current is not None:
+            current.scan().to_duckdb(table_name="calibration_results" + CURRENT_TABLE_SUFFIX, connection=connection)
+        return connection
 
     # ------------------------------------------------------------------ maintenance
 
