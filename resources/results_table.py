@@ -4,6 +4,13 @@ Catalogs: SQLite SqlCatalog with a local (or s3://) warehouse as the embedded de
 (what Athena reads), or an Iceberg REST catalog. Writes replace the row of a check (a retry or a
 backfill never duplicates it) in one snapshot, and survive concurrent writers by reloading the
 table and rebuilding the Arrow data on each commit attempt.
+
+Beside the history sits the current-state table `<table>_current`: one row per device, its newest
+row, and the history snapshot it reflects (table property `calmon.history-snapshot-id`). Iceberg
+has no transaction over two tables, so it is derived state: every write brings it up to the
+history's current snapshot from the data files added since the one it reflects, and a reader that
+finds it behind does the same in memory; missing, unreadable or out of the history's lineage, it is
+rebuilt from the history. "Latest per device" reads one small file instead of a year of rows.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pyiceberg.exceptions import (
 )
 from pyiceberg.expressions import (
     AlwaysFalse,
+    AlwaysTrue,
     And,
     BooleanExpression,
     EqualTo,
@@ -40,10 +48,12 @@ from pyiceberg.expressions import (
     LessThan,
     Or,
 )
-from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
+from pyiceberg.manifest import DataFile, ManifestEntryStatus
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import FileScanTask, Table
+from pyiceberg.table.snapshots import ancestors_of
 from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import (
     BooleanType,
@@ -121,6 +131,21 @@ TABLE_PROPERTIES = {
 _MAINTAINED_PROPERTIES = {
     k: v for k, v in TABLE_PROPERTIES.items() if k.startswith(("commit.retry.", "write.metadata."))
 }
+# The current-state table: small (one row per device) and rewritten whole by every write, so its own
+# commit retries are off (a conflict means another writer moved it: recompute from what it holds
+# now, see ResultsTable._refresh_current) and only its last few metadata files are kept.
+CURRENT_TABLE_SUFFIX = "_current"
+CURRENT_TABLE_PROPERTIES = {
+    "format-version": "2",
+    "write.format.default": "parquet",
+    "write.parquet.compression-codec": "zstd",
+    "commit.retry.num-retries": "0",
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "10",
+}
+SYNCED_SNAPSHOT_PROPERTY = "calmon.history-snapshot-id"
+# on the history snapshots of compaction: the same rows in fewer files, nothing for the current state
+REWRITE_SNAPSHOT_PROPERTY = "calmon.rewrite"
 HISTORY_WINDOWS = (timedelta(days=3), timedelta(days=31), timedelta(days=366))
 LEGACY_PARTITION_FORMAT = "%Y-%m-%d-%H:00"  # hourly key given to rows that predate check_partition
 # ValidationException: pyiceberg's own commit retry found that a concurrent writer added rows under
@@ -163,8 +188,12 @@ def to_arrow(results: Iterable[CalibrationResult]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=arrow_schema())
 
 
+# looked up once: pydantic builds model_fields anew on each access, 27 times per row read
+_RESULT_FIELDS = frozenset(CalibrationResult.model_fields)
+
+
 def _from_row(row: dict[str, Any]) -> CalibrationResult:
-    known = {k: v for k, v in row.items() if k in CalibrationResult.model_fields and v is not None}
+    known = {k: v for k, v in row.items() if k in _RESULT_FIELDS and v is not None}
     for key in ("pitch_offset", "yaw_offset", "roll_offset"):
         if isinstance(known.get(key), float) and not math.isfinite(known[key]):
             known.pop(key)
@@ -214,6 +243,28 @@ def _latest_first(table: pa.Table) -> pa.Table:
     return table.sort_by([("timestamp", "descending"), ("written_at", "descending")])
 
 
+def _newest_per_device(rows: pa.Table) -> pa.Table:
+    """One row per device, its newest (by timestamp, then written_at), ordered by deployment and device."""
+    ordered = _latest_first(rows)
+    seen: set[str] = set()
+    keep = []
+    for i, device in enumerate(ordered["device_id"].to_pylist()):
+        if device not in seen:
+            seen.add(device)
+            keep.append(i)
+    return ordered.take(keep).sort_by([("deployment_name", "ascending"), ("device_id", "ascending")])
+
+
+def _keys(rows: pa.Table) -> list[tuple[str, str]]:
+    return list(zip(rows["device_id"].to_pylist(), rows["check_partition"].to_pylist(), strict=True))
+
+
+def _is_ancestor_or_same(history: Table, snapshot_id: int, of: int) -> bool:
+    """Whether history snapshot `snapshot_id` is `of` or one of its ancestors."""
+    start = history.snapshot_by_id(of)
+    return any(s.snapshot_id == snapshot_id for s in ancestors_of(start, history.metadata))
+
+
 class ResultsTable:
     """Plain client over the Iceberg results table (no Dagster needed)."""
 
@@ -224,7 +275,8 @@ class ResultsTable:
         self.catalog = self._make_catalog()
         self._ensured = False
         self._unreadable: set[str] = set()
-        self.commit_attempts = 0  # total commit attempts made, for tests and diagnostics
+        self.commit_attempts = 0  # total commit attempts made on the history, for tests and diagnostics
+        self.current_commit_attempts = 0  # the same for the current-state table
 
     # ------------------------------------------------------------------ catalog and table
 
@@ -430,6 +482,7 @@ class ResultsTable:
                 table.overwrite(data, overwrite_filter=_check_key_filter(rows))
 
         self._commit_with_retries("write", replace)
+        self._refresh_current_quietly()
 
     def append_arrow(self, data: pa.Table) -> None:
         """Plain append of rows already known to be new (bulk loads, benchmarks): no upsert."""
@@ -485,24 +538,208 @@ class ResultsTable:
         return from_arrow(_latest_first(data).slice(0, 1))[0]
 
     def latest_per_device(self) -> list[CalibrationResult]:
-        """The most recent row (by timestamp) of every device, sorted by deployment and device."""
-        # Two passes: the newest timestamp per device from two narrow columns, then whole rows only
-        # from the days at or after the oldest of those (day partitions prune the rest).
-        table = self.table()  # both passes read the same snapshot
-        keys = self._scan(columns=("device_id", "timestamp"), table=table)
-        if keys.num_rows == 0:
+        """The most recent row (by timestamp) of every device, sorted by deployment and device: from
+        the current-state table, brought up to the history's snapshot if it is behind (and stored,
+        if it had to be rebuilt, so that the next reader does not rebuild it again)."""
+        current = self._load_current()  # before the history: what it reflects is then never newer
+        history = self.table()
+        if history.current_snapshot() is None:
             return []
+        rows = self._current_rows_at(history, current) if current is not None else None
+        if rows is None:
+            rows = self._newest_from_history(history)
+            self._store_current_quietly(rows, history, current)
+        return from_arrow(rows)
+
+    def latest_per_device_from_history(self) -> list[CalibrationResult]:
+        """latest_per_device computed from the history alone (what rebuilds the current state)."""
+        history = self.table()
+        if history.current_snapshot() is None:
+            return []
+        return from_arrow(self._newest_from_history(history))
+
+    def _newest_from_history(self, history: Table) -> pa.Table:
+        """The newest row of every device in the history snapshot `history` holds. Two passes: the
+        newest timestamp per device from two narrow columns, then whole rows only from the days at
+        or after the oldest of those (day partitions prune the rest)."""
+        keys = self._scan(columns=("device_id", "timestamp"), table=history)
+        if keys.num_rows == 0:
+            return arrow_schema().empty_table()
         newest = keys.group_by("device_id").aggregate([("timestamp", "max")])
         cutoff = pc.min(newest["timestamp_max"]).as_py()
-        recent = _latest_first(self._scan(GreaterThanOrEqual("timestamp", cutoff.isoformat()), table=table))
-        seen: set[str] = set()
-        keep = []
-        for i, device in enumerate(recent["device_id"].to_pylist()):
-            if device not in seen:
-                seen.add(device)
-                keep.append(i)
-        rows = from_arrow(recent.take(keep))
-        return sorted(rows, key=lambda r: (r.deployment_name, r.device_id))
+        recent = self._scan(GreaterThanOrEqual("timestamp", cutoff.isoformat()), table=history)
+        return _newest_per_device(recent.select(arrow_schema().names).cast(arrow_schema()))
+
+    # ------------------------------------------------------------------ the current-state table
+
+    @property
+    def current_identifier(self) -> tuple[str, str]:
+        return (self.settings.database, self.settings.table + CURRENT_TABLE_SUFFIX)
+
+    def _load_current(self) -> Table | None:
+        try:
+            return self.catalog.load_table(self.current_identifier)
+        except NoSuchTableError:
+            return None
+
+    def _current_table(self) -> Table:
+        """The current-state table, created if missing; one of another schema (an older version's,
+        without columns added since) is dropped and made again: everything in it is derived."""
+        current = self._load_current()
+        if current is not None and current.schema().column_names == RESULTS_SCHEMA.column_names:
+            return current
+        if current is not None:
+            try:
+                self.catalog.drop_table(self.current_identifier)
+            except NoSuchTableError:
+                pass
+        try:
+            return self.catalog.create_table(
+                self.current_identifier, schema=RESULTS_SCHEMA, properties=CURRENT_TABLE_PROPERTIES
+            )
+        except TableAlreadyExistsError:
+            return self.catalog.load_table(self.current_identifier)
+
+    @staticmethod
+    def _synced_snapshot(current: Table) -> int | None:
+        value = current.properties.get(SYNCED_SNAPSHOT_PROPERTY)
+        return int(value) if value else None
+
+    def _read_files(self, history: Table, files: list[DataFile]) -> pa.Table:
+        reader = ArrowScan(history.metadata, history.io, history.schema(), AlwaysTrue(), True)
+        data = reader.to_table([FileScanTask(f) for f in files])
+        return data.select(arrow_schema().names).cast(arrow_schema())
+
+    def _added_since(self, history: Table, synced: int) -> list[DataFile] | None:
+        """The data files added to the history after snapshot `synced` and still in it (compaction's
+        rewrites excepted: they hold rows that were there already). None: `synced` is not an
+        ancestor of the current snapshot (expired, or the table was rolled back or replaced)."""
+        chain = []
+        for snapshot in ancestors_of(history.current_snapshot(), history.metadata):
+            if snapshot.snapshot_id == synced:
+                break
+            chain.append(snapshot)
+        else:
+            return None
+        added: dict[str, DataFile] = {}
+        for snapshot in reversed(chain):  # oldest first: a file added, then deleted, is gone
+            rewrite = snapshot.summary is not None and snapshot.summary[REWRITE_SNAPSHOT_PROPERTY] == "true"
+            if rewrite:
+                continue
+            for manifest in snapshot.manifests(history.io):
+                if manifest.added_snapshot_id != snapshot.snapshot_id:
+                    continue
+                for entry in manifest.fetch_manifest_entry(history.io, discard_deleted=False):
+                    if entry.snapshot_id != snapshot.snapshot_id:
+                        continue
+                    if entry.status == ManifestEntryStatus.ADDED:
+                        added[entry.data_file.file_path] = entry.data_file
+                    elif entry.status == ManifestEntryStatus.DELETED:
+                        added.pop(entry.data_file.file_path, None)
+        return list(added.values())
+
+    def _current_rows_at(self, history: Table, current: Table) -> pa.Table | None:
+        """The current state as of the history's snapshot: what the current-state table holds plus
+        the rows added to the history since the snapshot it reflects. None: it cannot say (no
+        snapshot recorded, out of lineage, a file unreadable): rebuild from the history."""
+        synced = self._synced_snapshot(current)
+        if synced is None or history.snapshot_by_id(synced) is None:
+            return None
+        try:
+            held = current.scan().to_arrow().select(arrow_schema().names).cast(arrow_schema())
+            if synced == history.current_snapshot().snapshot_id:
+                return held
+            files = self._added_since(history, synced)
+            if files is None:
+                return None
+            added = self._read_files(history, files)
+        except _UNREADABLE_FILE_ERRORS as exc:
+            log.warning("results table %s: current state unreadable (%s); rebuilding it", self.name, exc)
+            return None
+        if added.num_rows == 0:
+            return held
+        # a row of the same check added again is its replacement (a re-run): it wins over the held
+        # one even if older, and then an older check of that device may be its newest row: ask the
+        # history for those few devices
+        added_keys = set(_keys(added))
+        held_timestamps = dict(zip(_keys(held), held["timestamp"].to_pylist(), strict=True))
+        replaced = [key in added_keys for key in _keys(held)]
+        merged = _newest_per_device(pa.concat_tables([held.filter(pc.invert(pa.array(replaced))), added]))
+        unsure = [
+            device
+            for device, partition, moment in zip(
+                merged["device_id"].to_pylist(),
+                merged["check_partition"].to_pylist(),
+                merged["timestamp"].to_pylist(),
+                strict=True,
+            )
+            if (device, partition) in held_timestamps and moment < held_timestamps[(device, partition)]
+        ]
+        if unsure:
+            own = self._scan(In("device_id", unsure), table=history)
+            own = own.select(arrow_schema().names).cast(arrow_schema())
+            kept = merged.filter(pc.invert(pc.is_in(merged["device_id"], pa.array(unsure))))
+            merged = _newest_per_device(pa.concat_tables([kept, own]))
+        return merged
+
+    def _refresh_current(self, max_attempts: int = 20) -> None:
+        """Bring the current-state table up to the history's current snapshot and record it. Beside
+        concurrent writers: a conflict means another one moved it; if it now reflects our snapshot
+        (or a later one) there is nothing left to do, otherwise recompute from what it holds now."""
+        for attempt in range(1, max_attempts + 1):
+            self.current_commit_attempts += 1
+            current = self._load_current()
+            history = self.table()
+            if history.current_snapshot() is None:
+                return
+            target = history.current_snapshot().snapshot_id
+            rows = self._current_rows_at(history, current) if current is not None else None
+            if rows is None:
+                rows = self._newest_from_history(history)
+            try:
+                self._store_current(rows, target, current)
+                return
+            except _COMMIT_ERRORS:
+                moved = self._load_current()
+                synced = self._synced_snapshot(moved) if moved is not None else None
+                if synced is not None and _is_ancestor_or_same(self.table(), target, of=synced):
+                    return
+                if attempt == max_attempts:
+                    raise
+                time.sleep(min(1.0, 0.01 * 2 ** min(attempt, 7)) * (0.5 + random.random()))
+
+    def _store_current(self, rows: pa.Table, synced: int, current: Table | None) -> None:
+        """Replace the current state with `rows`, reflecting history snapshot `synced` (one commit)."""
+        if current is None or current.schema().column_names != RESULTS_SCHEMA.column_names:
+            current = self._current_table()
+        if self._synced_snapshot(current) == synced:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "delete did not match any records" on an empty table
+            with current.transaction() as transaction:
+                transaction.overwrite(rows.cast(arrow_schema()), overwrite_filter=AlwaysTrue())
+                transaction.set_properties({SYNCED_SNAPSHOT_PROPERTY: str(synced)})
+
+    def _store_current_quietly(self, rows: pa.Table, history: Table, current: Table | None) -> None:
+        try:
+            self._store_current(rows, history.current_snapshot().snapshot_id, current)
+        except Exception as exc:  # derived state: the next writer or reader stores it again
+            log.warning("results table %s: current state not stored (%s)", self.name, exc)
+
+    def _refresh_current_quietly(self) -> None:
+        """After a write: the history row is committed, which is what counts; the current state is
+        derived from it, and a reader or the next writer catches it up if this one cannot."""
+        try:
+            self._refresh_current()
+        except Exception as exc:
+            log.warning("results table %s: current state not brought up to date (%s)", self.name, exc)
+
+    def drop_current(self) -> None:
+        """Drop the current-state table (it is rebuilt from the history on the next read or write)."""
+        try:
+            self.catalog.drop_table(self.current_identifier)
+        except NoSuchTableError:
+            pass
 
     def history(
         self, device_id: str, since: datetime | None = None, limit: int | None = None
@@ -541,8 +778,13 @@ class ResultsTable:
         return from_arrow(self._scan().sort_by([("timestamp", "ascending"), ("device_id", "ascending")]))
 
     def duckdb(self):
-        """A DuckDB connection with the table registered as `calibration_results` (local Athena)."""
-        return self.table().scan().to_duckdb(table_name="calibration_results")
+        """A DuckDB connection with the table registered as `calibration_results` and, once it
+        exists, the current-state table as `calibration_results_current` (local Athena)."""
+        connection = self.table().scan().to_duckdb(table_name="calibration_results")
+        current = self._load_current()
+        if current is not None:
+            current.scan().to_duckdb(table_name="calibration_results" + CURRENT_TABLE_SUFFIX, connection=connection)
+        return connection
 
     # ------------------------------------------------------------------ maintenance
 
@@ -590,9 +832,10 @@ class ResultsTable:
                 data = data.sort_by(
                     [("deployment_name", "ascending"), ("device_id", "ascending"), ("timestamp", "ascending")]
                 )
-                t.overwrite(data, overwrite_filter=days_filter)
+                t.overwrite(data, overwrite_filter=days_filter, snapshot_properties={REWRITE_SNAPSHOT_PROPERTY: "true"})
 
             self._commit_with_retries(f"compact {start.date()}..{group[-1]}", rewrite)
+        self._refresh_current_quietly()
         expired = self.expire_snapshots(expire_older_than)
         return {
             "partitions_compacted": len(targets),
@@ -602,8 +845,14 @@ class ResultsTable:
         }
 
     def expire_snapshots(self, older_than: timedelta) -> int:
-        """Drop snapshots older than `older_than` (never the current one); returns how many."""
-        table = self.table()
+        """Drop snapshots older than `older_than` (never the current one) of the history and of the
+        current-state table; returns how many of the history's."""
+        current_state = self._load_current()
+        if current_state is not None:
+            self._expire(current_state, older_than)
+        return self._expire(self.table(), older_than)
+
+    def _expire(self, table: Table, older_than: timedelta) -> int:
         current = table.current_snapshot()
         if current is None:
             return 0
@@ -618,7 +867,7 @@ class ResultsTable:
         try:
             table.maintenance.expire_snapshots().by_ids(old).commit()
         except _COMMIT_ERRORS as exc:  # a writer got in first: expire next time
-            log.info("results table %s: snapshot expiry postponed: %s", self.name, exc)
+            log.info("results table %s: snapshot expiry postponed: %s", ".".join(table.name()), exc)
             return 0
         return len(old)
 

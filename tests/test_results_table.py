@@ -327,9 +327,10 @@ def test_docs_athena_queries_run_on_duckdb(table):
     )
     table.write(rows)
     queries = athena_queries()
-    assert len(queries) == 4
+    assert len(queries) == 5
     connection = table.duckdb()
-    latest, breaches, drift, outcomes = (connection.execute(q).fetchall() for q in queries)
+    latest, current, breaches, drift, outcomes = (connection.execute(q).fetchall() for q in queries)
+    assert current == latest  # the current-state table answers the same as the window over the history
     assert [(r[0], r[1], r[3]) for r in latest] == [("city", "cam-08", "ok"), ("harbor", "cam-07", "breach")]
     assert latest[1][4] == pytest.approx(0.6)
     assert [(r[0], r[1], r[2]) for r in breaches] == [("harbor", "cam-07", 5)]

@@ -76,7 +76,12 @@ def test_one_missing_data_file_degrades_reads_and_names_it(tmp_path):
     table = filled(tmp_path)
     lost = next(f for f in data_files(table) if "2026-11-20" in f)  # the first day's file
     Path(lost.removeprefix("file://")).unlink()
+    # the current-state table still holds each device's newest row, cam-2's (only in the lost file) too
     reader = ResultsTable(settings(tmp_path))
+    assert {r.device_id for r in reader.latest_per_device()} == {"cam-1", "cam-2", "cam-3"}
+    assert reader.unreadable_files == []  # that read did not need the history
+    # rebuilt from the history (or read from it), what the lost file held is gone, and it is named
+    reader.drop_current()
     latest = {r.device_id: r for r in reader.latest_per_device()}
     assert set(latest) == {"cam-1", "cam-3"} and latest["cam-1"].yaw_offset == 0.7
     assert reader.unreadable_files == [lost]
