@@ -146,6 +146,9 @@ CURRENT_TABLE_PROPERTIES = {
 SYNCED_SNAPSHOT_PROPERTY = "calmon.history-snapshot-id"
 # on the history snapshots of compaction: the same rows in fewer files, nothing for the current state
 REWRITE_SNAPSHOT_PROPERTY = "calmon.rewrite"
+# how long a writer that finds the table's metadata in the warehouse but not in the catalog waits for a
+# concurrent first writer to register it, before calling the catalog lost
+CONCURRENT_CREATION_GRACE_S = 5.0
 HISTORY_WINDOWS = (timedelta(days=3), timedelta(days=31), timedelta(days=366))
 LEGACY_PARTITION_FORMAT = "%Y-%m-%d-%H:00"  # hourly key given to rows that predate check_partition
 # ValidationException: pyiceberg's own commit retry found that a concurrent writer added rows under
@@ -364,17 +367,28 @@ class ResultsTable:
             found += [prefix + i.path for i in infos if i.path.endswith(".metadata.json")]
         return sorted(found, key=lambda uri: uri.rsplit("/", 1)[-1])
 
-    def _refuse_a_new_table_over_history(self) -> None:
+    def _refuse_a_new_table_over_history(self) -> bool:
         """The catalog knows no table: that is first use only if the warehouse holds none either. A
-        catalog emptied, deleted or replaced must not silently start a new table (all history gone)."""
+        catalog emptied, deleted or replaced must not silently start a new table (all history gone).
+        Returns True when the table turned up in the catalog meanwhile: another writer was creating
+        it (pyiceberg writes the first metadata file, then registers it in the catalog)."""
         history = self._warehouse_metadata_files()
-        if history:
-            raise ResultsTableError(
-                f"results catalog {self.catalog_description} has no table {self.name}, but the warehouse "
-                f"holds its history ({len(history)} metadata files, newest {history[-1]}): the catalog was "
-                "lost or replaced. Restore it from a backup, or register the newest metadata again with "
-                "`calmon results --recover-catalog`. Nothing was written."
-            )
+        if not history:
+            return False
+        # only a table's first metadata file can be a creation in flight; a table in use has more
+        deadline = time.monotonic() + (CONCURRENT_CREATION_GRACE_S if len(history) == 1 else 0.0)
+        while True:
+            if self.catalog.table_exists(self.identifier):
+                return True
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        raise ResultsTableError(
+            f"results catalog {self.catalog_description} has no table {self.name}, but the warehouse "
+            f"holds its history ({len(history)} metadata files, newest {history[-1]}): the catalog was "
+            "lost or replaced. Restore it from a backup, or register the newest metadata again with "
+            "`calmon results --recover-catalog`. Nothing was written."
+        )
 
     def recover_from_warehouse(self) -> str:
         """Register the newest metadata file of the table found in the warehouse with the catalog
@@ -411,7 +425,8 @@ class ResultsTable:
         try:
             table = self.catalog.load_table(self.identifier)
         except NoSuchTableError:
-            self._refuse_a_new_table_over_history()
+            if self._refuse_a_new_table_over_history():
+                return self.ensure_table()
             try:
                 self.catalog.create_table(
                     self.identifier,

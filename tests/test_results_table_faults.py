@@ -97,3 +97,23 @@ def test_a_readable_table_reports_no_unreadable_files(tmp_path):
     reader = filled(tmp_path)
     reader.latest_per_device()
     assert reader.unreadable_files == []
+
+
+def test_a_writer_racing_the_first_creation_waits_for_it_instead_of_calling_the_catalog_lost(tmp_path):
+    import threading
+
+    first = ResultsTable(settings(tmp_path))
+    first.ensure_table()
+    # the state another writer sees while the first is creating the table: pyiceberg has written
+    # the first metadata file but not yet registered it in the catalog
+    metadata = first.catalog.load_table(first.identifier).metadata_location
+    with sqlite3.connect(tmp_path / "catalog.db") as db:
+        db.execute("DELETE FROM iceberg_tables")
+    registered = threading.Timer(1.0, lambda: first.catalog.register_table(first.identifier, metadata))
+    registered.start()
+    try:
+        second = ResultsTable(settings(tmp_path))
+        second.write([check("cam-1", 0)])
+    finally:
+        registered.join()
+    assert [r.device_id for r in ResultsTable(settings(tmp_path)).latest_per_device()] == ["cam-1"]
