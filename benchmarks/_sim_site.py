@@ -24,6 +24,7 @@ from pathlib import Path
 
 from calmon_core.config import local_site_settings
 from calmon_sim.broker import EmbeddedBroker
+from calmon_sim.fleet_spec import small_camera
 from calmon_sim.slack_receiver import SlackReceiver
 
 # Panoramas already generated on this machine (~/.cache/calmon/synthetic); a new seed costs
@@ -31,7 +32,6 @@ from calmon_sim.slack_receiver import SlackReceiver
 # each device looking at its own part of it (start_pose yaw).
 SCENE_SEEDS = (0, 1, 11, 12, 13)
 RESOLUTION = (640, 360)  # default; real PTZ cameras deliver 1920x1080 (--resolution)
-GRID = {"yaws": [-40, -10, 20, 50], "pitches": [-6, 6], "zoom": 1.0}
 THRESHOLD_DEG = 0.5
 WEBHOOK_ENV = "CALMON_BENCH_WEBHOOK"
 
@@ -59,17 +59,10 @@ def fleet_spec(
     sites: list[dict] = [{"name": f"site-{i:02d}", "devices": []} for i in range(deployments)]
     for i in range(devices):
         offset = random_offset(rng, rng.random() < breach_share)
+        # inside the reference grid's coverage, each device of a scene at its own heading
+        yaw = float((i // len(SCENE_SEEDS)) * 13 % 70 - 30)
         sites[i % deployments]["devices"].append(
-            {
-                "id": f"cam-{i:03d}",
-                "scene": f"synthetic:{SCENE_SEEDS[i % len(SCENE_SEEDS)]}",
-                "resolution": list(resolution),
-                "hfov_by_zoom": {1.0: 60.0, 4.0: 15.0},
-                # inside the reference grid's coverage, each device of a scene at its own heading
-                "start_pose": {"yaw": float((i // len(SCENE_SEEDS)) * 13 % 70 - 30), "pitch": 0.0, "zoom": 1.0},
-                "true_offset": dict(zip(("yaw", "pitch", "roll"), offset, strict=True)),
-                "reference_grid": GRID,
-            }
+            small_camera(f"cam-{i:03d}", SCENE_SEEDS[i % len(SCENE_SEEDS)], yaw, offset, resolution=resolution)
         )
     return {"deployments": [s for s in sites if s["devices"]]}
 

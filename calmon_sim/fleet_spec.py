@@ -363,3 +363,31 @@ def load_fleet_spec(path: str | Path) -> FleetSpec:
         return FleetSpec.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_pydantic_problems(exc, str(path), substituted=substituted)) from exc
+
+
+# the small reference grid and frame size the tests, benchmarks and screenshot script give their
+# simulated cameras: enough overlap for a reference map, few enough poses to scan in seconds
+SMALL_GRID = {"yaws": [-40, -10, 20, 50], "pitches": [-6, 6], "zoom": 1.0}
+SMALL_RESOLUTION = (640, 360)
+
+
+def small_camera(
+    id: str,  # noqa: A002 - the fleet file's key
+    scene_seed: int,
+    yaw: float = 0.0,
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    resolution: tuple[int, int] = SMALL_RESOLUTION,
+    **extra: Any,
+) -> dict:
+    """A fleet-file device entry: a synthetic scene, the small grid, looking at `yaw`, with a
+    hidden `offset` (true - reported, degrees); `extra` adds or overrides fleet-file keys."""
+    return {
+        "id": id,
+        "scene": f"synthetic:{scene_seed}",
+        "resolution": list(resolution),
+        "hfov_by_zoom": {1.0: 60.0, 4.0: 15.0},
+        "start_pose": {"yaw": yaw, "pitch": 0.0, "zoom": 1.0},
+        "true_offset": dict(zip(("yaw", "pitch", "roll"), offset, strict=True)),
+        "reference_grid": SMALL_GRID,
+        **extra,
+    }

@@ -225,20 +225,11 @@ def screenshot_ui(config_dir: Path, dagster_home: Path, out_dir: Path, breached_
 
 # --------------------------------------------------------------------------- the simulated site
 
-SMALL = [640, 360]
-GRID = {"yaws": [-40, -10, 20, 50], "pitches": [-6, 6], "zoom": 1.0}
-
 
 def _device(id: str, seed: int, yaw: float, offset=(0.0, 0.0, 0.0)) -> dict:
-    return {
-        "id": id,
-        "scene": f"synthetic:{seed}",
-        "resolution": SMALL,
-        "hfov_by_zoom": {1.0: 60.0, 4.0: 15.0},
-        "start_pose": {"yaw": yaw, "pitch": 0.0, "zoom": 1.0},
-        "true_offset": dict(zip(("yaw", "pitch", "roll"), offset, strict=True)),
-        "reference_grid": GRID,
-    }
+    from calmon_sim.fleet_spec import small_camera
+
+    return small_camera(id, seed, yaw, offset)
 
 
 FLEET = {

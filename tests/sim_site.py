@@ -8,24 +8,12 @@ from pathlib import Path
 
 from calmon_core.config import local_site_settings
 from calmon_sim.fleet import SimFleet
-from calmon_sim.fleet_spec import FleetSpec
+from calmon_sim.fleet_spec import FleetSpec, small_camera
 from calmon_sim.slack_receiver import SlackReceiver
-
-SMALL = [640, 360]
-GRID = {"yaws": [-40, -10, 20, 50], "pitches": [-6, 6], "zoom": 1.0}
 
 
 def device(id: str, seed: int, yaw: float = 0.0, offset=(0.0, 0.0, 0.0), **extra) -> dict:
-    return {
-        "id": id,
-        "scene": f"synthetic:{seed}",
-        "resolution": SMALL,
-        "hfov_by_zoom": {1.0: 60.0, 4.0: 15.0},
-        "start_pose": {"yaw": yaw, "pitch": 0.0, "zoom": 1.0},
-        "true_offset": dict(zip(("yaw", "pitch", "roll"), offset, strict=True)),
-        "reference_grid": GRID,
-        **extra,
-    }
+    return small_camera(id, seed, yaw, tuple(offset), **extra)
 
 
 def site_ini(

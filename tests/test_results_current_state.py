@@ -4,7 +4,6 @@ when it is missing, behind, or of another schema (instances made before it exist
 
 from __future__ import annotations
 
-import multiprocessing
 from datetime import timedelta
 from pathlib import Path
 
@@ -144,31 +143,3 @@ def test_compaction_and_maintenance_keep_it_right(tmp_path):
     assert synced == head and rows == [("cam-1", key(29)), ("cam-2", key(29))]
     table.write([check("cam-2", 30, yaw=0.7)])
     assert latest(table) == [("cam-1", key(29), 0.29), ("cam-2", key(30), 0.7)] == from_history(table)
-
-
-def _writer_process(root: str, writer: int, checks: int, start) -> None:
-    table = ResultsTable(settings(Path(root)))
-    table.ensure_table()
-    start.wait()
-    for hour in range(checks):
-        table.write([check(f"cam-w{writer}", hour, yaw=writer + hour / 100)])
-        table.write([check("cam-both", hour, yaw=writer)])
-
-
-def test_two_processes_writing_at_once_leave_it_right(tmp_path):
-    ResultsTable(settings(tmp_path)).ensure_table()
-    context = multiprocessing.get_context("spawn")
-    start = context.Event()
-    checks = 8
-    workers = [context.Process(target=_writer_process, args=(str(tmp_path), w, checks, start)) for w in (1, 2)]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(timeout=240)
-        assert worker.exitcode == 0
-    table = ResultsTable(settings(tmp_path))
-    rows, synced, head = current_state(table)
-    assert rows == [("cam-both", key(checks - 1)), ("cam-w1", key(checks - 1)), ("cam-w2", key(checks - 1))]
-    assert synced == head  # the last writer brought it up to the history's last snapshot
-    assert latest(table) == from_history(table)

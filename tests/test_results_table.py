@@ -148,8 +148,13 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     for worker in workers:
         worker.join(timeout=240)
         assert worker.exitcode == 0
-    rows = ResultsTable(settings(tmp_path)).all_rows()
+    table = ResultsTable(settings(tmp_path))
+    rows = table.all_rows()
     assert len(rows) == 3 * checks  # nothing lost, and the shared checks are not duplicated
+    # and the current-state table the writers kept beside the history agrees with it
+    newest = [(r.device_id, r.check_partition) for r in table.latest_per_device()]
+    assert newest == [(d, check(d, checks - 1).check_partition) for d in ("cam-both", "cam-w1", "cam-w2")]
+    assert newest == [(r.device_id, r.check_partition) for r in table.latest_per_device_from_history()]
     assert {(r.device_id, r.check_partition) for r in rows} == {
         (device, check("x", h).check_partition) for device in ("cam-w1", "cam-w2", "cam-both") for h in range(checks)
     }
