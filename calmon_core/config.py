@@ -232,6 +232,14 @@ class CorrectionSettings(BaseModel):
         return value
 
 
+class UiSettings(BaseModel):
+    # What a check's materialization carries into Dagster's event log: `preview` = small inline
+    # pictures (diagnostic, trend, query frame; ~35 KB an event) beside links to the full ones in
+    # the object store; `links` = the links only (~3 KB), for fleets whose event log would
+    # otherwise grow by gigabytes a day (benchmarks/dagster_scale.py).
+    pictures: Literal["preview", "links"] = "preview"
+
+
 class Settings(BaseModel):
     aws: AwsSettings = AwsSettings()
     storage: StorageSettings = StorageSettings()
@@ -243,6 +251,7 @@ class Settings(BaseModel):
     alerts: AlertPolicySettings = AlertPolicySettings()
     execution: ExecutionSettings = ExecutionSettings()
     corrections: CorrectionSettings = CorrectionSettings()
+    ui: UiSettings = UiSettings()
 
 
 def parse_stops(text: str) -> list[tuple[float, float, float]]:

@@ -257,7 +257,7 @@ def test_device_sync_adds_and_never_deletes(platform, site, tmp_path):
     assert "cam-bad" in platform.instance.get_dynamic_partitions("devices")  # history kept
 
 
-def test_webserver_shows_graph_partitions_and_pictures(platform, site):
+def test_webserver_shows_graph_partitions_and_pictures(platform, site, s3_endpoint):
     """`dagster dev`'s webserver loads workspace.yaml; its GraphQL API shows what the UI shows."""
     import json
     import os
@@ -326,11 +326,20 @@ def test_webserver_shows_graph_partitions_and_pictures(platform, site):
         asset = graphql(
             '{ assetOrError(assetKey: {path: ["calibration_offsets"]}) { ... on Asset { '
             "assetMaterializations(limit: 5) { partition metadataEntries { label "
-            "... on MarkdownMetadataEntry { mdStr } } } } } }"
+            "... on MarkdownMetadataEntry { mdStr } ... on PathMetadataEntry { path } } } } } }"
         )["assetOrError"]
         entries = {e["label"]: e for m in asset["assetMaterializations"] for e in m["metadataEntries"]}
         assert entries["trend"]["mdStr"].startswith("![offset trend](data:image/png;base64,")
         assert "data:image" in entries["diagnostic"]["mdStr"]
+        # the inline pictures are previews; the full ones are stored beside the capture
+        for name in ("diagnostic_file", "trend_file"):
+            uri = entries[name]["path"]
+            bucket, key = uri.removeprefix("s3://").split("/", 1)
+            assert bucket == "camera-calibration-monitoring" and "/query_scan/" in key and "/diagnostics/" in key
+            stored = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").head_object(
+                Bucket=bucket, Key=key
+            )
+            assert stored["ContentLength"] > 1000, uri
     finally:
         proc.terminate()
         proc.wait(20)

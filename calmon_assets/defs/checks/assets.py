@@ -16,7 +16,7 @@ from calmon_assets.defs.checks.capture import (
     take_capture,
 )
 from calmon_assets.defs.checks.corrections import publish_correction
-from calmon_assets.defs.checks.measure import measure_offsets
+from calmon_assets.defs.checks.measure import diagnostics_key, measure_offsets
 from calmon_assets.defs.metadata import reading, workdir
 from calmon_assets.defs.partitions import DEVICE_DIM, TIME_DIM, check_partitions, check_window_start
 from calmon_assets.defs.runs import BACKFILL_TAG, CHECK_STATUS_TAG
@@ -93,7 +93,7 @@ def query_capture(
     )
     if outcome.storage_error:
         context.log.warning(f"{device_id} {time_key}: {outcome.storage_error}")
-    return dg.Output(outcome, metadata=capture_metadata(capture, outcome, folder))
+    return dg.Output(outcome, metadata=capture_metadata(capture, outcome, folder, config.settings.ui.pictures))
 
 
 @dg.asset(
@@ -144,7 +144,19 @@ def calibration_offsets(
     row = row.model_copy(update=forecast_columns(row, history, settings.alerts))
     table.write([row])
     context.instance.add_run_tags(context.run.run_id, {CHECK_STATUS_TAG: CheckStatus(row.status).value})
-    metadata = result_metadata(row, measurement, history, context.log)
+    store = object_store.get_client()
+
+    def store_picture(data: bytes, name: str) -> str | None:
+        if not outcome.files_location:
+            return None
+        try:
+            store.put_bytes(diagnostics_key(outcome, name), data)
+            return store.uri(diagnostics_key(outcome, name))
+        except Exception as exc:  # a missing picture must not lose the row
+            context.log.warning(f"{name} not stored: {exc}")
+            return None
+
+    metadata = result_metadata(row, measurement, history, context.log, settings.ui.pictures, store_picture)
     # a backfill re-estimates old checks: the current correction is the next scheduled check's to post
     if settings.corrections.mqtt_topic and row.status in CONCLUSIVE and BACKFILL_TAG not in context.run.tags:
         metadata["correction"] = publish_correction(

@@ -28,6 +28,7 @@ class Measurement:
     reference_age_days: float | None = None
     gauge_id: str | None = None  # the reference gauge the offsets are measured against
     diagnostic_png: bytes | None = None  # the first frame's picture of matches and view outlines
+    diagnostic_uri: str | None = None  # where the full-size picture is stored
 
 
 def _reference(
@@ -61,13 +62,21 @@ def _query_folder(store: ObjectStore, outcome: CaptureOutcome, cache_root: Path)
     return store.download_folder(prefix, target)
 
 
-def _store_diagnostics(store: ObjectStore, outcome: CaptureOutcome, pngs: list[Path], log) -> None:
-    prefix = query_scan_prefix(outcome.deployment_name, outcome.device_id, outcome.query_key)
+def diagnostics_key(outcome: CaptureOutcome, name: str) -> str:
+    """The object-store key of one of a check's pictures, beside its query capture."""
+    return f"{query_scan_prefix(outcome.deployment_name, outcome.device_id, outcome.query_key)}/diagnostics/{name}"
+
+
+def _store_diagnostics(store: ObjectStore, outcome: CaptureOutcome, pngs: list[Path], log) -> str | None:
+    """Store the pictures; the first one's URI, if it was stored."""
+    first = None
     for png in pngs:
         try:
-            store.put_file(f"{prefix}/diagnostics/{png.name}", png)
+            store.put_file(diagnostics_key(outcome, png.name), png)
+            first = first or store.uri(diagnostics_key(outcome, png.name))
         except Exception as exc:  # a missing picture must not lose the row
             log.warning(f"diagnostic picture not stored: {exc}")
+    return first
 
 
 def measure_offsets(
@@ -98,7 +107,7 @@ def measure_offsets(
         if pngs:
             measurement.diagnostic_png = pngs[0].read_bytes()
             if outcome.files_location:
-                _store_diagnostics(store, outcome, pngs, log)
+                measurement.diagnostic_uri = _store_diagnostics(store, outcome, pngs, log)
     except ReferenceScanError as exc:
         shutil.rmtree(reference, ignore_errors=True)  # a corrupt copy must not outlive its repair
         measurement.failure = no_reference_reason(outcome.device_id, exc)
