@@ -16,6 +16,7 @@ from calmon_assets.defs.checks.capture import (
     take_capture,
 )
 from calmon_assets.defs.checks.corrections import publish_correction
+from calmon_assets.defs.checks.dead_runs import claim_run
 from calmon_assets.defs.checks.measure import diagnostics_key, measure_offsets
 from calmon_assets.defs.metadata import reading, workdir
 from calmon_assets.defs.partitions import DEVICE_DIM, TIME_DIM, check_partitions, check_window_start
@@ -61,6 +62,7 @@ def query_capture(
 ) -> dg.Output[CaptureOutcome]:
     device_id, time_key, window_start = _partition(context)
     config = site.load()
+    claim_run(context, config.settings.execution.executor)
     deployment, device = config.fleet.find(device_id)
     stamp = format_timestamp(window_start)
     stops = capture_stops(config, device)
@@ -125,6 +127,7 @@ def calibration_offsets(
     _, _, window_start = _partition(context)
     config = site.load()
     settings = config.settings
+    claim_run(context, settings.execution.executor)
     policy = CheckPolicy(threshold_deg=settings.check.threshold_deg)
     outcome = CaptureOutcome.model_validate(query_capture) if isinstance(query_capture, dict) else query_capture
     cache_root = workdir(settings.capture.workdir, "cache")
