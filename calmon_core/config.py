@@ -188,6 +188,9 @@ class SlackSettings(BaseModel):
 
 class CheckSettings(BaseModel):
     threshold_deg: float = Field(default=DEFAULT_THRESHOLD_DEG, gt=0)  # breach: any |offset| above this
+    # a confident dusk or night check adds its frames to the device's reference bank (the entry of
+    # its regime), so later checks in that light match a view taken in it
+    grow_bank: bool = True
 
 
 class CaptureSettings(BaseModel):

@@ -96,8 +96,10 @@ def write_query(
     width: int = 1280,
     height: int = 720,
     device_id: str = "cam-01",
+    day: float = 1.0,
 ) -> Path:
-    """A query capture of the views under the conditions (telemetry = reported poses)."""
+    """A query capture of the views under the conditions (telemetry = reported poses), taken
+    `day` days after the reference scan's day 0."""
     rng = rng or np.random.default_rng(0)
     frames, images = [], {}
     for n, view in enumerate(views):
@@ -109,7 +111,7 @@ def write_query(
         deployment_name="bench",
         device_id=device_id,
         mode=CaptureMode.active if len(views) > 1 else CaptureMode.passive,
-        started_at=T0 + timedelta(days=1),
+        started_at=T0 + timedelta(days=day),
         frames=frames,
     )
     return write_capture(folder, cap, images)

@@ -131,7 +131,12 @@ def calibration_offsets(
     policy = CheckPolicy(threshold_deg=settings.check.threshold_deg)
     outcome = CaptureOutcome.model_validate(query_capture) if isinstance(query_capture, dict) else query_capture
     cache_root = workdir(settings.capture.workdir, "cache")
-    measurement = measure_offsets(object_store.get_client(), outcome, cache_root, policy.threshold_deg, context.log)
+    # the bank grows from the light of now: a backfill re-estimating months of old captures would
+    # fill it with frames of other seasons
+    grow = settings.check.grow_bank and BACKFILL_TAG not in context.run.tags
+    measurement = measure_offsets(
+        object_store.get_client(), outcome, cache_root, policy.threshold_deg, context.log, grow_bank=grow
+    )
     row = evaluate_check(
         outcome,
         measurement.estimate,
