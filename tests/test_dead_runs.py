@@ -44,20 +44,15 @@ def started_runs(instance: dg.DagsterInstance, time_key: str) -> list[dg.Dagster
     return [r for r in runs if r.tags.get("dagster/partition/time") == time_key]
 
 
-def kill_monitor_mid_cycle(site, time_key: str) -> dg.DagsterRun:
-    """`calmon monitor` in its own process, SIGKILLed while its check run is under way."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "calmon_cli", "monitor", "--config", str(site.config_dir)]
-        + ["--device", STALLED, "--partition", time_key, "--no-alerts", "--no-maintenance"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def kill_mid_run(site, command: list[str], time_key: str, env: dict | None = None) -> dg.DagsterRun:
+    """Run `command` (a check of STALLED at time_key), SIGKILL it once its run has recorded its
+    worker and waits in the capture; returns the run it left behind."""
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     instance = site.platform().instance
     try:
-        deadline = time.monotonic() + 120
-        while not started_runs(instance, time_key):
-            assert proc.poll() is None, "calmon monitor ended before its run started"
+        deadline = time.monotonic() + 180
+        while not [r for r in started_runs(instance, time_key) if "calmon/worker" in r.tags]:
+            assert proc.poll() is None, f"{command[2:4]} ended before its check run was under way"
             assert time.monotonic() < deadline, "no run started"
             time.sleep(0.2)
         time.sleep(1.0)  # into the capture
@@ -66,6 +61,13 @@ def kill_monitor_mid_cycle(site, time_key: str) -> dg.DagsterRun:
         proc.wait()
     (run,) = started_runs(instance, time_key)
     return run
+
+
+def kill_monitor_mid_cycle(site, time_key: str) -> dg.DagsterRun:
+    """`calmon monitor` in its own process, SIGKILLed while its check run is under way."""
+    command = [sys.executable, "-m", "calmon_cli", "monitor", "--config", str(site.config_dir)]
+    command += ["--device", STALLED, "--partition", time_key, "--no-alerts", "--no-maintenance"]
+    return kill_mid_run(site, command, time_key)
 
 
 def kill_job_execute_mid_run(site, time_key: str) -> dg.DagsterRun:
@@ -75,27 +77,9 @@ def kill_job_execute_mid_run(site, time_key: str) -> dg.DagsterRun:
 
     key = check_partition_key(STALLED, time_key)
     tags = {"dagster/partition": str(key), "dagster/partition/device": STALLED, "dagster/partition/time": time_key}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "calmon_assets.definitions"]
-        + ["-j", "calibration_check", "--tags", json.dumps(tags)],
-        cwd=REPO,
-        env={**os.environ, "CALMON_CONFIG_DIR": str(site.config_dir)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    instance = site.platform().instance
-    try:
-        deadline = time.monotonic() + 180
-        while not [r for r in started_runs(instance, time_key) if "calmon/worker" in r.tags]:
-            assert proc.poll() is None, "dagster job execute ended before its check step started"
-            assert time.monotonic() < deadline, "no run started"
-            time.sleep(0.2)
-        time.sleep(1.0)  # into the capture
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    (run,) = started_runs(instance, time_key)
-    return run
+    command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "calmon_assets.definitions"]
+    command += ["-j", "calibration_check", "--tags", json.dumps(tags)]
+    return kill_mid_run(site, command, time_key, env={**os.environ, "CALMON_CONFIG_DIR": str(site.config_dir)})
 
 
 def row_of(platform, device_id: str, time_key: str):
