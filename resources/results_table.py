@@ -99,6 +99,9 @@ _FIELDS: list[tuple[str, Any, str]] = [
     ("trend_sigma_deg_per_day", DoubleType(), "one sigma of the trend"),
     ("days_to_threshold", DoubleType(), "days until the trend reaches the threshold (null: not heading there)"),
     ("days_to_threshold_sigma", DoubleType(), "one sigma of days_to_threshold"),
+    ("gauge_id", StringType(), "the reference gauge the offsets are relative to (kept across re-scans)"),
+    ("lighting_regime", StringType(), "day, dusk or night, from the query's images"),
+    ("bank_entry", StringType(), "the reference set the query matched: reference (the original) or a bank entry"),
 ]
 RESULTS_SCHEMA = Schema(
     *[

@@ -364,6 +364,7 @@ def test_a_checks_row_names_the_bank_entry_and_an_unmatched_night_view_is_expect
             algorithm_version="test",
             failure=measurement.failure,
             notes=measurement.notes,
+            gauge_id=measurement.gauge_id,
         )
         return measurement, row
 
@@ -372,6 +373,7 @@ def test_a_checks_row_names_the_bank_entry_and_an_unmatched_night_view_is_expect
     assert measurement.estimate["bank_entry"] == "night" and row.success
     assert abs(row.yaw_offset - 0.55) < 0.03
     assert f"lighting: night, bank entry night, gauge {first['gauge_id']}" in row.failure_log
+    assert (row.lighting_regime, row.bank_entry, row.gauge_id) == ("night", "night", first["gauge_id"])
 
     elsewhere = load_scene(str(scenes_dir / "aframe_puydesancy.jpg"))
     measurement, row = check(query(tmp_path / "q-elsewhere", elsewhere, offset, NIGHT))

@@ -120,6 +120,9 @@ def test_check_cycle_rows_files_and_alerts(platform, site, s3_endpoint):
         for axis in ("yaw", "pitch", "roll"):
             assert getattr(row, f"{axis}_offset") == pytest.approx(truth[axis], abs=0.05), (device_id, axis)
         assert row.files_location.startswith("s3://camera-calibration-monitoring/")
+        # measured in daylight against the original reference, in the gauge the reference scan started
+        assert (row.lighting_regime, row.bank_entry) == ("day", "reference")
+        assert row.gauge_id and row.gauge_id.startswith("gauge-")
     assert rows["cam-ok"].status == CheckStatus.ok
     assert rows["cam-bad"].status == CheckStatus.breach
     assert rows["cam-act"].status == CheckStatus.breach and rows["cam-act"].mode == "active"

@@ -146,6 +146,7 @@ def calibration_offsets(
         failure=measurement.failure,
         notes=measurement.notes,
         run_id=context.run.run_id,
+        gauge_id=measurement.gauge_id,
     )
     table = results_table.get_client()
     history = table.history(row.device_id, limit=FORECAST_HISTORY_ROWS)
