@@ -250,15 +250,17 @@ def test_a_confident_checks_frames_grow_a_bank_entry_in_the_original_gauge(city,
     later_offset = (0.45, -0.05, 0.0)
     # another grab: its own sensor noise (the same noise in both would pull the match to no motion)
     later_query = query(tmp_path / "q-dusk-2", city, later_offset, DUSK, day=2, rng=np.random.default_rng(7))
-    later = estimate_with_bank(reference, later_query)
-    assert later.entry == "dusk" and later.estimate.success
-    assert all(abs(later.estimate.offsets_deg[a] - o) < 0.01 for a, o in zip(AXES, later_offset, strict=True))
+    # the grown entry is a reference in the original gauge on its own (which entry the bank then
+    # picks for a query is a matter of inliers between entries that both explain it)
+    later = estimate_offsets(reference / "bank" / "dusk", later_query, check_identity=False)
+    assert later.success
+    assert all(abs(later.offsets_deg[a] - o) < 0.01 for a, o in zip(AXES, later_offset, strict=True))
     # re-estimated, the first query is not compared with its own frames in the entry
     again = estimate_with_bank(reference, q)
-    assert again.entry != "dusk" and again.estimate.success
+    assert "dusk" not in again.entries and again.estimate.success
 
 
-def test_a_check_grows_the_stored_bank_and_the_next_dusk_check_uses_it(city, tmp_path):
+def test_a_check_grows_the_stored_bank_and_another_worker_gets_it(city, tmp_path):
     """Growth is for frames estimated confidently (sigma <= GROW_MAX_SIGMA_DEG on every axis): at
     dusk against the day reference; infrared night frames usually are not (roll sigma ~0.03 deg),
     so a night entry is collected on purpose (collect-references --regime night)."""
@@ -289,7 +291,8 @@ def test_a_check_grows_the_stored_bank_and_the_next_dusk_check_uses_it(city, tmp
     # another worker (an empty cache) finds the grown entry in the store and uses it
     offset = (0.35, 0.05, 0.0)
     second = check("q2", offset, 2, "cache-b", seed=2, grow=False)
-    assert second.estimate["bank_entry"] == "dusk"
+    assert (tmp_path / "cache-b/site/cam-1/reference_scan/bank/dusk/manifest.json").is_file()
+    assert second.estimate["success"] and set(second.estimate["bank_entries_per_frame"]) <= {"dusk", "reference"}
     assert all(abs(second.estimate["offsets_deg"][a] - o) < 0.01 for a, o in zip(AXES, offset, strict=True))
     # without growth, nothing was added
     assert not any("grew" in n for n in second.notes)
