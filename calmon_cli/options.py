@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -30,8 +32,12 @@ def add_workers_option(parser: argparse.ArgumentParser) -> None:
 
 
 def config_dir(args: argparse.Namespace) -> str:
-    from calmon_assets.defs.site_config import config_dir_from_env
+    from calmon_assets.defs.site_config import CONFIG_DIR_ENV, config_dir_from_env
 
+    if args.config and "calmon_assets.defs.partitions" not in sys.modules:
+        # the code location's partitions are read from $CALMON_CONFIG_DIR when first imported
+        # (after this): the site named here is theirs too, start day included
+        os.environ[CONFIG_DIR_ENV] = str(Path(args.config).resolve())
     return args.config or config_dir_from_env()
 
 
