@@ -48,8 +48,41 @@ def _when(moment: datetime | None) -> str:
     return _utc(moment).strftime("%m-%d %H:%M") if moment is not None else "never"
 
 
+# The overview's columns, (name, what it says): few and short, so the table reads at a glance in
+# the Dagster UI's metadata column; markdown_table has every number.
+OVERVIEW_COLUMNS = (
+    ("device", "the device's id (its deployment: fleet_details)"),
+    ("status", "the alert policy's state of the device"),
+    ("worst", "the latest conclusive check's largest offset (σ of all three angles: fleet_details)"),
+    ("trend", "the drift of the axis heading for the threshold soonest (else the fastest), °/day"),
+    ("threshold", "days until the trend reaches the threshold, or since when the device is in breach"),
+    ("last good", "the newest conclusive check, UTC"),
+)
+
+
+def overview_rows(summaries: Sequence[DeviceSummary]) -> list[dict[str, str]]:
+    """The fleet at a glance, one short row per device, worst first (OVERVIEW_COLUMNS)."""
+    rows = []
+    for s in summaries:
+        worst = (
+            f"{s.worst_axis} {s.worst_offset_deg:+.2f}°"
+            if s.worst_axis is not None and s.worst_offset_deg is not None
+            else "–"
+        )
+        trend = f"{s.trend_deg_per_day:+.3f}°/d" if s.trend_deg_per_day is not None else "–"
+        if s.status == "breach":
+            threshold = f"since {_when(s.breach_since)}"
+        elif s.days_to_threshold is not None:
+            threshold = f"~{s.days_to_threshold:.1f} d"
+        else:
+            threshold = "–"
+        cells = (s.device_id, STATUS_MARK.get(s.status, s.status), worst, trend, threshold, _when(s.last_good_at))
+        rows.append(dict(zip((name for name, _ in OVERVIEW_COLUMNS), cells, strict=True)))
+    return rows
+
+
 def markdown_table(summaries: Sequence[DeviceSummary]) -> str:
-    """The fleet table of the fleet_health asset: one line per device."""
+    """Every number of every device, one line per device: the fleet view's details."""
     header = (
         "| device | deployment | status | yaw ° | pitch ° | roll ° | trend °/day | days to threshold "
         "| last good check | latest check |\n|---|---|---|---|---|---|---|---|---|---|"
