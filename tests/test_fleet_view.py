@@ -51,18 +51,20 @@ def fleet():
 
 def test_the_overview_is_short_rows_worst_first():
     summaries = fleet()
-    rows = overview_rows(summaries)
+    now = START + timedelta(hours=72)
+    rows = overview_rows(summaries, now)
     assert [r["device"] for r in rows] == ["cam-broken", "cam-drifting", "cam-steady"]
     assert all(list(r) == [name for name, _ in OVERVIEW_COLUMNS] for r in rows)
     assert len(OVERVIEW_COLUMNS) <= 6
     # short enough for the UI's metadata column: no cell wraps into a paragraph
     assert max(len(cell) for r in rows for cell in r.values()) <= 20
     broken, drifting, steady = rows
-    assert broken["status"].endswith("breach") and broken["threshold"].startswith("since ")
-    assert broken["worst"].startswith("yaw +0.9")
+    assert broken["status"].endswith("breach") and broken["worst"] == "yaw +0.900°"
+    assert broken["threshold"] == "for 11 h"  # breached at the 2nd check at 0.9° (hour 61), now hour 72
     assert drifting["status"].endswith("ok") and drifting["trend"].startswith("+0.1")
-    assert drifting["threshold"].startswith("~") and drifting["threshold"].endswith(" d")
+    assert drifting["threshold"].startswith("in ~") and drifting["threshold"].endswith(" h")  # 0.4° now: ~1 day
     assert steady["threshold"] == "–"
+    assert {r["last good"] for r in rows} == {"55 min ago"}  # the last checks ran at hour 71:05
 
 
 def test_the_details_keep_every_number_the_overview_leaves_out():

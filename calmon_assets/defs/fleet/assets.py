@@ -6,7 +6,7 @@ come from calmon_core.fleet_view, the pictures from calmon_core.plots."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
@@ -54,11 +54,11 @@ def _trend_png(summary: DeviceSummary, rows: list[CalibrationResult], threshold_
     )
 
 
-def overview_table(summaries: list[DeviceSummary]) -> dg.MetadataValue:
+def overview_table(summaries: list[DeviceSummary], now: datetime) -> dg.MetadataValue:
     schema = dg.TableSchema(
         columns=[dg.TableColumn(name, "string", description=about) for name, about in OVERVIEW_COLUMNS]
     )
-    return dg.MetadataValue.table([dg.TableRecord(row) for row in overview_rows(summaries)], schema=schema)
+    return dg.MetadataValue.table([dg.TableRecord(row) for row in overview_rows(summaries, now)], schema=schema)
 
 
 @dg.asset(
@@ -92,7 +92,7 @@ def fleet_health(site: SiteConfigResource, results_table: ResultsTableResource) 
     return dg.MaterializeResult(
         metadata={
             # a table entry, unlike markdown of 1,000 characters or more, is shown in place
-            "fleet": overview_table(summaries),
+            "fleet": overview_table(summaries, now),
             "heat_map": image_md(heat, "fleet heat map", "image/png"),
             "worst_devices": dg.MetadataValue.md(plots or "no measurements in the last two weeks"),
             "fleet_details": dg.MetadataValue.md(markdown_table(summaries)),
