@@ -7,11 +7,14 @@ dusk, very dark infrared, snow, autumn, a parked truck). Each query is estimated
 reference only, and (for the conditions that have one) against the reference bank with an entry of
 that condition: a scan of the same grid collected under it while the camera had a different offset,
 registered to the day reference (calmon_core.reference_bank), so the entry's own error counts too.
+--lens renders every scan and query through a simulated lens (calmon_sim.fleet_spec.LENS_PRESETS;
+calmon is only told the datasheet's hfov), and the scans then carry the accuracy benchmark's zoom
+sweep so the reference calibrates the lens across zoom.
 
 Per condition and method: conclusive %, median / p95 / max of the largest per-axis |error| (deg),
 confident-wrong (conclusive with an error > 0.2 deg), median inliers, bank registration error.
 
-    .venv/bin/python benchmarks/day_night.py [--cases N] [--scenes a.jpg,b.jpg] [--conditions night,winter]
+    .venv/bin/python benchmarks/day_night.py [--cases N] [--scenes a.jpg,b.jpg] [--conditions night,winter] [--lens strong]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from calmon_core.conventions import angle_offsets  # noqa: E402
 from calmon_core.estimation import ALGORITHM_VERSION, _load_reference, estimate_frame  # noqa: E402
 from calmon_core.reference_bank import add_bank_entry  # noqa: E402
 from calmon_sim.cases import random_view  # noqa: E402
+from calmon_sim.fleet_spec import LENS_PRESETS  # noqa: E402
 from calmon_sim.lighting import Conditions, SceneChange  # noqa: E402
 from calmon_sim.lit_cases import query_frame, write_scan  # noqa: E402
 from calmon_sim.scene import default_scenes_dir, load_scene  # noqa: E402
@@ -81,7 +85,16 @@ def main() -> None:
         "--preprocess", default=photometry.METHOD, choices=photometry.METHODS, help="feature preprocessing"
     )
     parser.add_argument("--worst", action="store_true", help="list failures and the worst frames")
+    parser.add_argument("--lens", default="none", choices=list(LENS_PRESETS), help="the cameras' true lens")
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        help="the scans' zoom sweep ('' for none; default: none without a lens, else 1.4,2,2.8,4)",
+    )
     args = parser.parse_args()
+    lens = LENS_PRESETS[args.lens]
+    sweep_text = args.sweep if args.sweep is not None else ("" if args.lens == "none" else "1.4,2,2.8,4")
+    sweep = [float(x) for x in sweep_text.split(",") if x]
     cv2.setNumThreads(1)
     photometry.METHOD = args.preprocess
     conditions = args.conditions.split(",")
@@ -96,7 +109,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="calmon-daynight-") as tmp:
         for s_i, name in enumerate(args.scenes.split(",")):
             scene = load_scene(str(default_scenes_dir() / name))
-            ref = write_scan(Path(tmp) / f"ref{s_i}", scene, YAWS, PITCHES, rng=np.random.default_rng(s_i))
+            ref = write_scan(
+                Path(tmp) / f"ref{s_i}", scene, YAWS, PITCHES, rng=np.random.default_rng(s_i), lens=lens, zooms=sweep
+            )
             day_map = _load_reference(ref)[1]
             views = [random_view(rng_views, QUERY_YAWS, QUERY_PITCHES) for _ in range(args.cases)]
             for c_name in conditions:
@@ -112,6 +127,8 @@ def main() -> None:
                         conditions=cond,
                         offset=BANK_SCAN_OFFSET,
                         rng=rng,
+                        lens=lens,
+                        zooms=sweep,
                     )
                     try:
                         reg = add_bank_entry(ref, scan, c_name, regime=cond.regime, season=cond.season)
@@ -122,7 +139,7 @@ def main() -> None:
                     except Exception as exc:  # noqa: BLE001 - a failed registration is a result here
                         notes.append(f"{name} {c_name}: bank entry not registered: {exc}")
                 for i, view in enumerate(views):
-                    frame, image = query_frame(scene, cond, view, i, rng, jpeg_quality=JPEG_QUALITY)
+                    frame, image = query_frame(scene, cond, view, i, rng, jpeg_quality=JPEG_QUALITY, lens=lens)
                     for method, refmap in (("day-ref", day_map), ("bank", bank_map)):
                         if refmap is None:
                             continue
@@ -140,7 +157,8 @@ def main() -> None:
                             )
             print(f"  scene {name}: done at {time.time() - t0:.0f} s", flush=True)
     print(
-        f"\ncalmon {ALGORITHM_VERSION}, preprocessing {photometry.METHOD}; {len(args.scenes.split(','))} scenes x {args.cases} query frames per "
+        f"\ncalmon {ALGORITHM_VERSION}, preprocessing {photometry.METHOD}, lens {args.lens}, zoom sweep {sweep}; "
+        f"{len(args.scenes.split(','))} scenes x {args.cases} query frames per "
         f"condition; error = largest per-axis |estimated - true offset| (deg); bank entries collected "
         f"with the camera {BANK_SCAN_OFFSET} off and registered to the day reference"
     )
