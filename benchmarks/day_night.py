@@ -60,9 +60,13 @@ BANKED = {"night", "night-dark", "winter", "autumn", "winter-night", "dusk"}
 JPEG_QUALITY = 90
 
 
-def summarise(rows: list[tuple[bool, np.ndarray | None, int]]) -> dict:
+def summarise(rows: list[tuple[bool, np.ndarray | None, int, np.ndarray | None]]) -> dict:
     ok = [r for r in rows if r[0]]
     err = np.array([np.max(np.abs(r[1])) for r in ok]) if ok else np.array([np.nan])
+    z = "-"
+    if ok:
+        zs = np.abs(np.array([r[1] / r[3] for r in ok]))
+        z = "/".join(f"{np.percentile(zs[:, i], 95):.1f}" for i in range(3))
     return {
         "n": len(rows),
         "conclusive": len(ok) / max(1, len(rows)),
@@ -71,6 +75,7 @@ def summarise(rows: list[tuple[bool, np.ndarray | None, int]]) -> dict:
         "max": float(np.max(err)),
         "wrong": sum(1 for r in ok if np.max(np.abs(r[1])) > CONFIDENT_WRONG_DEG),
         "inliers": int(np.median([r[2] for r in rows])) if rows else 0,
+        "z": z,
     }
 
 
@@ -144,15 +149,17 @@ def main() -> None:
                         if refmap is None:
                             continue
                         fe = estimate_frame(refmap, frame, image).estimate
-                        err = None
+                        err = sigma = None
                         if fe.success:
                             err = np.array(angle_offsets(tuple(fe.offsets_deg[a] for a in AXES), view.offset))
-                        results.setdefault((c_name, method), []).append((fe.success, err, fe.inliers))
+                            sigma = np.array([fe.uncertainty_deg[a] for a in AXES])
+                        results.setdefault((c_name, method), []).append((fe.success, err, fe.inliers, sigma))
                         if args.worst and (not fe.success or np.max(np.abs(err)) > 0.02):
                             mean = float(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).mean())
                             notes.append(
                                 f"{name} {c_name} {method} hfov {view.hfov_deg:.0f} mean grey {mean:.0f} "
                                 f"inliers {fe.inliers} err {None if err is None else np.round(err, 4)} "
+                                f"sigma {sigma} "
                                 f"{fe.failure_log or ''}"
                             )
             print(f"  scene {name}: done at {time.time() - t0:.0f} s", flush=True)
@@ -160,11 +167,12 @@ def main() -> None:
         f"\ncalmon {ALGORITHM_VERSION}, preprocessing {photometry.METHOD}, lens {args.lens}, zoom sweep {sweep}; "
         f"{len(args.scenes.split(','))} scenes x {args.cases} query frames per "
         f"condition; error = largest per-axis |estimated - true offset| (deg); bank entries collected "
-        f"with the camera {BANK_SCAN_OFFSET} off and registered to the day reference"
+        f"with the camera {BANK_SCAN_OFFSET} off and registered to the day reference; "
+        "z = |error|/uncertainty per axis"
     )
     head = (
         f"{'condition':<13} {'against':<8} {'n':>4} {'concl':>6} {'median':>8} {'p95':>8} {'max':>8} "
-        f"{'conf-wrong':>10} {'inliers':>8} {'bank reg err':>12}"
+        f"{'conf-wrong':>10} {'inliers':>8} {'z p95 y/p/r':>14} {'bank reg err':>12}"
     )
     print(head)
     print("-" * len(head))
@@ -178,7 +186,7 @@ def main() -> None:
             reg_txt = f"{max(reg):.4f}" if reg else ""
             print(
                 f"{c_name:<13} {method:<8} {s['n']:>4} {100 * s['conclusive']:5.0f}% {s['med']:8.4f} "
-                f"{s['p95']:8.4f} {s['max']:8.4f} {s['wrong']:>10} {s['inliers']:>8} {reg_txt:>12}"
+                f"{s['p95']:8.4f} {s['max']:8.4f} {s['wrong']:>10} {s['inliers']:>8} {s['z']:>14} {reg_txt:>12}"
             )
     for note in notes:
         print("  " + note)
