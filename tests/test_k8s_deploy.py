@@ -385,7 +385,12 @@ def running_user_code(root: Path, config_dir: Path, secret_env: dict[str, str]) 
             yield port
         finally:
             process.terminate()
-            process.wait()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                # a server stuck in a call never returns to its signal handler
+                process.kill()
+                process.wait()
 
 
 @contextmanager
