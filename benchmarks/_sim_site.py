@@ -22,10 +22,18 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from calmon_core.config import local_site_settings
+from calmon_core.config import SETTINGS_FILE, local_site_settings
 from calmon_sim.broker import EmbeddedBroker
 from calmon_sim.fleet_spec import small_camera
 from calmon_sim.slack_receiver import SlackReceiver
+
+# The code location's partitions load from $CALMON_CONFIG_DIR when calmon_assets is first imported,
+# which a benchmark does before its site exists: they start on the local sites' first day too
+# (unset, the shipped settings' first day would be the day calmon first ran in this folder).
+if "CALMON_CONFIG_DIR" not in os.environ:
+    _partitions_site = Path(tempfile.mkdtemp(prefix="calmon-bench-config-"))
+    (_partitions_site / SETTINGS_FILE).write_text(local_site_settings(_partitions_site))
+    os.environ["CALMON_CONFIG_DIR"] = str(_partitions_site)
 
 # Panoramas already generated on this machine (~/.cache/calmon/synthetic); a new seed costs
 # several seconds to generate and 100 MB in the fleet process, so devices share these five scenes,

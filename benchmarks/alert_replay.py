@@ -59,6 +59,7 @@ from calmon_core.forecast import (  # noqa: E402
     ForecastMethod,
     KalmanSettings,
     KalmanState,
+    bent_line_trend,
     days_to_threshold,
     kalman_trend,
     kalman_update,
@@ -421,9 +422,10 @@ def print_side_by_side(rows: dict[str, dict], days: float, devices: int) -> None
 # ----------------------------------------------------------------------------- forecast accuracy
 
 
-def forecast_accuracy(rates, per_rate, seed, methods) -> dict[str, dict[float, list[float]]]:
-    """Linear ramps from the first check crossing +0.5° at 4–8 days; hourly checks, 60% with dark
-    nights, 1% outliers. At every check with ≥3 days of history and ≥12 h left before the
+def forecast_accuracy(rates, per_rate, seed, methods, flat_days: float = 0.0) -> dict[str, dict[float, list[float]]]:
+    """Linear ramps crossing +0.5° 4–8 days after they start, after `flat_days` of a camera that
+    does not move (at the ramp's starting offset); hourly checks, 60% with dark nights, 1%
+    outliers. At every check with ≥3 days of the ramp's history and ≥12 h left before the
     crossing: |predicted − true crossing time| / (true crossing − now)."""
     rng = np.random.default_rng(seed + 7)
     errors: dict[str, dict[float, list[float]]] = {name: {r: [] for r in rates} for name in methods}
@@ -435,11 +437,11 @@ def forecast_accuracy(rates, per_rate, seed, methods) -> dict[str, dict[float, l
             dark = rng.random() < 0.6
             times, values, sigmas = [], [], []
             filters = {name: KalmanState() for name, (kind, _) in methods.items() if kind == "kalman"}
-            for hour in range(int(crossing * 24)):
-                t = hour / 24
+            for hour in range(int((flat_days + crossing) * 24)):
                 if dark and (hour % 24 >= DARK_HOURS[0] or hour % 24 < DARK_HOURS[1]):
                     continue
-                v = start + rate * t + rng.normal(0, noise)
+                t = hour / 24 - flat_days  # days since the ramp started
+                v = start + rate * max(t, 0.0) + rng.normal(0, noise)
                 if rng.random() < 0.01:
                     v += rng.choice([-1, 1]) * rng.uniform(0.6, 1.5)
                 times.append(t)
@@ -452,6 +454,8 @@ def forecast_accuracy(rates, per_rate, seed, methods) -> dict[str, dict[float, l
                 for name, (kind, param) in methods.items():
                     if kind == "kalman":
                         trend = kalman_trend(filters[name])
+                    elif kind == "bent_line":
+                        trend = bent_line_trend(times[-param:], values[-param:], sigmas[-param:])
                     else:
                         trend = theil_sen_trend(times[-param:], values[-param:])
                     days, _ = days_to_threshold(trend, THRESHOLD) if trend else (None, None)
@@ -461,8 +465,8 @@ def forecast_accuracy(rates, per_rate, seed, methods) -> dict[str, dict[float, l
     return errors
 
 
-def print_forecast(errors, rates) -> None:
-    print("\n## Forecast: crossing-time error on ramps, once 3 days of history exist\n")
+def print_forecast(errors, rates, title: str) -> None:
+    print(f"\n## Forecast: crossing-time error on {title}, once 3 days of the ramp's history exist\n")
     print("share of checks within ±20% (median |error|)\n")
     print("| method | " + " | ".join(f"{r:g}°/day" for r in rates) + " | all |")
     print("|---|" + "---|" * (len(rates) + 1))
@@ -523,10 +527,14 @@ def main() -> None:
     rows["state_change (default)"] = evaluate(
         fleet, checks, replay_state_change(fleet, checks, default, args.days), args.days
     )
-    theil_sen = default.model_copy(update={"forecast_method": ForecastMethod.theil_sen})
-    rows["state_change, Theil–Sen forecast"] = evaluate(
-        fleet, checks, replay_state_change(fleet, checks, theil_sen, args.days), args.days
-    )
+    for label, method, window in (
+        ("Kalman forecast", ForecastMethod.kalman, default.forecast_window_checks),
+        ("Theil–Sen over 72", ForecastMethod.theil_sen, 72),
+    ):
+        other = default.model_copy(update={"forecast_method": method, "forecast_window_checks": window})
+        rows[f"state_change, {label}"] = evaluate(
+            fleet, checks, replay_state_change(fleet, checks, other, args.days), args.days
+        )
     print_side_by_side(rows, args.days, args.devices)
     print(
         f"\ndefaults: k={default.k_sigma:g}, N/M={default.breach_checks}/{default.breach_window}, "
@@ -551,12 +559,18 @@ def main() -> None:
             "Theil–Sen, last 48 checks": ("theil_sen", 48),
             "Theil–Sen, last 72 checks": ("theil_sen", 72),
             "Theil–Sen, last 120 checks": ("theil_sen", 120),
+            "bent line, σ-weighted, ≤336 checks (default)": ("bent_line", 336),
             "Kalman, slope walk 0.005": ("kalman", KalmanSettings(slope_walk=0.005)),
-            "Kalman, slope walk 0.01 (default)": ("kalman", KalmanSettings(slope_walk=0.01)),
+            "Kalman, slope walk 0.01": ("kalman", KalmanSettings(slope_walk=0.01)),
             "Kalman, slope walk 0.02": ("kalman", KalmanSettings(slope_walk=0.02)),
             "Kalman, slope walk 0.1": ("kalman", KalmanSettings(slope_walk=0.1)),
         }
-        print_forecast(forecast_accuracy(rates, args.forecast_per_rate, args.seed, methods), rates)
+        print_forecast(forecast_accuracy(rates, args.forecast_per_rate, args.seed, methods), rates, "ramps")
+        print_forecast(
+            forecast_accuracy(rates, args.forecast_per_rate, args.seed, methods, flat_days=5),
+            rates,
+            "ramps after 5 flat days",
+        )
     print(f"\n({time.monotonic() - started:.0f} s)")
 
 

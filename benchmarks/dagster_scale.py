@@ -109,10 +109,14 @@ def write_site(root: Path, fleet_devices: int, start_date: str, enabled: int) ->
 
     config = root / "config"
     config.mkdir(parents=True)
-    ini = local_site_settings(root, webhook_env="CALMON_BENCH_WEBHOOK", written_by="benchmarks/dagster_scale.py")
-    config.joinpath("calibration_monitoring.ini").write_text(
-        ini + f"\n[schedule]\ncadence = hourly\nstart_date = {start_date}\nmax_concurrent_per_deployment = 4\n"
+    ini = local_site_settings(
+        root,
+        webhook_env="CALMON_BENCH_WEBHOOK",
+        written_by="benchmarks/dagster_scale.py",
+        start_date=start_date,
+        max_concurrent_per_deployment=4,
     )
+    config.joinpath("calibration_monitoring.ini").write_text(ini)
     deployments = []
     for d in range(10):
         devices = [

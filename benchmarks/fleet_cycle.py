@@ -59,9 +59,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._sim_site import RESOLUTION, THRESHOLD_DEG, BenchSite  # noqa: E402, I001  (first: it picks the partitions' site)
 import calmon_assets.defs.checks.measure as measure_module  # noqa: E402
 import calmon_assets.defs.cpu_slots as cpu_slots_module  # noqa: E402
-from benchmarks._sim_site import RESOLUTION, THRESHOLD_DEG, BenchSite  # noqa: E402
 from calmon_assets.defs.partitions import current_time_key  # noqa: E402
 from calmon_cli.scheduler import default_parallel_runs  # noqa: E402
 from resources.results_table import ResultsTable  # noqa: E402

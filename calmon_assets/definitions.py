@@ -22,10 +22,11 @@ def build_definitions(config_dir: str | None = None, settings: Settings | None =
     """The definitions for a config folder; `settings` when the caller loaded them already."""
     config_dir = config_dir or config_dir_from_env()
     settings = settings or load_site_settings(config_dir)
-    if not same_partitions(settings.schedule):
+    if not same_partitions(settings):
         raise ConfigError(
             [
-                f"{config_dir}: [schedule] cadence {settings.schedule.cadence} from {settings.schedule.start_date} "
+                f"{config_dir}: [schedule] cadence {settings.schedule.cadence} from "
+                f"{settings.schedule.start_date or 'the first day recorded in its object store'} "
                 f"differs from the partitions this process loaded ({PARTITION_SCHEDULE.cadence} from "
                 f"{PARTITION_SCHEDULE.start_date}, from ${CONFIG_DIR_ENV}); set {CONFIG_DIR_ENV}={config_dir}"
             ]

@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from calmon_cli import __version__
-from calmon_cli.options import UsageError, print_problems
+from calmon_cli.options import UsageError, adopt_config_dir, print_problems
 from calmon_core.config import ConfigError
 
 COMMANDS = [
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    adopt_config_dir(args)
     from resources.results_table import ResultsTableError
 
     try:

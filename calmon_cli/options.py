@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -33,6 +35,15 @@ def config_dir(args: argparse.Namespace) -> str:
     from calmon_assets.defs.site_config import config_dir_from_env
 
     return args.config or config_dir_from_env()
+
+
+def adopt_config_dir(args: argparse.Namespace) -> None:
+    """Before a command runs: the code location's partitions are read from $CALMON_CONFIG_DIR when
+    first imported, so the site named by --config is theirs too, first day included."""
+    from calmon_assets.defs.site_config import CONFIG_DIR_ENV
+
+    if getattr(args, "config", None) and "calmon_assets.defs.partitions" not in sys.modules:
+        os.environ[CONFIG_DIR_ENV] = str(Path(args.config).resolve())
 
 
 def print_problems(problems: list[str], where: str, prefix: str = "") -> None:

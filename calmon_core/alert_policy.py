@@ -108,8 +108,8 @@ class AlertPolicySettings(BaseModel):
     maintenance: list[MaintenanceWindow] = []
     digest_hour: int = Field(default=8, ge=0, le=23)  # UTC hour of the daily digest
     early_warning_days: float = Field(default=3.0, gt=0)  # ⏳ when the forecast falls under this
-    forecast_method: ForecastMethod = ForecastMethod.kalman
-    forecast_window_checks: int = Field(default=72, ge=3)
+    forecast_method: ForecastMethod = ForecastMethod.bent_line
+    forecast_window_checks: int = Field(default=336, ge=3)  # the newest checks a trend may rest on
     forecast_min_checks: int = Field(default=24, ge=3)  # no forecast on less evidence than this
     ui_base_url: str | None = None  # the Dagster UI, for links to a device's asset page
 

@@ -13,6 +13,7 @@ import re
 import secrets
 import warnings
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -205,11 +206,24 @@ class CaptureSettings(BaseModel):
 
 class ScheduleSettings(BaseModel):
     cadence: Literal["hourly", "daily"] = "hourly"
-    start_date: str = "2026-01-01"
+    # The partitions' first day (YYYY-MM-DD): every hour from it is a partition, and the ones never
+    # checked show as Missing. Unset: the day calmon first loaded the site, as recorded in its
+    # object store (calmon_assets/defs/partitions.py), so no months of checks nobody meant to run.
+    start_date: str | None = None
     cron: str | None = None  # overrides the cadence's default cron
     max_concurrent_per_deployment: int = Field(default=4, gt=0)
     reference_max_age_days: float = Field(default=90, gt=0)
     maintenance_cron: str = "50 * * * *"  # results table upkeep, away from the checks at :05
+
+    @field_validator("start_date")
+    @classmethod
+    def _a_day(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise ValueError(f"start_date {value!r} is not a day YYYY-MM-DD, e.g. 2026-12-02") from None
 
 
 class ExecutionSettings(BaseModel):
@@ -417,6 +431,11 @@ def load_settings(path: str | Path | None) -> Settings:
     return settings
 
 
+# The first day of the self-contained sites' partitions: the histories the tests and benchmarks
+# replay start after it, and the processes that run them load the same partitions.
+LOCAL_SITE_START_DATE = "2026-01-01"
+
+
 def local_site_settings(
     root: str | Path,
     *,
@@ -430,7 +449,7 @@ def local_site_settings(
     snapshot_retention_hours: float | None = None,
     written_by: str = "calmon",
     alert_policy: str | None = None,
-    start_date: str | None = None,
+    start_date: str = LOCAL_SITE_START_DATE,
 ) -> str:
     """calibration_monitoring.ini for a self-contained site under `root`: object store (or an
     S3-compatible endpoint), SQLite Iceberg catalog and capture work folder all inside it. What the
@@ -451,13 +470,11 @@ def local_site_settings(
         f"[capture]\nstabilize_time = {stabilize_time}\ntimeout = {timeout}\n"
         f"reference_stabilize_time = {reference_stabilize_time}\nworkdir = {root}/work\n"
     )
-    schedule = []
+    # the day the site's checks begin: no "missing" partitions before it
+    schedule = [f"start_date = {start_date}"]
     if max_concurrent_per_deployment is not None:
         schedule.append(f"max_concurrent_per_deployment = {max_concurrent_per_deployment}")
-    if start_date is not None:  # the day the site's checks begin: no "missing" partitions before it
-        schedule.append(f"start_date = {start_date}")
-    if schedule:
-        text += "\n[schedule]\n" + "\n".join(schedule) + "\n"
+    text += "\n[schedule]\n" + "\n".join(schedule) + "\n"
     if alert_policy is not None:
         text += f"\n[alerts]\npolicy = {alert_policy}\n"
     return text

@@ -48,8 +48,53 @@ def _when(moment: datetime | None) -> str:
     return _utc(moment).strftime("%m-%d %H:%M") if moment is not None else "never"
 
 
+# The overview's columns, (name, what it says): few and short, so the table reads at a glance in
+# the Dagster UI's metadata column; markdown_table has every number. Times are relative to the
+# refresh (the entry's timestamp), as an engineer asks them: how long in breach, how long ago.
+OVERVIEW_COLUMNS = (
+    ("device", "the device's id (its deployment: fleet_details)"),
+    ("status", "the alert policy's state of the device"),
+    ("worst", "the latest conclusive check's largest offset (σ of all three angles: fleet_details)"),
+    ("trend", "the drift of the axis heading for the threshold soonest (else the fastest), °/day"),
+    ("threshold", "how long the device has been in breach, or when its trend reaches the threshold"),
+    ("last good", "how long ago the newest conclusive check ran"),
+)
+
+
+def _span(days: float) -> str:
+    if days < 1 / 24:
+        return f"{max(days * 1440, 0):.0f} min"
+    return f"{days * 24:.0f} h" if days < 2 else f"{days:.1f} d"
+
+
+def overview_rows(summaries: Sequence[DeviceSummary], now: datetime) -> list[dict[str, str]]:
+    """The fleet at a glance, one short row per device, worst first (OVERVIEW_COLUMNS)."""
+    now = _utc(now)
+
+    def ago(moment: datetime | None) -> str:
+        return "never" if moment is None else f"{_span((now - _utc(moment)).total_seconds() / 86400)} ago"
+
+    rows = []
+    for s in summaries:
+        worst = (
+            f"{s.worst_axis} {s.worst_offset_deg:+.3f}°"
+            if s.worst_axis is not None and s.worst_offset_deg is not None
+            else "–"
+        )
+        trend = f"{s.trend_deg_per_day:+.3f}°/d" if s.trend_deg_per_day is not None else "–"
+        if s.status == "breach" and s.breach_since is not None:
+            threshold = f"for {_span((now - _utc(s.breach_since)).total_seconds() / 86400)}"
+        elif s.days_to_threshold is not None:
+            threshold = f"in ~{_span(s.days_to_threshold)}"
+        else:
+            threshold = "–"
+        cells = (s.device_id, STATUS_MARK.get(s.status, s.status), worst, trend, threshold, ago(s.last_good_at))
+        rows.append(dict(zip((name for name, _ in OVERVIEW_COLUMNS), cells, strict=True)))
+    return rows
+
+
 def markdown_table(summaries: Sequence[DeviceSummary]) -> str:
-    """The fleet table of the fleet_health asset: one line per device."""
+    """Every number of every device, one line per device: the fleet view's details."""
     header = (
         "| device | deployment | status | yaw ° | pitch ° | roll ° | trend °/day | days to threshold "
         "| last good check | latest check |\n|---|---|---|---|---|---|---|---|---|---|"

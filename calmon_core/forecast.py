@@ -1,9 +1,14 @@
 """Drift forecast: a robust trend of each angle over a device's recent checks, and when it reaches
 the threshold ("at this rate yaw reaches 0.5° in ~4 days (±1)").
 
-Two estimators of the same thing, (level now, slope per day, their uncertainty), measured against
-each other by benchmarks/alert_replay.py:
+Three estimators of the same thing, (level now, slope per day, their uncertainty), measured
+against each other by benchmarks/alert_replay.py:
 
+- The bent line (the default): σ-weighted least squares over the device's recent checks (up to
+  two weeks of them) of a line that may bend once where the drift started, outliers left out. It
+  is the only one within ±20% of the crossing time on slow ramps (0.05°/day) both from the start
+  of a history and after days of a camera that did not move: a fixed window is too short for the
+  first and too long for the second, a Kalman filter's slope walk trades one for the other.
 - Theil–Sen: the median of the pairwise slopes over a window of recent checks; a single outlier
   check moves it not at all, and its spread gives a slope interval without assuming the reported
   σ are right.
@@ -31,6 +36,7 @@ SIGMA_FLOOR_DEG = 0.005  # the estimator rounds; a reported σ of 0 would make o
 
 
 class ForecastMethod(StrEnum):
+    bent_line = "bent_line"
     theil_sen = "theil_sen"
     kalman = "kalman"
 
@@ -115,6 +121,111 @@ def theil_sen_trend(times_days: Sequence[float], values: Sequence[float], z: flo
         slope_sigma_deg_per_day=slope_sigma,
         checks=n,
         span_days=now - float(t.min()),
+    )
+
+
+def bent_line_trend(
+    times_days: Sequence[float],
+    values: Sequence[float],
+    sigmas: Sequence[float | None],
+    min_span_days: float = 2.0,
+    break_step_days: float = 0.25,
+    outlier_z: float = 4.0,
+) -> Trend | None:
+    """The trend of a camera that may have started drifting part-way through its history: a line
+    that may bend once (continuous at the bend, where the drift started), fitted by least squares
+    weighted by the reported σ, outliers beyond `outlier_z` σ left out and fitted again.
+
+    A fixed window is the wrong length for most cameras: a slow drift needs days of checks for its
+    slope to stand out of the noise, an onset needs the checks from before it kept out of the
+    slope, and a count of checks spans twice the days on a camera that is dark at night. The bend
+    keeps both: the checks before the onset still fix where the drift started, and the slope now
+    rests on the checks since. The bend is searched every `break_step_days` up to `min_span_days`
+    before the newest check and kept only when it beats a single line by the Bayesian information
+    criterion (two more parameters: the bend's time and the older slope)."""
+    t = np.asarray(times_days, dtype=float)
+    y = np.asarray(values, dtype=float)
+    n = len(t)
+    if n < 3 or t.max() - t.min() < 1 / 24:
+        return None
+    sg = np.array([max(v or 0.0, SIGMA_FLOOR_DEG) for v in sigmas], dtype=float)
+    keep = np.ones(n, dtype=bool)
+    fit = None
+    for _ in range(3):  # fit, drop what lies beyond outlier_z σ of the fit, fit again
+        fit = _bent_line(t[keep], y[keep], sg[keep], min_span_days, break_step_days)
+        if fit is None:
+            return None
+        level, slope, older_slope, bend = fit[:4]
+        model = level + slope * (t - t.max()) + (older_slope - slope) * np.minimum(t - bend, 0.0)
+        scale = np.maximum(sg, 1.4826 * _median(np.abs(y[keep] - model[keep])))
+        inliers = np.abs(y - model) <= outlier_z * scale
+        if inliers.sum() < 3 or np.array_equal(inliers, keep):
+            break
+        keep = inliers
+    level, slope, _, bend, level_sigma, slope_sigma = fit  # type: ignore[misc]
+    used = t[keep]
+    return Trend(
+        level_deg=level,
+        level_sigma_deg=level_sigma,
+        slope_deg_per_day=slope,
+        slope_sigma_deg_per_day=max(slope_sigma, 1e-9),
+        checks=int(keep.sum()),
+        span_days=float(used.max() - max(float(used.min()), bend)),
+    )
+
+
+def _bent_line(
+    t: np.ndarray, y: np.ndarray, sigma: np.ndarray, min_span_days: float, step_days: float
+) -> tuple[float, float, float, float, float, float] | None:
+    """(level now, slope, older slope, bend time, level σ, slope σ) of the weighted least-squares
+    line through (t, y) that may bend once; the straight line when no bend earns its parameters."""
+    n = len(t)
+    if n < 3 or t.max() - t.min() < 1 / 24:
+        return None
+    now = float(t.max())
+    w = 1.0 / sigma**2
+    u = t - now
+    bends = np.arange(now - min_span_days, float(t.min()), -step_days)
+    # design per candidate bend: [1, u, h], h = min(t − bend, 0); column h = 0 is the straight line
+    h = np.minimum(t[None, :] - bends[:, None], 0.0)  # (bends, n)
+    ones = np.ones_like(u)
+    g = np.empty((len(bends) + 1, 3, 3))
+    b = np.empty((len(bends) + 1, 3))
+    columns = [ones, u]
+    for i, ci in enumerate(columns):
+        for j, cj in enumerate(columns):
+            g[:, i, j] = float(np.sum(w * ci * cj))
+        b[:, i] = float(np.sum(w * ci * y))
+        g[1:, i, 2] = g[1:, 2, i] = (h * (w * ci)).sum(axis=1)
+    g[1:, 2, 2] = (h * h * w).sum(axis=1)
+    b[1:, 2] = (h * (w * y)).sum(axis=1)
+    g[0, 2, :] = g[0, :, 2] = 0.0
+    g[0, 2, 2] = 1.0
+    b[0, 2] = 0.0
+    usable = np.abs(np.linalg.det(g)) > 1e-12 * np.maximum(np.abs(g[:, 0, 0] * g[:, 1, 1]), 1e-300)
+    if not usable[0]:
+        return None
+    coef = np.zeros_like(b)
+    coef[usable] = np.linalg.solve(g[usable], b[usable][..., None])[..., 0]
+    design_h = np.vstack([np.zeros((1, n)), h])
+    residual = y[None, :] - coef[:, :1] - coef[:, 1:2] * u[None, :] - coef[:, 2:3] * design_h
+    chi2 = (w[None, :] * residual**2).sum(axis=1)
+    params = np.where(np.arange(len(chi2)) == 0, 2, 4)
+    bic = n * np.log(np.maximum(chi2, 1e-300) / n) + params * math.log(n)
+    bic[~usable] = np.inf
+    best = int(np.argmin(bic))
+    dof = max(n - params[best], 1)
+    # σ from the fit's covariance, scaled up when the scatter exceeds what the reported σ promise
+    covariance = np.linalg.inv(g[best]) * max(1.0, float(chi2[best]) / dof)
+    level, slope, bend_change = (float(v) for v in coef[best])
+    bend = float(bends[best - 1]) if best > 0 else float(t.min())
+    return (
+        level,
+        slope,
+        slope + bend_change,
+        bend,
+        math.sqrt(max(covariance[0, 0], 0.0)),
+        math.sqrt(max(covariance[1, 1], 0.0)),
     )
 
 
@@ -233,10 +344,11 @@ class TrendHistory:
     """The recent conclusive checks of one device, what Theil–Sen reads, and a Kalman filter per
     axis fed the same checks. Kept by the alert policy's device state, or built from rows."""
 
-    window_checks: int = 72
+    window_checks: int = 336
     kalman: KalmanSettings = field(default_factory=KalmanSettings)
     times: list[float] = field(default_factory=list)
     values: dict[str, list[float]] = field(default_factory=lambda: {a: [] for a in AXES})
+    sigmas: dict[str, list[float]] = field(default_factory=lambda: {a: [] for a in AXES})
     filters: dict[str, KalmanState] = field(default_factory=lambda: {a: KalmanState() for a in AXES})
 
     def add(self, t: float, offsets: dict[str, float | None], sigmas: dict[str, float | None]) -> None:
@@ -246,18 +358,22 @@ class TrendHistory:
             value = offsets.get(axis)
             ok = value is not None and math.isfinite(value)
             self.values[axis].append(value if ok else math.nan)
+            sigma = sigmas.get(axis)
+            self.sigmas[axis].append(sigma if sigma is not None and math.isfinite(sigma) else math.nan)
             if ok:
                 kalman_update(self.filters[axis], t, value, sigmas.get(axis), self.kalman)
         if len(self.times) > self.window_checks:
             del self.times[0]
             for axis in AXES:
                 del self.values[axis][0]
+                del self.sigmas[axis][0]
 
     def clear(self) -> None:
         """The camera changed regime (breach declared, recovered, repaired): old checks mislead."""
         self.times.clear()
         for axis in AXES:
             self.values[axis].clear()
+            self.sigmas[axis].clear()
             self.filters[axis] = KalmanState()
 
     def trend(self, axis: str, method: ForecastMethod) -> Trend | None:
@@ -267,7 +383,11 @@ class TrendHistory:
         known = np.isfinite(values)
         if known.sum() < 3:
             return None
-        return theil_sen_trend(np.asarray(self.times)[known], values[known])
+        times = np.asarray(self.times)[known]
+        if method is ForecastMethod.bent_line:
+            sigmas = np.asarray(self.sigmas[axis])[known]
+            return bent_line_trend(times, values[known], [v if math.isfinite(v) else None for v in sigmas])
+        return theil_sen_trend(times, values[known])
 
     def forecast(self, threshold_deg: float, method: ForecastMethod) -> list[AxisForecast]:
         out = []

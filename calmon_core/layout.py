@@ -49,5 +49,10 @@ def query_scan_prefix(deployment: str, camera: str, moment: datetime | str) -> s
     return f"{device_prefix(deployment, camera)}/query_scan/{stamp}"
 
 
+# The day calmon first loaded the site: its partitions' start when [schedule] start_date is unset.
+# "calmon-site" is a deployment name no site uses for cameras (the key is one file, not a device).
+PARTITIONS_START_KEY = "calmon-site/partitions_start_date"
+
+
 def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key.lstrip('/')}"

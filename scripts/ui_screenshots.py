@@ -246,7 +246,7 @@ def simulated_site(root: Path, cycles: int = 3, start_date: str | None = None):
     now), the fleet view refreshed; yields (config_dir, dagster_home, time keys of the cycles).
 
     start_date: the partitions' first day; only where calmon_assets is not imported yet (it loads
-    its partitions from $CALMON_CONFIG_DIR once), else the embedded default."""
+    its partitions from $CALMON_CONFIG_DIR once), else local_site_settings' day."""
     config_dir = root / "configs"
     if start_date is not None:
         if "calmon_assets.defs.partitions" in sys.modules:
@@ -277,7 +277,7 @@ def simulated_site(root: Path, cycles: int = 3, start_date: str | None = None):
                     timeout=20,
                     reference_stabilize_time=0.5,
                     written_by="scripts/ui_screenshots.py",
-                    start_date=start_date,
+                    **({"start_date": start_date} if start_date is not None else {}),
                 )
                 (config_dir / "calibration_monitoring.ini").write_text(ini)
                 # after the ini exists: the code location reads its partitions once, at import

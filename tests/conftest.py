@@ -13,6 +13,27 @@ from calmon_sim.scene import default_scenes_dir
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _tests_config_dir() -> Path:
+    """The shipped settings, from the day the tests' histories begin. The code location's
+    partitions load from $CALMON_CONFIG_DIR when calmon_assets is first imported; with the shipped
+    file's empty start_date they would begin on the day the suite first ran, after the checks the
+    tests replay."""
+    import re
+    import tempfile
+
+    from calmon_core.config import LOCAL_SITE_START_DATE, SETTINGS_FILE
+
+    folder = Path(tempfile.mkdtemp(prefix="calmon-tests-config-"))
+    shipped = (REPO / "configs" / SETTINGS_FILE).read_text()
+    text, found = re.subn(r"(?m)^start_date =.*$", f"start_date = {LOCAL_SITE_START_DATE}", shipped)
+    assert found == 1, f"configs/{SETTINGS_FILE} has no [schedule] start_date line"
+    (folder / SETTINGS_FILE).write_text(text)
+    return folder
+
+
+os.environ["CALMON_CONFIG_DIR"] = str(_tests_config_dir())
+
+
 @pytest.fixture(scope="session")
 def scenes_dir() -> Path:
     """../shared/data/scenes (or $CALMON_SCENES_DIR); tests that need it skip only when absent."""

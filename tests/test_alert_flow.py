@@ -98,8 +98,12 @@ def test_state_changes_only_and_a_backfill_does_not_realert(site):
 def test_fleet_health_materializes_with_table_and_pictures(site, tmp_path):
     platform = site.platforms[0] if site.platforms else site.platform_with_references()
     metadata = platform.refresh_fleet_health()
-    table = metadata["fleet"].value
-    assert "| cam-moves | harbor |" in table and "| cam-steady | harbor |" in table
+    # the overview, shown in place: a table entry with one short row per device
+    fleet = metadata["fleet"].value
+    assert sorted(r.data["device"] for r in fleet.records) == ["cam-moves", "cam-steady"]
+    assert [c.name for c in fleet.schema.columns] == ["device", "status", "worst", "trend", "threshold", "last good"]
+    details = metadata["fleet_details"].value
+    assert "| cam-moves | harbor |" in details and "| cam-steady | harbor |" in details
     assert metadata["devices"].value == 2
     for key in ("heat_map", "worst_devices"):
         images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", metadata[key].value)

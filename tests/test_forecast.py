@@ -12,6 +12,7 @@ from calmon_core.forecast import (
     KalmanState,
     Trend,
     TrendHistory,
+    bent_line_trend,
     days_to_threshold,
     describe,
     kalman_over,
@@ -64,6 +65,42 @@ def test_theil_sen_slope_sigma_covers_the_truth_on_noise():
 def test_theil_sen_needs_three_points_spread_over_time():
     assert theil_sen_trend([0.0, 1.0], [0.0, 0.1]) is None
     assert theil_sen_trend([0.0, 0.001, 0.002], [0.0, 0.1, 0.2]) is None
+
+
+def test_bent_line_finds_a_slow_drift_after_flat_days_and_its_onset():
+    rng = np.random.default_rng(11)
+    t = np.arange(0, 8, 1 / 24)  # 5 days still, then 0.05°/day for 3 days
+    y = 0.2 + 0.05 * np.maximum(t - 5, 0) + rng.normal(0, 0.02, len(t))
+    fit = bent_line_trend(t, y, [0.02] * len(t))
+    assert fit.slope_deg_per_day == pytest.approx(0.05, abs=2 * fit.slope_sigma_deg_per_day)
+    assert fit.slope_sigma_deg_per_day < 0.01
+    assert fit.level_deg == pytest.approx(0.35, abs=0.02)
+    assert fit.span_days == pytest.approx(3, abs=1)  # the slope rests on the days since the onset
+    # a fixed window of the newest 144 checks straddles the onset: half its days say "no drift"
+    assert theil_sen_trend(t[-144:], y[-144:]).slope_deg_per_day < 0.04
+
+
+def test_bent_line_stays_straight_on_a_ramp_and_ignores_wrong_matches():
+    rng = np.random.default_rng(12)
+    t = np.arange(0, 6, 1 / 24)
+    y = -0.1 + 0.05 * t + rng.normal(0, 0.02, len(t))
+    y[[30, 100, -5]] += (1.2, -0.9, 1.5)
+    sigmas = [0.02] * len(t)
+    fit = bent_line_trend(t, y, sigmas)
+    assert fit.slope_deg_per_day == pytest.approx(0.05, abs=0.005)
+    assert fit.checks == len(t) - 3 and fit.span_days == pytest.approx(t[-1] - t[0])
+    assert bent_line_trend(t[:2], y[:2], sigmas[:2]) is None
+
+
+def test_bent_line_sees_no_drift_on_a_still_camera():
+    rng = np.random.default_rng(13)
+    still = 0
+    for _ in range(40):
+        t = np.arange(0, 6, 1 / 24)
+        y = 0.45 + rng.normal(0, 0.03, len(t))
+        fit = bent_line_trend(t, y, [0.03] * len(t))
+        still += days_to_threshold(fit, 0.5)[0] is None or days_to_threshold(fit, 0.5)[0] > 3
+    assert still >= 38  # a 0.05° gap closes within 3 days only by chance
 
 
 def test_kalman_follows_a_noisy_ramp_and_rejects_an_outlier():

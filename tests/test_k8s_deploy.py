@@ -27,7 +27,7 @@ import pytest
 import yaml
 from werkzeug import Request, Response
 
-from calmon_core.config import SETTINGS_FILE, load_settings
+from calmon_core.config import LOCAL_SITE_START_DATE, SETTINGS_FILE, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 VALUES_FILE = REPO / "deploy" / "helm" / "values.yaml"
@@ -333,7 +333,9 @@ def write_chart_instance(home: Path, values: dict, postgres, kubernetes_api_url:
 def site_config_folder(path: Path) -> Path:
     """What the calmon-config ConfigMap holds: the shipped settings and a fleet with a kubectl site."""
     path.mkdir()
-    shutil.copy(REPO / "configs" / SETTINGS_FILE, path / SETTINGS_FILE)
+    shipped = (REPO / "configs" / SETTINGS_FILE).read_text()
+    # a site that says when its checks began (the schedule ticks below are after it)
+    (path / SETTINGS_FILE).write_text(re.sub(r"(?m)^start_date =.*$", f"start_date = {LOCAL_SITE_START_DATE}", shipped))
     shutil.copy(REPO / "configs" / "devices.example.yaml", path / "devices.yaml")
     return path
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from calmon_core.config import SETTINGS_FILE, AwsSettings, ResultsSettings
+from calmon_core.config import LOCAL_SITE_START_DATE, SETTINGS_FILE, AwsSettings, ResultsSettings
 from calmon_core.layout import device_prefix, reference_scan_prefix
 from calmon_core.models import CheckStatus
 from calmon_sim.fleet import SimFleet
@@ -130,7 +130,8 @@ def cloud_settings(shipped: str) -> str:
     text = re.sub(r"(?m)^stabilize_time = .*$", "stabilize_time = 1.0", shipped)
     text = re.sub(r"(?m)^policy = .*$", "policy = every_check", text)
     text = re.sub(r"(?m)^timeout = .*$", "timeout = 20\nreference_stabilize_time = 0.5", text)
-    return text
+    # a site that says when its checks began (TICK is after it)
+    return re.sub(r"(?m)^start_date =.*$", f"start_date = {LOCAL_SITE_START_DATE}", text)
 
 
 @pytest.fixture

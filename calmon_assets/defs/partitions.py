@@ -1,18 +1,27 @@
 """Partitions: devices (dynamic, synced from devices.yaml) and devices x check time.
 
-Partition definitions are fixed when the code location loads, so the cadence comes from the site
-settings of $CALMON_CONFIG_DIR, read by the same loader as the resources; build_definitions refuses
-another config folder whose cadence would not match them.
+Partition definitions are fixed when the code location loads, so the cadence and the first day come
+from the site settings of $CALMON_CONFIG_DIR, read by the same loader as the resources;
+build_definitions refuses another config folder whose partitions would not match them.
+
+Every hour from the first day on is a partition, and the UI counts the ones never checked as
+Missing; so the first day is the day the site's checks began: `[schedule] start_date`, or when unset
+the day calmon first loaded the site, recorded in the site's object store on that first load and
+read back by every later one (the code server after a reload, every run pod, `calmon monitor`), so
+partition keys never shift.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
+from calmon_assets.defs.resources import object_store_resource
 from calmon_assets.defs.site_config import config_dir_from_env, load_site_settings
-from calmon_core.config import ScheduleSettings
+from calmon_core.config import ConfigError, ScheduleSettings, Settings
+from calmon_core.layout import PARTITIONS_START_KEY
+from resources.object_store import ObjectNotFoundError, ObjectStoreError
 
 DEVICE_DIM = "device"
 TIME_DIM = "time"
@@ -20,21 +29,52 @@ TIME_DIM = "time"
 device_partitions = dg.DynamicPartitionsDefinition(name="devices")
 
 
-def time_partitions(schedule: ScheduleSettings) -> dg.TimeWindowPartitionsDefinition:
+def partitions_start_date(settings: Settings, today: date | None = None) -> str:
+    """The partitions' first day: `[schedule] start_date`, else the site's recorded first day
+    (recorded as `today`, UTC by default, when the site has none yet)."""
+    if settings.schedule.start_date is not None:
+        return settings.schedule.start_date
+    store = object_store_resource(settings).get_client()
+    where = store.uri(PARTITIONS_START_KEY)
+    try:
+        try:
+            text = store.get_bytes(PARTITIONS_START_KEY).decode("utf-8", errors="replace").strip()
+        except ObjectNotFoundError:
+            text = (today or datetime.now(UTC).date()).isoformat()
+            store.put_bytes(PARTITIONS_START_KEY, f"{text}\n".encode())
+    except ObjectStoreError as exc:
+        raise ConfigError(
+            [f"[schedule] start_date is unset and the site's first day at {where} cannot be kept ({exc}); set it"]
+        ) from None
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ConfigError(
+            [f"{where}: {text[:40]!r} is not a day YYYY-MM-DD; fix it or set [schedule] start_date"]
+        ) from None
+
+
+def time_partitions(cadence: str, start_date: str) -> dg.TimeWindowPartitionsDefinition:
     # end_offset=1: the window in progress is a partition too, since a check captures "now".
-    if schedule.cadence == "daily":
-        return dg.DailyPartitionsDefinition(start_date=schedule.start_date, end_offset=1)
-    return dg.HourlyPartitionsDefinition(start_date=f"{schedule.start_date}-00:00", end_offset=1)
+    if cadence == "daily":
+        return dg.DailyPartitionsDefinition(start_date=start_date, end_offset=1)
+    return dg.HourlyPartitionsDefinition(start_date=f"{start_date}-00:00", end_offset=1)
 
 
-PARTITION_SCHEDULE = load_site_settings(config_dir_from_env()).schedule
-check_time_partitions = time_partitions(PARTITION_SCHEDULE)
+_loaded = load_site_settings(config_dir_from_env())
+PARTITION_SCHEDULE = ScheduleSettings.model_validate(
+    {**_loaded.schedule.model_dump(), "start_date": partitions_start_date(_loaded)}
+)
+check_time_partitions = time_partitions(PARTITION_SCHEDULE.cadence, PARTITION_SCHEDULE.start_date)  # type: ignore[arg-type]
 check_partitions = dg.MultiPartitionsDefinition({DEVICE_DIM: device_partitions, TIME_DIM: check_time_partitions})
 
 
-def same_partitions(schedule: ScheduleSettings) -> bool:
-    """Whether a site with these schedule settings has the partitions this code location loaded."""
-    return (schedule.cadence, schedule.start_date) == (PARTITION_SCHEDULE.cadence, PARTITION_SCHEDULE.start_date)
+def same_partitions(settings: Settings) -> bool:
+    """Whether a site with these settings has the partitions this code location loaded."""
+    return (settings.schedule.cadence, partitions_start_date(settings)) == (
+        PARTITION_SCHEDULE.cadence,
+        PARTITION_SCHEDULE.start_date,
+    )
 
 
 def check_partition_key(device_id: str, time_key: str) -> dg.MultiPartitionKey:

@@ -63,6 +63,16 @@ def build_io_manager(settings: Settings) -> dg.ConfigurableIOManager:
     return dg.FilesystemIOManager()
 
 
+def object_store_resource(settings: Settings) -> ObjectStoreResource:
+    return ObjectStoreResource(
+        backend=settings.storage.backend,
+        bucket=settings.storage.bucket,
+        local_root=settings.storage.local_root,
+        region=settings.aws.region,
+        endpoint_url=settings.aws.endpoint_url,
+    )
+
+
 def build_resources(config_dir: str, settings: Settings) -> dict[str, object]:
     webhook_env = env_reference(Path(config_dir) / SETTINGS_FILE, "slack", "webhook_url") or "SLACK_WEBHOOK_URL"
     aws = {"region": settings.aws.region, "endpoint_url": settings.aws.endpoint_url}
@@ -72,12 +82,7 @@ def build_resources(config_dir: str, settings: Settings) -> dict[str, object]:
         "kubectl": KubectlResource(),
         "mqtt": MqttResource(),
         "camera": CameraResource(),
-        "object_store": ObjectStoreResource(
-            backend=settings.storage.backend,
-            bucket=settings.storage.bucket,
-            local_root=settings.storage.local_root,
-            **aws,
-        ),
+        "object_store": object_store_resource(settings),
         "results_table": ResultsTableResource(
             catalog=settings.results.catalog,
             catalog_name=settings.results.catalog_name,

@@ -1,18 +1,25 @@
-"""fleet_health: every device's latest state, offsets ± σ, trend, days to the threshold and last good
-check as a table, with the fleet heat map and the worst devices' trend plots. Thin: the numbers
+"""fleet_health: every device's latest state, worst offset, trend, days to the threshold and last good
+check as a short table (every number in fleet_details), with the fleet heat map and the worst
+devices' trend plots. Thin: the numbers
 come from calmon_core.fleet_view, the pictures from calmon_core.plots."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
 from calmon_assets.defs.metadata import image_md
 from calmon_assets.defs.site_config import SiteConfigResource
 from calmon_core.alert_policy import DeviceSummary, format_digest
-from calmon_core.fleet_view import daily_max_offsets, fleet_summaries, markdown_table
+from calmon_core.fleet_view import (
+    OVERVIEW_COLUMNS,
+    daily_max_offsets,
+    fleet_summaries,
+    markdown_table,
+    overview_rows,
+)
 from calmon_core.models import CalibrationResult, CheckStatus, utc_now
 from calmon_core.plots import fleet_heat_map_png, offset_trend_png
 from resources.results_table import ResultsTableResource
@@ -47,6 +54,13 @@ def _trend_png(summary: DeviceSummary, rows: list[CalibrationResult], threshold_
     )
 
 
+def overview_table(summaries: list[DeviceSummary], now: datetime) -> dg.MetadataValue:
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(name, "string", description=about) for name, about in OVERVIEW_COLUMNS]
+    )
+    return dg.MetadataValue.table([dg.TableRecord(row) for row in overview_rows(summaries, now)], schema=schema)
+
+
 @dg.asset(
     name="fleet_health",
     group_name="fleet",
@@ -77,9 +91,11 @@ def fleet_health(site: SiteConfigResource, results_table: ResultsTableResource) 
     }
     return dg.MaterializeResult(
         metadata={
-            "fleet": dg.MetadataValue.md(markdown_table(summaries)),
+            # a table entry, unlike markdown of 1,000 characters or more, is shown in place
+            "fleet": overview_table(summaries, now),
             "heat_map": image_md(heat, "fleet heat map", "image/png"),
             "worst_devices": dg.MetadataValue.md(plots or "no measurements in the last two weeks"),
+            "fleet_details": dg.MetadataValue.md(markdown_table(summaries)),
             "digest": dg.MetadataValue.md(format_digest("fleet", summaries, now)),
             "devices": dg.MetadataValue.int(len(histories)),
             "devices_in_breach": dg.MetadataValue.int(counts["breach"]),
