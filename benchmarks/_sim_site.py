@@ -24,7 +24,7 @@ from pathlib import Path
 
 from calmon_core.config import SETTINGS_FILE, local_site_settings
 from calmon_sim.broker import EmbeddedBroker
-from calmon_sim.fleet_spec import small_camera
+from calmon_sim.fleet_spec import SMALL_RESOLUTION, small_camera
 from calmon_sim.slack_receiver import SlackReceiver
 
 # The code location's partitions load from $CALMON_CONFIG_DIR when calmon_assets is first imported,
@@ -39,7 +39,7 @@ if "CALMON_CONFIG_DIR" not in os.environ:
 # several seconds to generate and 100 MB in the fleet process, so devices share these five scenes,
 # each device looking at its own part of it (start_pose yaw).
 SCENE_SEEDS = (0, 1, 11, 12, 13)
-RESOLUTION = (640, 360)  # default; real PTZ cameras deliver 1920x1080 (--resolution)
+RESOLUTION = SMALL_RESOLUTION  # default; real PTZ cameras deliver 1920x1080 (--resolution)
 THRESHOLD_DEG = 0.5
 WEBHOOK_ENV = "CALMON_BENCH_WEBHOOK"
 

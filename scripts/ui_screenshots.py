@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from calmon_sim.fleet_spec import small_camera
+
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 CHROMEDRIVER = "chromedriver"
@@ -226,16 +228,13 @@ def screenshot_ui(config_dir: Path, dagster_home: Path, out_dir: Path, breached_
 # --------------------------------------------------------------------------- the simulated site
 
 
-def _device(id: str, seed: int, yaw: float, offset=(0.0, 0.0, 0.0)) -> dict:
-    from calmon_sim.fleet_spec import small_camera
-
-    return small_camera(id, seed, yaw, offset)
-
-
 FLEET = {
     "deployments": [
-        {"name": "harbor", "devices": [_device("cam-ok", 11, 5.0), _device(BREACHED, 12, 10.0, (0.8, -0.3, 0.1))]},
-        {"name": "city", "devices": [_device("cam-drift", 13, 0.0, (0.2, 0.0, 0.0))]},
+        {
+            "name": "harbor",
+            "devices": [small_camera("cam-ok", 11, 5.0), small_camera(BREACHED, 12, 10.0, (0.8, -0.3, 0.1))],
+        },
+        {"name": "city", "devices": [small_camera("cam-drift", 13, 0.0, (0.2, 0.0, 0.0))]},
     ]
 }
 
