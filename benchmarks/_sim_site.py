@@ -99,14 +99,6 @@ def _fleet_main(spec: dict, broker_host: str, broker_port: int, conn, parent_pid
                 elif command == "camera":
                     device_id, method, kwargs = args
                     result = getattr(fleet.cameras[device_id], method)(**kwargs)
-                elif command == "lighting":
-                    device_id, body = args
-                    camera = fleet.cameras[device_id]
-                    camera.lighting.set(body)
-                    # the simulator relights its whole panorama on a change of light (seconds, where
-                    # a real camera answers at once): done here, outside the check's capture
-                    camera.snapshot_jpeg()
-                    result = None
                 elif command == "truths":
                     result = {d: cam.truth() for d, cam in fleet.cameras.items()}
                 elif command == "cpu":
@@ -150,10 +142,6 @@ class FleetProcess:
     def camera(self, device_id: str, method: str, **kwargs):
         return self._call("camera", (device_id, method, kwargs))
 
-    def set_lighting(self, device_id: str, body: dict) -> None:
-        """What POST /lighting does on the camera: {"time": ISO 8601} moves its clock, etc."""
-        self._call("lighting", (device_id, body), timeout=300)
-
     def truths(self) -> dict[str, dict]:
         return self._call("truths")
 
@@ -196,13 +184,11 @@ class BenchSite:
         console_log_level: str = "WARNING",
         snapshot_retention_hours: float | None = None,
         resolution: tuple[int, int] = RESOLUTION,
-        spec: dict | None = None,
     ):
-        """spec: the fleet file to serve instead of `devices` random ones."""
         self.keep = root is not None
         self.root = Path(root or tempfile.mkdtemp(prefix="calmon-bench-")).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.spec = spec or fleet_spec(devices, deployments, seed, resolution=resolution)
+        self.spec = fleet_spec(devices, deployments, seed, resolution=resolution)
         self.broker = EmbeddedBroker().start()
         self.slack = SlackReceiver().start()
         self.fleet: FleetProcess | None = None

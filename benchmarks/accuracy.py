@@ -101,8 +101,6 @@ class TextbookBaseline:
         uv_q = np.array([k.pt for k in kp])
         best = None
         for uv_r, desc_r, k_r, r_r in self.frames:
-            if desc_r is None or len(desc_r) < 2:  # a featureless reference frame (sky)
-                continue
             pairs = [
                 m[0]
                 for m in self.matcher.knnMatch(desc, desc_r, k=2)

@@ -7,14 +7,11 @@ dusk, very dark infrared, snow, autumn, a parked truck). Each query is estimated
 reference only, and (for the conditions that have one) against the reference bank with an entry of
 that condition: a scan of the same grid collected under it while the camera had a different offset,
 registered to the day reference (calmon_core.reference_bank), so the entry's own error counts too.
---lens renders every scan and query through a simulated lens (calmon_sim.fleet_spec.LENS_PRESETS;
-calmon is only told the datasheet's hfov), and the scans then carry the accuracy benchmark's zoom
-sweep so the reference calibrates the lens across zoom.
 
 Per condition and method: conclusive %, median / p95 / max of the largest per-axis |error| (deg),
 confident-wrong (conclusive with an error > 0.2 deg), median inliers, bank registration error.
 
-    .venv/bin/python benchmarks/day_night.py [--cases N] [--scenes a.jpg,b.jpg] [--conditions night,winter] [--lens strong]
+    .venv/bin/python benchmarks/day_night.py [--cases N] [--scenes a.jpg,b.jpg] [--conditions night,winter]
 """
 
 from __future__ import annotations
@@ -39,7 +36,6 @@ from calmon_core.conventions import angle_offsets  # noqa: E402
 from calmon_core.estimation import ALGORITHM_VERSION, _load_reference, estimate_frame  # noqa: E402
 from calmon_core.reference_bank import add_bank_entry  # noqa: E402
 from calmon_sim.cases import random_view  # noqa: E402
-from calmon_sim.fleet_spec import LENS_PRESETS  # noqa: E402
 from calmon_sim.lighting import Conditions, SceneChange  # noqa: E402
 from calmon_sim.lit_cases import query_frame, write_scan  # noqa: E402
 from calmon_sim.scene import default_scenes_dir, load_scene  # noqa: E402
@@ -60,13 +56,9 @@ BANKED = {"night", "night-dark", "winter", "autumn", "winter-night", "dusk"}
 JPEG_QUALITY = 90
 
 
-def summarise(rows: list[tuple[bool, np.ndarray | None, int, np.ndarray | None]]) -> dict:
+def summarise(rows: list[tuple[bool, np.ndarray | None, int]]) -> dict:
     ok = [r for r in rows if r[0]]
     err = np.array([np.max(np.abs(r[1])) for r in ok]) if ok else np.array([np.nan])
-    z = "-"
-    if ok:
-        zs = np.abs(np.array([r[1] / r[3] for r in ok]))
-        z = "/".join(f"{np.percentile(zs[:, i], 95):.1f}" for i in range(3))
     return {
         "n": len(rows),
         "conclusive": len(ok) / max(1, len(rows)),
@@ -75,7 +67,6 @@ def summarise(rows: list[tuple[bool, np.ndarray | None, int, np.ndarray | None]]
         "max": float(np.max(err)),
         "wrong": sum(1 for r in ok if np.max(np.abs(r[1])) > CONFIDENT_WRONG_DEG),
         "inliers": int(np.median([r[2] for r in rows])) if rows else 0,
-        "z": z,
     }
 
 
@@ -90,16 +81,7 @@ def main() -> None:
         "--preprocess", default=photometry.METHOD, choices=photometry.METHODS, help="feature preprocessing"
     )
     parser.add_argument("--worst", action="store_true", help="list failures and the worst frames")
-    parser.add_argument("--lens", default="none", choices=list(LENS_PRESETS), help="the cameras' true lens")
-    parser.add_argument(
-        "--sweep",
-        default=None,
-        help="the scans' zoom sweep ('' for none; default: none without a lens, else 1.4,2,2.8,4)",
-    )
     args = parser.parse_args()
-    lens = LENS_PRESETS[args.lens]
-    sweep_text = args.sweep if args.sweep is not None else ("" if args.lens == "none" else "1.4,2,2.8,4")
-    sweep = [float(x) for x in sweep_text.split(",") if x]
     cv2.setNumThreads(1)
     photometry.METHOD = args.preprocess
     conditions = args.conditions.split(",")
@@ -114,9 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="calmon-daynight-") as tmp:
         for s_i, name in enumerate(args.scenes.split(",")):
             scene = load_scene(str(default_scenes_dir() / name))
-            ref = write_scan(
-                Path(tmp) / f"ref{s_i}", scene, YAWS, PITCHES, rng=np.random.default_rng(s_i), lens=lens, zooms=sweep
-            )
+            ref = write_scan(Path(tmp) / f"ref{s_i}", scene, YAWS, PITCHES, rng=np.random.default_rng(s_i))
             day_map = _load_reference(ref)[1]
             views = [random_view(rng_views, QUERY_YAWS, QUERY_PITCHES) for _ in range(args.cases)]
             for c_name in conditions:
@@ -132,8 +112,6 @@ def main() -> None:
                         conditions=cond,
                         offset=BANK_SCAN_OFFSET,
                         rng=rng,
-                        lens=lens,
-                        zooms=sweep,
                     )
                     try:
                         reg = add_bank_entry(ref, scan, c_name, regime=cond.regime, season=cond.season)
@@ -144,35 +122,31 @@ def main() -> None:
                     except Exception as exc:  # noqa: BLE001 - a failed registration is a result here
                         notes.append(f"{name} {c_name}: bank entry not registered: {exc}")
                 for i, view in enumerate(views):
-                    frame, image = query_frame(scene, cond, view, i, rng, jpeg_quality=JPEG_QUALITY, lens=lens)
+                    frame, image = query_frame(scene, cond, view, i, rng, jpeg_quality=JPEG_QUALITY)
                     for method, refmap in (("day-ref", day_map), ("bank", bank_map)):
                         if refmap is None:
                             continue
                         fe = estimate_frame(refmap, frame, image).estimate
-                        err = sigma = None
+                        err = None
                         if fe.success:
                             err = np.array(angle_offsets(tuple(fe.offsets_deg[a] for a in AXES), view.offset))
-                            sigma = np.array([fe.uncertainty_deg[a] for a in AXES])
-                        results.setdefault((c_name, method), []).append((fe.success, err, fe.inliers, sigma))
+                        results.setdefault((c_name, method), []).append((fe.success, err, fe.inliers))
                         if args.worst and (not fe.success or np.max(np.abs(err)) > 0.02):
                             mean = float(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).mean())
                             notes.append(
                                 f"{name} {c_name} {method} hfov {view.hfov_deg:.0f} mean grey {mean:.0f} "
                                 f"inliers {fe.inliers} err {None if err is None else np.round(err, 4)} "
-                                f"sigma {sigma} "
                                 f"{fe.failure_log or ''}"
                             )
             print(f"  scene {name}: done at {time.time() - t0:.0f} s", flush=True)
     print(
-        f"\ncalmon {ALGORITHM_VERSION}, preprocessing {photometry.METHOD}, lens {args.lens}, zoom sweep {sweep}; "
-        f"{len(args.scenes.split(','))} scenes x {args.cases} query frames per "
+        f"\ncalmon {ALGORITHM_VERSION}, preprocessing {photometry.METHOD}; {len(args.scenes.split(','))} scenes x {args.cases} query frames per "
         f"condition; error = largest per-axis |estimated - true offset| (deg); bank entries collected "
-        f"with the camera {BANK_SCAN_OFFSET} off and registered to the day reference; "
-        "z = |error|/uncertainty per axis"
+        f"with the camera {BANK_SCAN_OFFSET} off and registered to the day reference"
     )
     head = (
         f"{'condition':<13} {'against':<8} {'n':>4} {'concl':>6} {'median':>8} {'p95':>8} {'max':>8} "
-        f"{'conf-wrong':>10} {'inliers':>8} {'z p95 y/p/r':>14} {'bank reg err':>12}"
+        f"{'conf-wrong':>10} {'inliers':>8} {'bank reg err':>12}"
     )
     print(head)
     print("-" * len(head))
@@ -186,7 +160,7 @@ def main() -> None:
             reg_txt = f"{max(reg):.4f}" if reg else ""
             print(
                 f"{c_name:<13} {method:<8} {s['n']:>4} {100 * s['conclusive']:5.0f}% {s['med']:8.4f} "
-                f"{s['p95']:8.4f} {s['max']:8.4f} {s['wrong']:>10} {s['inliers']:>8} {s['z']:>14} {reg_txt:>12}"
+                f"{s['p95']:8.4f} {s['max']:8.4f} {s['wrong']:>10} {s['inliers']:>8} {reg_txt:>12}"
             )
     for note in notes:
         print("  " + note)

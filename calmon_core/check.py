@@ -133,7 +133,6 @@ def estimated_check(
     threshold_deg: float,
     notes: Sequence[str] = (),
     run_id: str | None = None,
-    gauge_id: str | None = None,
 ) -> CalibrationResult:
     """The row of a check whose capture reached the estimator.
 
@@ -167,10 +166,6 @@ def estimated_check(
         threshold_deg=threshold_deg,
         algorithm_version=estimate.get("algorithm_version", ""),
         run_id=run_id,
-        gauge_id=estimate.get("gauge_id") or gauge_id,
-        # a plain day estimate against the original reference does not name them
-        lighting_regime=estimate.get("regime", "day"),
-        bank_entry=estimate.get("bank_entry", "reference" if success else None),
     )
 
 
@@ -184,7 +179,6 @@ def evaluate_check(
     failure: str | None = None,
     notes: Sequence[str] = (),
     run_id: str | None = None,
-    gauge_id: str | None = None,
 ) -> CalibrationResult:
     """The row of one check, whatever happened.
 
@@ -217,4 +211,4 @@ def evaluate_check(
     if estimate is None:
         reason = "; ".join([failure or "no estimate", *all_notes])
         return failed_check(**common, **captured, reason=reason, algorithm_version=algorithm_version)
-    return estimated_check(**common, **captured, estimate=estimate, notes=all_notes, gauge_id=gauge_id)
+    return estimated_check(**common, **captured, estimate=estimate, notes=all_notes)

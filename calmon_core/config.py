@@ -188,9 +188,6 @@ class SlackSettings(BaseModel):
 
 class CheckSettings(BaseModel):
     threshold_deg: float = Field(default=DEFAULT_THRESHOLD_DEG, gt=0)  # breach: any |offset| above this
-    # a confident dusk or night check adds its frames to the device's reference bank (the entry of
-    # its regime), so later checks in that light match a view taken in it
-    grow_bank: bool = True
 
 
 class CaptureSettings(BaseModel):
@@ -235,14 +232,6 @@ class CorrectionSettings(BaseModel):
         return value
 
 
-class UiSettings(BaseModel):
-    # What a check's materialization carries into Dagster's event log: `preview` = small inline
-    # pictures (diagnostic, trend, query frame; ~35 KB an event) beside links to the full ones in
-    # the object store; `links` = the links only (~3 KB), for fleets whose event log would
-    # otherwise grow by gigabytes a day (benchmarks/dagster_scale.py).
-    pictures: Literal["preview", "links"] = "preview"
-
-
 class Settings(BaseModel):
     aws: AwsSettings = AwsSettings()
     storage: StorageSettings = StorageSettings()
@@ -254,7 +243,6 @@ class Settings(BaseModel):
     alerts: AlertPolicySettings = AlertPolicySettings()
     execution: ExecutionSettings = ExecutionSettings()
     corrections: CorrectionSettings = CorrectionSettings()
-    ui: UiSettings = UiSettings()
 
 
 def parse_stops(text: str) -> list[tuple[float, float, float]]:

@@ -396,7 +396,7 @@ def estimate_frame(
         # global fallback: telemetry may be far off, or the reported view outside the grid
         matches = gather_matches(refmap, feats.uv, matcher, list(range(len(refmap.frames))))
     # few matches (night, snow): geometry-guided matching around the pose finds the rest
-    matches = densify(refmap, feats.uv, matcher.index.descriptors, lens, r_rep, candidates, matches, w, h)
+    matches = densify(refmap, feats.uv, matcher.index.descriptors, k, r_rep, candidates, matches, w, h)
     n = len(matches.uv_query)
     if n < MIN_INLIERS:
         return FrameSolution(

@@ -7,9 +7,7 @@ predicts it. First the telemetry pose with a window as wide as the offsets calmo
 degrees), then, once a rotation is seeded by RANSAC, a window of a few pixels: the ratio test among
 the handful of candidates in that window keeps the matches whose descriptors still agree best
 locally. RANSAC on the rotation, the inlier, cover and uncertainty gates downstream are unchanged:
-a wrong seed gives too few consistent matches and the frame stays inconclusive. Predictions and
-seeds go through the frame's lens (calmon_core.lens): with k1 = -0.3 a pinhole's prediction is tens
-of pixels off at the edges, far outside the few-pixel window.
+a wrong seed gives too few consistent matches and the frame stays inconclusive.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import math
 import numpy as np
 from scipy.spatial import cKDTree
 
-from calmon_core.lens import Lens
+from calmon_core.conventions import pixel_rays
 from calmon_core.rotation import ransac_rotation
 
 PLENTY = 200  # a frame with this many gated matches gains nothing from guidance
@@ -38,7 +36,7 @@ def guided_matches(
     refmap,
     query_uv: np.ndarray,
     query_desc: np.ndarray,
-    lens: Lens,
+    k: np.ndarray,
     r_wc: np.ndarray,
     frames: list[int],
     window_px: float,
@@ -50,7 +48,7 @@ def guided_matches(
 ):
     """(query uv, world bearing, reference frame, reference uv) of reference keypoints whose
     descriptor is clearly the best among the query keypoints within window_px of where pose r_wc
-    and the query's lens put them; each query keypoint used once (its closest descriptor wins)."""
+    puts them; each query keypoint used once (its closest descriptor wins)."""
     from calmon_core.estimation import FrameMatches
 
     empty = FrameMatches(np.zeros((0, 2)), np.zeros((0, 3)), np.zeros(0, int), np.zeros((0, 2)), list(frames))
@@ -66,12 +64,11 @@ def guided_matches(
         bearings = refmap.bearings(i)
         cam = bearings @ r_wc  # world -> query camera
         z = cam[:, 2]
-        uv = lens.project(cam)
         with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = (cam[:, 0] ** 2 + cam[:, 1] ** 2) / cam[:, 2] ** 2
+            p = cam @ k.T
+            uv = p[:, :2] / p[:, 2:3]
         inside = (
             (z > 1e-6)
-            & (r2 < _r2_max(lens))  # beyond the image's field the distortion polynomial folds back
             & (uv[:, 0] > -window_px)
             & (uv[:, 1] > -window_px)
             & (uv[:, 0] < width + window_px)
@@ -118,16 +115,11 @@ def _bearings_grouped(refmap, f_idx: np.ndarray, uv_ref: np.ndarray) -> np.ndarr
     return out
 
 
-def _r2_max(lens: Lens) -> float:
-    """Squared normalised radius a little beyond the image's corners (the lens's calibrated field)."""
-    return 1.5 * ((lens.width / 2) ** 2 + (lens.height / 2) ** 2) / lens.fx**2
-
-
-def _seed(lens: Lens, matches) -> np.ndarray | None:
+def _seed(k: np.ndarray, matches) -> np.ndarray | None:
     if len(matches.uv_query) < SEED_MIN_INLIERS:
         return None
-    rays = lens.pixel_rays(matches.uv_query)
-    found = ransac_rotation(rays, matches.bearings, SEED_RANSAC_PX / lens.fx)
+    rays = pixel_rays(k, matches.uv_query)
+    found = ransac_rotation(rays, matches.bearings, SEED_RANSAC_PX / float(k[0, 0]))
     if found is None or int(found.inliers.sum()) < SEED_MIN_INLIERS:
         return None
     return found.rotation
@@ -137,7 +129,7 @@ def densify(
     refmap,
     query_uv: np.ndarray,
     query_desc: np.ndarray,
-    lens: Lens,
+    k: np.ndarray,
     r_reported: np.ndarray,
     frames: list[int],
     matches,
@@ -147,14 +139,14 @@ def densify(
     """More matches for a frame the global matcher found few for (else `matches` unchanged)."""
     if len(matches.uv_query) >= PLENTY or not frames:
         return matches
-    seed = _seed(lens, matches)
+    seed = _seed(k, matches)
     if seed is None:
-        window = lens.fx * math.tan(math.radians(PRIOR_WINDOW_DEG * math.sqrt(2)))
+        window = float(k[0, 0]) * math.tan(math.radians(PRIOR_WINDOW_DEG * math.sqrt(2)))
         wide = guided_matches(
             refmap,
             query_uv,
             query_desc,
-            lens,
+            k,
             r_reported,
             frames,
             window,
@@ -163,7 +155,7 @@ def densify(
             width=width,
             height=height,
         )
-        seed = _seed(lens, wide)
+        seed = _seed(k, wide)
         if seed is None:
             return matches
     dense = matches
@@ -172,7 +164,7 @@ def densify(
             refmap,
             query_uv,
             query_desc,
-            lens,
+            k,
             seed,
             frames,
             GUIDED_WINDOW_PX,
@@ -184,7 +176,7 @@ def densify(
         if len(found.uv_query) <= len(dense.uv_query):
             break
         dense = found
-        seed = _seed(lens, dense)
+        seed = _seed(k, dense)
         if seed is None:
             break
     return dense

@@ -224,10 +224,6 @@ class CalibrationResult(BaseModel):
     trend_sigma_deg_per_day: float | None = None
     days_to_threshold: float | None = None
     days_to_threshold_sigma: float | None = None
-    # what the offsets are measured against (calmon_core.reference_bank, docs/reference-bank.md)
-    gauge_id: str | None = None  # the reference gauge: offsets are relative to its calibration
-    lighting_regime: str | None = None  # day, dusk or night, from the query's images
-    bank_entry: str | None = None  # the reference set most frames matched ("reference": the original)
 
     def offsets(self) -> dict[str, float | None]:
         return {"yaw": self.yaw_offset, "pitch": self.pitch_offset, "roll": self.roll_offset}

@@ -242,18 +242,6 @@ def add_bank_entry(
         raise
 
 
-def _grown_image_prefix(query: Capture) -> str:
-    """How the images a query's frames grew into an entry are named (by the query's start)."""
-    return f"images/{query.started_at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}_"
-
-
-def _holds_frames_of(entry: BankEntry, query: Capture) -> bool:
-    if entry.name == "reference":
-        return False
-    own = _grown_image_prefix(query)
-    return any(f.image.startswith(own) for f in read_capture(entry.folder).frames)
-
-
 def grow_bank_entry(
     reference_folder: str | Path,
     name: str,
@@ -298,11 +286,12 @@ def grow_bank_entry(
         )
     images = {}
     added = 0
+    stamp = query.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     for i, (frame, fe) in enumerate(zip(query.frames, estimate.frames, strict=True)):
         if not fe.success or max(fe.uncertainty_deg.values()) > GROW_MAX_SIGMA_DEG or len(frames) >= GROW_MAX_FRAMES:
             continue
         image = load_frame_image(query_folder, query, i)
-        name_i = f"{_grown_image_prefix(query)}{i:03d}.jpg"
+        name_i = f"images/{stamp}_{i:03d}.jpg"
         images[name_i] = encode_jpeg(image, 95)
         true = {a: fe.estimated[a] - correction[a] for a in AXES}  # the entry's gauge.json adds it back
         k = frame.intrinsics().matrix()
@@ -324,25 +313,6 @@ def grow_bank_entry(
     if added:
         extra = {"regime": regime, **({"season": season} if season else {})}
         write_capture(target, cap.model_copy(update={"frames": frames, **extra}), images)
-    return added
-
-
-def name_bank_entries(reference_folder: str | Path) -> None:
-    """List the bank's entries in the reference's manifest: caches refresh when it changes."""
-    reference = Path(reference_folder)
-    names = [e.name for e in bank_entries(reference)[1:]]
-    write_capture(reference, read_capture(reference).model_copy(update={"bank": names}))
-
-
-def grow_from_check(reference_folder: str | Path, query_folder: str | Path, banked: BankEstimate) -> int:
-    """A check's part in keeping the bank: a dusk or night query estimated with success adds its
-    confident frames (grow_bank_entry's rule) to the entry named after its regime, so the next
-    check in that light finds a view taken in it. Returns how many frames were added."""
-    if banked.regime == "day" or not banked.estimate.success:
-        return 0
-    added = grow_bank_entry(reference_folder, banked.regime, query_folder, banked.estimate, regime=banked.regime)
-    if added:
-        name_bank_entries(reference_folder)
     return added
 
 
@@ -408,8 +378,6 @@ def estimate_with_bank(
     images = [load_frame_image(query_folder, query, i) for i in range(len(query.frames))]
     regimes = [image_regime(img) for img in images]
     regime = _most_common(regimes, [1.0] * len(regimes), prefer=DARKEST_FIRST)
-    # an entry grown from this very query (a re-estimate) would only repeat its first estimate
-    entries = [e for e in entries if not _holds_frames_of(e, query)]
     frames, used_entries = [], []
     for frame, image, frame_regime in zip(query.frames, images, regimes, strict=True):
         best, best_entry = None, None

@@ -107,15 +107,10 @@ class _AmqttInProcess:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    @property
-    def thread_name(self) -> str:
-        """Per port: a process may run several (the tests' shared broker beside one under test)."""
-        return f"amqtt-broker-{self.port}"
-
     def start(self) -> None:
         ready = threading.Event()
         self._error = None
-        self._thread = threading.Thread(target=self._run, args=(ready,), name=self.thread_name, daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="amqtt-broker", daemon=True)
         self._thread.start()
         if not ready.wait(STOP_TIMEOUT_S * 2):
             raise RuntimeError(f"amqtt broker did not start on {self.host}:{self.port} in {STOP_TIMEOUT_S * 2:.0f}s")

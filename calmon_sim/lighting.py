@@ -536,10 +536,7 @@ def render_frame(
     width: int,
     height: int,
     rng: np.random.Generator | None = None,
-    k: np.ndarray | None = None,
-    distortion: tuple[float, ...] | None = None,
 ) -> np.ndarray:
-    """A frame at the true pose under the conditions (world, then sensor), through the lens of
-    camera matrix k and OpenCV distortion (k1, k2, p1, p2) when given (Scene.render)."""
-    image = lit_scene(scene, conditions).render(yaw, pitch, roll, hfov_deg, width, height, k=k, distortion=distortion)
+    """A frame at the true pose under the conditions (world, then sensor)."""
+    image = lit_scene(scene, conditions).render(yaw, pitch, roll, hfov_deg, width, height)
     return sensor(image, conditions, rng)

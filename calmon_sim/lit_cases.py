@@ -2,9 +2,7 @@
 
 Like calmon_sim.cases, but a scan can be collected while the camera has an offset (frames rendered
 at reported + offset, telemetry = reported), which is what re-collected references and bank
-entries look like in the field. With a `lens` (calmon_sim.fleet_spec.SimLens) every view is
-rendered through that true lens while the manifest keeps the datasheet's hfov, as in
-calmon_sim.cases.
+entries look like in the field.
 """
 
 from __future__ import annotations
@@ -15,10 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from calmon_core.capture_format import decode_image, encode_jpeg, write_capture
-from calmon_core.lens import zoom_sweep_poses
 from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose
 from calmon_sim.cases import T0, QueryView, view_size
-from calmon_sim.fleet_spec import SimLens
 from calmon_sim.lighting import Conditions, render_frame
 from calmon_sim.scene import Scene
 
@@ -48,28 +44,17 @@ def write_scan(
     rng: np.random.Generator | None = None,
     day: int = 0,
     device_id: str = "cam-01",
-    lens: SimLens | None = None,
-    zooms: list[float] | None = None,
 ) -> Path:
     """A reference grid (every pitch x every yaw) under the conditions, collected while the camera
-    was `offset` off (true = reported + offset), then the zoom sweep's poses
-    (calmon_core.lens.zoom_sweep_poses) at each of `zooms`."""
+    was `offset` off (true = reported + offset)."""
     conditions = conditions or Conditions()
     rng = rng or np.random.default_rng(0)
-    lens = lens or SimLens()
     frames, images = [], {}
-    stops = [(y, p, 1.0) for p in pitches for y in yaws]
-    stops += [(y, p, z) for z in zooms or [] for y, p in zoom_sweep_poses(yaws, pitches)]
-    for n, (y, p, z) in enumerate(stops):
-        hfov = hfov_deg / z
-        w, h = (width, height) if z == 1.0 else view_size(scene, hfov, width, height)
-        k, dist = lens.camera(z, hfov, w, h, width)
-        img = render_frame(
-            scene, conditions, y + offset[0], p + offset[1], offset[2], hfov, w, h, rng, k=k, distortion=dist
-        )
+    for n, (p, y) in enumerate((p, y) for p in pitches for y in yaws):
+        img = render_frame(scene, conditions, y + offset[0], p + offset[1], offset[2], hfov_deg, width, height, rng)
         name = f"images/{n:03d}.jpg"
         images[name] = encode_jpeg(img, 95)
-        frames.append(_frame(name, n, w, h, hfov, (y, p, 0.0), z, day))
+        frames.append(_frame(name, n, width, height, hfov_deg, (y, p, 0.0), 1.0, day))
     cap = Capture(
         kind=CaptureKind.reference,
         deployment_name="bench",
@@ -92,12 +77,10 @@ def query_frame(
     height: int = 720,
     jpeg_quality: int = 90,
     reference_hfov_deg: float = 60.0,
-    lens: SimLens | None = None,
 ) -> tuple[Frame, np.ndarray]:
     """One query frame at the view's true pose under the conditions, as the camera's JPEG decodes."""
     w, h = view_size(scene, view.hfov_deg, width, height)
-    k, dist = (lens or SimLens()).camera(reference_hfov_deg / view.hfov_deg, view.hfov_deg, w, h, width)
-    img = render_frame(scene, conditions, *view.true, view.hfov_deg, w, h, rng, k=k, distortion=dist)
+    img = render_frame(scene, conditions, *view.true, view.hfov_deg, w, h, rng)
     img = decode_image(encode_jpeg(img, jpeg_quality), "query")
     frame = _frame(f"images/{n:03d}.jpg", n, w, h, view.hfov_deg, view.reported, reference_hfov_deg / view.hfov_deg, 1)
     return frame, img
@@ -113,10 +96,8 @@ def write_query(
     width: int = 1280,
     height: int = 720,
     device_id: str = "cam-01",
-    day: float = 1.0,
 ) -> Path:
-    """A query capture of the views under the conditions (telemetry = reported poses), taken
-    `day` days after the reference scan's day 0."""
+    """A query capture of the views under the conditions (telemetry = reported poses)."""
     rng = rng or np.random.default_rng(0)
     frames, images = [], {}
     for n, view in enumerate(views):
@@ -128,7 +109,7 @@ def write_query(
         deployment_name="bench",
         device_id=device_id,
         mode=CaptureMode.active if len(views) > 1 else CaptureMode.passive,
-        started_at=T0 + timedelta(days=day),
+        started_at=T0 + timedelta(days=1),
         frames=frames,
     )
     return write_capture(folder, cap, images)

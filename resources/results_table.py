@@ -99,9 +99,6 @@ _FIELDS: list[tuple[str, Any, str]] = [
     ("trend_sigma_deg_per_day", DoubleType(), "one sigma of the trend"),
     ("days_to_threshold", DoubleType(), "days until the trend reaches the threshold (null: not heading there)"),
     ("days_to_threshold_sigma", DoubleType(), "one sigma of days_to_threshold"),
-    ("gauge_id", StringType(), "the reference gauge the offsets are relative to (kept across re-scans)"),
-    ("lighting_regime", StringType(), "day, dusk or night, from the query's images"),
-    ("bank_entry", StringType(), "the reference set the query matched: reference (the original) or a bank entry"),
 ]
 RESULTS_SCHEMA = Schema(
     *[
@@ -837,24 +834,22 @@ class ResultsTable:
                 groups[-1].append(day)
             else:
                 groups.append([day])
-        skipped: list[str] = []
         for group in groups:
-            try:
-                self._rewrite_days(group[0], group[-1])
-            except _UNREADABLE_FILE_ERRORS:
-                # a lost or damaged data file: rewriting its day would drop what the table still
-                # knows of it, so that day waits (for a restore) and the others are compacted
-                for day in group:
-                    try:
-                        self._rewrite_days(day, day)
-                    except _UNREADABLE_FILE_ERRORS as exc:
-                        skipped.append(f"{day}: {exc}")
-                        log.error(
-                            "results table %s: day %s not compacted, a data file cannot be read (%s)",
-                            self.name,
-                            day,
-                            exc,
-                        )
+            start = datetime(group[0].year, group[0].month, group[0].day, tzinfo=UTC)
+            end = datetime(group[-1].year, group[-1].month, group[-1].day, tzinfo=UTC) + timedelta(days=1)
+            days_filter = And(
+                GreaterThanOrEqual("timestamp", start.isoformat()),
+                LessThan("timestamp", end.isoformat()),
+            )
+
+            def rewrite(t: Table, days_filter=days_filter) -> None:
+                data = t.scan(row_filter=days_filter).to_arrow()
+                data = data.sort_by(
+                    [("deployment_name", "ascending"), ("device_id", "ascending"), ("timestamp", "ascending")]
+                )
+                t.overwrite(data, overwrite_filter=days_filter, snapshot_properties={REWRITE_SNAPSHOT_PROPERTY: "true"})
+
+            self._commit_with_retries(f"compact {start.date()}..{group[-1]}", rewrite)
         self._refresh_current_quietly()
         expired = self.expire_snapshots(expire_older_than)
         return {
@@ -862,23 +857,7 @@ class ResultsTable:
             "files_before": files_before,
             "files_after": self.file_count(),
             "snapshots_expired": expired,
-            "days_skipped": skipped,
         }
-
-    def _rewrite_days(self, first: date, last: date) -> None:
-        """Rewrite the days first..last (every deployment) as one file per partition, in one commit."""
-        start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-        end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
-        days_filter = And(GreaterThanOrEqual("timestamp", start.isoformat()), LessThan("timestamp", end.isoformat()))
-
-        def rewrite(t: Table) -> None:
-            data = t.scan(row_filter=days_filter).to_arrow()
-            data = data.sort_by(
-                [("deployment_name", "ascending"), ("device_id", "ascending"), ("timestamp", "ascending")]
-            )
-            t.overwrite(data, overwrite_filter=days_filter, snapshot_properties={REWRITE_SNAPSHOT_PROPERTY: "true"})
-
-        self._commit_with_retries(f"compact {first}..{last}", rewrite)
 
     def expire_snapshots(self, older_than: timedelta) -> int:
         """Drop snapshots older than `older_than` (never the current one) of the history and of the

@@ -39,9 +39,6 @@ from calmon_sim.scene import load_scene
 W, H = 640, 360
 YAWS, PITCHES = [-25.0, 0.0, 25.0], [0.0]
 NIGHT = Conditions("night")
-DUSK = Conditions("dusk", twilight=0.9)
-EARLY_DUSK = Conditions("dusk", twilight=0.5)  # less noise: frames confident enough to grow the bank
-AXES = ("yaw", "pitch", "roll")
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +54,8 @@ def views(offset, n=2):
     return [QueryView((-12.0 + 24.0 * i, 1.0, 0.0), offset, 50.0) for i in range(n)]
 
 
-def query(folder, scene, offset, conditions=None, n=2, day=1.0, rng=None):
-    return write_query(folder, scene, conditions or Conditions(), views(offset, n), width=W, height=H, day=day, rng=rng)
+def query(folder, scene, offset, conditions=None, n=2):
+    return write_query(folder, scene, conditions or Conditions(), views(offset, n), width=W, height=H)
 
 
 # ---------------------------------------------------------------------------- the simulator
@@ -247,55 +244,9 @@ def test_a_confident_checks_frames_grow_a_bank_entry_in_the_original_gauge(city,
     assert first.estimate.success and first.regime == "dusk"
     added = grow_bank_entry(reference, "dusk", q, first.estimate, regime="dusk")
     assert added >= 1
-    later_offset = (0.45, -0.05, 0.0)
-    # another grab: its own sensor noise (the same noise in both would pull the match to no motion)
-    later_query = query(tmp_path / "q-dusk-2", city, later_offset, DUSK, day=2, rng=np.random.default_rng(7))
-    # the grown entry is a reference in the original gauge on its own (which entry the bank then
-    # picks for a query is a matter of inliers between entries that both explain it)
-    later = estimate_offsets(reference / "bank" / "dusk", later_query, check_identity=False)
-    assert later.success
-    assert all(abs(later.offsets_deg[a] - o) < 0.01 for a, o in zip(AXES, later_offset, strict=True))
-    # re-estimated, the first query is not compared with its own frames in the entry
     again = estimate_with_bank(reference, q)
-    assert "dusk" not in again.entries and again.estimate.success
-
-
-def test_a_check_grows_the_stored_bank_and_another_worker_gets_it(city, tmp_path):
-    """Growth is for frames estimated confidently (sigma <= GROW_MAX_SIGMA_DEG on every axis): at
-    dusk against the day reference; infrared night frames usually are not (roll sigma ~0.03 deg),
-    so a night entry is collected on purpose (collect-references --regime night)."""
-    from calmon_assets.defs.checks.measure import measure_offsets
-    from calmon_assets.defs.references.collect import store_reference
-    from calmon_core.check import CaptureOutcome
-    from resources.object_store import LocalObjectStore
-
-    store = LocalObjectStore(tmp_path / "store")
-    store_reference(store, "site", "cam-1", scan(tmp_path / "day", city), tmp_path / "cache-a")
-
-    def check(name, offset, day, cache, seed, grow=True):
-        folder = query(tmp_path / name, city, offset, EARLY_DUSK, day=day, rng=np.random.default_rng(seed))
-        outcome = CaptureOutcome(
-            deployment_name="site",
-            device_id="cam-1",
-            time_key="2026-12-01-17:00",
-            query_key=name,
-            mode="active",
-            local_folder=str(folder),
-        )
-        return measure_offsets(store, outcome, tmp_path / cache, 0.5, log=None, grow_bank=grow)
-
-    first = check("q1", (0.3, 0.1, 0.0), 1, "cache-a", seed=1)
-    assert first.estimate["success"] and first.estimate["bank_entry"] == "reference"
-    assert any("bank entry dusk grew by 2 frame(s)" in n for n in first.notes)
-    assert store.exists("site/cam-1/reference_scan/bank/dusk/manifest.json")
-    # another worker (an empty cache) finds the grown entry in the store and uses it
-    offset = (0.35, 0.05, 0.0)
-    second = check("q2", offset, 2, "cache-b", seed=2, grow=False)
-    assert (tmp_path / "cache-b/site/cam-1/reference_scan/bank/dusk/manifest.json").is_file()
-    assert second.estimate["success"] and set(second.estimate["bank_entries_per_frame"]) <= {"dusk", "reference"}
-    assert all(abs(second.estimate["offsets_deg"][a] - o) < 0.01 for a, o in zip(AXES, offset, strict=True))
-    # without growth, nothing was added
-    assert not any("grew" in n for n in second.notes)
+    assert again.entry == "dusk" and again.estimate.success
+    assert abs(again.estimate.offsets_deg["yaw"] - 0.4) < 0.01
 
 
 # ---------------------------------------------------------------------------- storing re-collections
@@ -367,7 +318,6 @@ def test_a_checks_row_names_the_bank_entry_and_an_unmatched_night_view_is_expect
             algorithm_version="test",
             failure=measurement.failure,
             notes=measurement.notes,
-            gauge_id=measurement.gauge_id,
         )
         return measurement, row
 
@@ -376,7 +326,6 @@ def test_a_checks_row_names_the_bank_entry_and_an_unmatched_night_view_is_expect
     assert measurement.estimate["bank_entry"] == "night" and row.success
     assert abs(row.yaw_offset - 0.55) < 0.03
     assert f"lighting: night, bank entry night, gauge {first['gauge_id']}" in row.failure_log
-    assert (row.lighting_regime, row.bank_entry, row.gauge_id) == ("night", "night", first["gauge_id"])
 
     elsewhere = load_scene(str(scenes_dir / "aframe_puydesancy.jpg"))
     measurement, row = check(query(tmp_path / "q-elsewhere", elsewhere, offset, NIGHT))

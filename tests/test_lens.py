@@ -11,18 +11,8 @@ import numpy as np
 import pytest
 
 from calmon_core.config import ConfigError, load_fleet
-from calmon_core.conventions import rotation_from_ypr
-from calmon_core.estimation import estimate_offsets, overlapping_reference_frames
-from calmon_core.features import (
-    FEATURES_DIR,
-    QUERY_NFEATURES,
-    build_reference_features,
-    detect,
-    load_reference_map,
-    matching_descriptors,
-    to_gray,
-)
-from calmon_core.guided import GUIDED_CANDIDATES, GUIDED_RATIO, GUIDED_WINDOW_PX, guided_matches
+from calmon_core.estimation import estimate_offsets
+from calmon_core.features import FEATURES_DIR, build_reference_features, load_reference_map
 from calmon_core.lens import (
     CalibrationAtZoom,
     Lens,
@@ -33,8 +23,6 @@ from calmon_core.lens import (
 )
 from calmon_sim.cases import QueryView, write_query, write_reference
 from calmon_sim.fleet_spec import LENS_PRESETS
-from calmon_sim.lighting import Conditions
-from calmon_sim.lit_cases import query_frame
 from calmon_sim.scene import load_scene
 
 AXES = ("yaw", "pitch", "roll")
@@ -201,38 +189,6 @@ def test_queries_through_the_real_lens_are_accurate_and_honest(typical_reference
         assert np.all(np.abs(err) / sigma <= 3.0), (frame.image, err, sigma)
         assert frame.lens["source"] in ("calibrated", "interpolated")
         assert "focal_scale" in frame.lens["fitted"]
-
-
-def test_guided_matching_predicts_where_the_lens_puts_a_keypoint(typical_reference, city):
-    """Guided matching (night, snow) looks for each reference keypoint a few pixels around where the
-    pose puts it: through the frame's lens, else the frame's outer ring (typical k1 bends it ~20 px
-    at 640 wide) finds nothing or the wrong keypoints."""
-    refmap = load_reference_map(typical_reference)
-    view = QueryView((-10.0, 3.0, 0.0), (0.6, -0.2, 0.1), 60.0)
-    frame, image = query_frame(city, Conditions(), view, lens=LENS_PRESETS["typical"], width=W, height=H)
-    lens = refmap.lens_for(frame.lens(), frame.telemetry.zoom).lens
-    assert lens.k1 < -0.1  # the calibrated lens, not the datasheet's pinhole
-    feats = detect(to_gray(image), refmap.detector, QUERY_NFEATURES)
-    r_true = rotation_from_ypr(*view.true)
-    frames = overlapping_reference_frames(refmap, r_true, lens.matrix(), W, H)
-    found = guided_matches(
-        refmap,
-        feats.uv,
-        matching_descriptors(feats, refmap.detector),
-        lens,
-        r_true,
-        frames,
-        GUIDED_WINDOW_PX,
-        candidates=GUIDED_CANDIDATES,
-        ratio=GUIDED_RATIO,
-        width=W,
-        height=H,
-    )
-    radius = np.hypot(*(found.uv_query - [(W - 1) / 2, (H - 1) / 2]).T) / np.hypot(W / 2, H / 2)
-    outer = radius > 0.75
-    err = np.linalg.norm(lens.project(found.bearings @ r_true) - found.uv_query, axis=1)
-    assert outer.sum() >= 30, (outer.sum(), len(radius))
-    assert np.median(err[outer]) < 1.0, np.median(err[outer])
 
 
 def test_fleet_file_lens_is_validated_with_its_key(tmp_path):

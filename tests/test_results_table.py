@@ -227,17 +227,14 @@ FORECAST_COLUMNS = (
 )
 
 
-LIGHTING_COLUMNS = ("gauge_id", "lighting_regime", "bank_entry")
-
-
-def test_a_table_without_the_forecast_and_lighting_columns_gains_them_in_place(tmp_path):
+def test_a_table_without_the_forecast_columns_gains_them_in_place(tmp_path):
     s = settings(tmp_path)
     (tmp_path / "warehouse").mkdir()
     catalog = load_catalog(
         "calmon", type="sql", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=(tmp_path / "warehouse").as_uri()
     )
     catalog.create_namespace(s.database)
-    before = Schema(*[f for f in RESULTS_SCHEMA.fields if f.name not in FORECAST_COLUMNS + LIGHTING_COLUMNS])
+    before = Schema(*[f for f in RESULTS_SCHEMA.fields if f.name not in FORECAST_COLUMNS])
     old_table = catalog.create_table((s.database, s.table), schema=before)
     old = check("cam-old", 0, yaw=0.3)
     row = {k: v for k, v in old.model_dump().items() if k in before.column_names}
@@ -247,7 +244,7 @@ def test_a_table_without_the_forecast_and_lighting_columns_gains_them_in_place(t
     table = ResultsTable(s)
     table.ensure_table()
     evolved = table.table().schema()
-    assert [evolved.find_field(n).field_id for n in FORECAST_COLUMNS + LIGHTING_COLUMNS] == list(range(23, 31))
+    assert [evolved.find_field(n).field_id for n in FORECAST_COLUMNS] == [23, 24, 25, 26, 27]
     new = check(
         "cam-new",
         1,
@@ -257,15 +254,11 @@ def test_a_table_without_the_forecast_and_lighting_columns_gains_them_in_place(t
         trend_sigma_deg_per_day=0.01,
         days_to_threshold=2.0,
         days_to_threshold_sigma=0.4,
-        gauge_id="gauge-0123456789ab",
-        lighting_regime="night",
-        bank_entry="night",
     )
     table.write([new])
     rows = {r.device_id: r for r in table.all_rows()}
     assert rows["cam-new"] == new
     assert rows["cam-old"].yaw_offset == 0.3 and rows["cam-old"].days_to_threshold is None
-    assert rows["cam-old"].gauge_id is None and rows["cam-old"].bank_entry is None
 
 
 def test_compaction_keeps_rows_and_merges_files(table):

@@ -93,23 +93,6 @@ def test_one_missing_data_file_degrades_reads_and_names_it(tmp_path):
     assert reader.unreadable_files == [lost]
 
 
-def test_compaction_skips_only_the_day_whose_data_file_is_lost(tmp_path):
-    table = filled(tmp_path)
-    lost = next(f for f in data_files(table) if "2026-11-20" in f)  # cam-1's and cam-2's first rows
-    table.write([check("cam-2", 1, yaw=0.2)])  # a second file on the first day
-    table.write([check("cam-3", 31, yaw=0.3)])  # and on the second
-    Path(lost.removeprefix("file://")).unlink()
-    report = ResultsTable(settings(tmp_path)).maintain()
-    (skipped,) = report["days_skipped"]
-    assert skipped.startswith("2026-11-20: ") and Path(lost.removeprefix("file://")).name in skipped
-    second_day = [f for f in data_files(table) if "2026-11-20" not in f]
-    assert len(second_day) == 1  # the readable day was merged into one file
-    # the lost day's other files are still there, nothing readable was dropped
-    reader = ResultsTable(settings(tmp_path))
-    assert {(r.device_id, r.yaw_offset) for r in reader.all_rows()} >= {("cam-1", 0.7), ("cam-3", 0.3), ("cam-2", 0.2)}
-    assert reader.unreadable_files == [lost]
-
-
 def test_a_readable_table_reports_no_unreadable_files(tmp_path):
     reader = filled(tmp_path)
     reader.latest_per_device()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 
 from calmon_assets.defs.checks.measure import Measurement
-from calmon_assets.defs.metadata import PREVIEW_WIDTH_PX, picture_metadata, reading
+from calmon_assets.defs.metadata import image_md, reading
 from calmon_assets.defs.partitions import check_partitions
 from calmon_core.check import is_breach
 from calmon_core.models import CalibrationResult, CheckStatus
@@ -129,16 +128,10 @@ def _trend(history: list[CalibrationResult], row: CalibrationResult) -> bytes | 
 
 
 def result_metadata(
-    row: CalibrationResult,
-    measurement: Measurement,
-    history: list[CalibrationResult],
-    log,
-    pictures: str = "preview",
-    store_picture: Callable[[bytes, str], str | None] | None = None,
+    row: CalibrationResult, measurement: Measurement, history: list[CalibrationResult], log
 ) -> dict[str, Any]:
     """The check's metadata; history: the device's rows read before this check's row was written,
-    oldest first (the ones its forecast was fitted on); store_picture(data, name) keeps a picture
-    beside the capture and returns its URI (None: not stored)."""
+    oldest first (the ones its forecast was fitted on)."""
     metadata: dict[str, Any] = {
         "status": CheckStatus(row.status).value,
         "success": row.success,
@@ -159,17 +152,13 @@ def result_metadata(
     }
     if measurement.estimate is not None:
         metadata["frames"] = dg.MetadataValue.json(measurement.estimate.get("frames", []))
-    preview = thumbnail_png(measurement.diagnostic_png, PREVIEW_WIDTH_PX) if measurement.diagnostic_png else None
-    metadata.update(
-        picture_metadata("diagnostic", preview, measurement.diagnostic_uri, "matches and view outlines", pictures)
-    )
+    if measurement.diagnostic_png:
+        metadata["diagnostic"] = image_md(thumbnail_png(measurement.diagnostic_png, 1000), "matches and view outlines")
     try:
         trend = _trend(history, row)
+        if trend:
+            metadata["trend"] = image_md(trend, "offset trend", "image/png")
     except Exception as exc:  # the plot is a convenience; the row is already written
         log.warning(f"trend plot failed: {exc}")
-        trend = None
-    if trend:
-        trend_uri = store_picture(trend, "trend.png") if store_picture else None
-        metadata.update(picture_metadata("trend", trend, trend_uri, "offset trend", pictures, "image/png"))
     log.info(f"{row.device_id} {row.check_partition}: {metadata['status']} {json.dumps(row.offsets())}")
     return metadata

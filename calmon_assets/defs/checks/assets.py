@@ -16,8 +16,7 @@ from calmon_assets.defs.checks.capture import (
     take_capture,
 )
 from calmon_assets.defs.checks.corrections import publish_correction
-from calmon_assets.defs.checks.dead_runs import claim_run
-from calmon_assets.defs.checks.measure import diagnostics_key, measure_offsets
+from calmon_assets.defs.checks.measure import measure_offsets
 from calmon_assets.defs.metadata import reading, workdir
 from calmon_assets.defs.partitions import DEVICE_DIM, TIME_DIM, check_partitions, check_window_start
 from calmon_assets.defs.runs import BACKFILL_TAG, CHECK_STATUS_TAG
@@ -62,7 +61,6 @@ def query_capture(
 ) -> dg.Output[CaptureOutcome]:
     device_id, time_key, window_start = _partition(context)
     config = site.load()
-    claim_run(context, config.settings.execution.executor)
     deployment, device = config.fleet.find(device_id)
     stamp = format_timestamp(window_start)
     stops = capture_stops(config, device)
@@ -95,7 +93,7 @@ def query_capture(
     )
     if outcome.storage_error:
         context.log.warning(f"{device_id} {time_key}: {outcome.storage_error}")
-    return dg.Output(outcome, metadata=capture_metadata(capture, outcome, folder, config.settings.ui.pictures))
+    return dg.Output(outcome, metadata=capture_metadata(capture, outcome, folder))
 
 
 @dg.asset(
@@ -127,16 +125,10 @@ def calibration_offsets(
     _, _, window_start = _partition(context)
     config = site.load()
     settings = config.settings
-    claim_run(context, settings.execution.executor)
     policy = CheckPolicy(threshold_deg=settings.check.threshold_deg)
     outcome = CaptureOutcome.model_validate(query_capture) if isinstance(query_capture, dict) else query_capture
     cache_root = workdir(settings.capture.workdir, "cache")
-    # the bank grows from the light of now: a backfill re-estimating months of old captures would
-    # fill it with frames of other seasons
-    grow = settings.check.grow_bank and BACKFILL_TAG not in context.run.tags
-    measurement = measure_offsets(
-        object_store.get_client(), outcome, cache_root, policy.threshold_deg, context.log, grow_bank=grow
-    )
+    measurement = measure_offsets(object_store.get_client(), outcome, cache_root, policy.threshold_deg, context.log)
     row = evaluate_check(
         outcome,
         measurement.estimate,
@@ -146,26 +138,13 @@ def calibration_offsets(
         failure=measurement.failure,
         notes=measurement.notes,
         run_id=context.run.run_id,
-        gauge_id=measurement.gauge_id,
     )
     table = results_table.get_client()
     history = table.history(row.device_id, limit=FORECAST_HISTORY_ROWS)
     row = row.model_copy(update=forecast_columns(row, history, settings.alerts))
     table.write([row])
     context.instance.add_run_tags(context.run.run_id, {CHECK_STATUS_TAG: CheckStatus(row.status).value})
-    store = object_store.get_client()
-
-    def store_picture(data: bytes, name: str) -> str | None:
-        if not outcome.files_location:
-            return None
-        try:
-            store.put_bytes(diagnostics_key(outcome, name), data)
-            return store.uri(diagnostics_key(outcome, name))
-        except Exception as exc:  # a missing picture must not lose the row
-            context.log.warning(f"{name} not stored: {exc}")
-            return None
-
-    metadata = result_metadata(row, measurement, history, context.log, settings.ui.pictures, store_picture)
+    metadata = result_metadata(row, measurement, history, context.log)
     # a backfill re-estimates old checks: the current correction is the next scheduled check's to post
     if settings.corrections.mqtt_topic and row.status in CONCLUSIVE and BACKFILL_TAG not in context.run.tags:
         metadata["correction"] = publish_correction(

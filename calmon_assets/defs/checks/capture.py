@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from calmon_assets.defs.devices.connect import device_extractor
-from calmon_assets.defs.metadata import PREVIEW_WIDTH_PX, picture_metadata, reading
+from calmon_assets.defs.metadata import image_md, reading
 from calmon_core.capture_format import read_capture
 from calmon_core.capture_ports import CaptureFailed
 from calmon_core.check import CaptureOutcome
@@ -86,9 +86,7 @@ def store_capture(store: ObjectStore, folder: Path, prefix: str, outcome: Captur
         return outcome.model_copy(update={"storage_error": f"files could not be stored: {exc}"})
 
 
-def capture_metadata(
-    capture: ExtractedCapture, outcome: CaptureOutcome, folder: Path, pictures: str = "preview"
-) -> dict[str, Any]:
+def capture_metadata(capture: ExtractedCapture, outcome: CaptureOutcome, folder: Path) -> dict[str, Any]:
     manifest = read_capture(folder)
     metadata: dict[str, Any] = {
         "ok": True,
@@ -99,8 +97,5 @@ def capture_metadata(
         "files": outcome.files_location or outcome.storage_error,
     }
     if manifest.frames:
-        first = manifest.frames[0].image
-        preview = thumbnail_png((folder / first).read_bytes(), PREVIEW_WIDTH_PX) if pictures == "preview" else None
-        uri = f"{outcome.files_location.rstrip('/')}/{first}" if outcome.files_location else None
-        metadata.update(picture_metadata("frame", preview, uri, "query frame", pictures))
+        metadata["frame"] = image_md(thumbnail_png((folder / manifest.frames[0].image).read_bytes()), "query frame")
     return metadata

@@ -6,7 +6,6 @@ once it has been under way longer than any check takes (a worker on another host
 
 Swept by `calmon monitor` before each cycle (the cron path) and by the fail_dead_check_runs sensor
 here (the daemon path); Dagster's own run monitoring cannot tell an in-process run's worker is dead.
-The worker is recorded by the run itself (claim_run, at the start of each check step).
 """
 
 from __future__ import annotations
@@ -42,15 +41,6 @@ def _process_start(pid: int) -> str:
 def this_worker() -> str:
     pid = os.getpid()
     return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
-
-
-def claim_run(context: dg.AssetExecutionContext, executor: str) -> None:
-    """Record the process executing this run in process as its worker, whoever launched it (the
-    daemon's run launcher, `dagster job execute`, `calmon monitor`), so the sweep can tell at once
-    when it dies. Steps in processes of their own (multiprocess, k8s) end while the run goes on:
-    those runs are left to the age rule and Dagster's run monitoring."""
-    if executor == "in_process" and WORKER_TAG not in context.run.tags:
-        context.instance.add_run_tags(context.run.run_id, {WORKER_TAG: this_worker()})
 
 
 def worker_gone(worker: str) -> bool | None:

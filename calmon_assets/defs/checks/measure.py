@@ -11,13 +11,12 @@ from typing import Any
 
 from calmon_assets.defs import cpu_slots
 from calmon_assets.defs.references.cache import cached_reference, reference_age_days
-from calmon_assets.defs.references.collect import store_grown_entry
 from calmon_core.capture_format import CaptureFormatError
 from calmon_core.check import CaptureOutcome, no_reference_reason
 from calmon_core.estimation import ReferenceScanError, estimate_offsets
 from calmon_core.gauge import read_gauge
 from calmon_core.layout import query_scan_prefix
-from calmon_core.reference_bank import bank_entries, estimate_with_bank, grow_from_check, lighting_note, query_regime
+from calmon_core.reference_bank import bank_entries, estimate_with_bank, lighting_note, query_regime
 from resources.object_store import ObjectNotFoundError, ObjectStore, ObjectStoreError
 
 
@@ -29,7 +28,6 @@ class Measurement:
     reference_age_days: float | None = None
     gauge_id: str | None = None  # the reference gauge the offsets are measured against
     diagnostic_png: bytes | None = None  # the first frame's picture of matches and view outlines
-    diagnostic_uri: str | None = None  # where the full-size picture is stored
 
 
 def _reference(
@@ -63,47 +61,19 @@ def _query_folder(store: ObjectStore, outcome: CaptureOutcome, cache_root: Path)
     return store.download_folder(prefix, target)
 
 
-def diagnostics_key(outcome: CaptureOutcome, name: str) -> str:
-    """The object-store key of one of a check's pictures, beside its query capture."""
-    return f"{query_scan_prefix(outcome.deployment_name, outcome.device_id, outcome.query_key)}/diagnostics/{name}"
-
-
-def _store_diagnostics(store: ObjectStore, outcome: CaptureOutcome, pngs: list[Path], log) -> str | None:
-    """Store the pictures; the first one's URI, if it was stored."""
-    first = None
+def _store_diagnostics(store: ObjectStore, outcome: CaptureOutcome, pngs: list[Path], log) -> None:
+    prefix = query_scan_prefix(outcome.deployment_name, outcome.device_id, outcome.query_key)
     for png in pngs:
         try:
-            store.put_file(diagnostics_key(outcome, png.name), png)
-            first = first or store.uri(diagnostics_key(outcome, png.name))
+            store.put_file(f"{prefix}/diagnostics/{png.name}", png)
         except Exception as exc:  # a missing picture must not lose the row
             log.warning(f"diagnostic picture not stored: {exc}")
-    return first
-
-
-def _grow_bank(
-    store: ObjectStore, outcome: CaptureOutcome, reference: Path, query: Path, banked, measurement: Measurement, log
-) -> None:
-    try:
-        added = grow_from_check(reference, query, banked)
-        if added:
-            store_grown_entry(store, outcome.deployment_name, outcome.device_id, reference, banked.regime)
-            measurement.notes.append(f"bank entry {banked.regime} grew by {added} frame(s) of this check")
-    except Exception as exc:  # the bank is a help for later checks; this one's row stands
-        shutil.rmtree(reference, ignore_errors=True)  # the next check downloads the stored copy again
-        if log is not None:
-            log.warning(f"{outcome.device_id}: bank entry {banked.regime} not grown: {exc}")
 
 
 def measure_offsets(
-    store: ObjectStore,
-    outcome: CaptureOutcome,
-    cache_root: Path,
-    threshold_deg: float,
-    log,
-    grow_bank: bool = False,
+    store: ObjectStore, outcome: CaptureOutcome, cache_root: Path, threshold_deg: float, log
 ) -> Measurement:
-    """The estimate of a successful capture, or why there is none; nothing for a failed capture.
-    grow_bank: a confident dusk or night check adds its frames to the device's bank (stored)."""
+    """The estimate of a successful capture, or why there is none; nothing for a failed capture."""
     if not outcome.ok:
         return Measurement()
     reference, failure, measurement = _reference(store, outcome, cache_root)
@@ -124,13 +94,11 @@ def measure_offsets(
                 measurement.estimate = banked.to_json_dict()
                 if note := lighting_note(banked):
                     measurement.notes.append(note)
-                if grow_bank:
-                    _grow_bank(store, outcome, reference, query, banked, measurement, log)
         pngs = sorted(diagnostics.glob("*.png"))
         if pngs:
             measurement.diagnostic_png = pngs[0].read_bytes()
             if outcome.files_location:
-                measurement.diagnostic_uri = _store_diagnostics(store, outcome, pngs, log)
+                _store_diagnostics(store, outcome, pngs, log)
     except ReferenceScanError as exc:
         shutil.rmtree(reference, ignore_errors=True)  # a corrupt copy must not outlive its repair
         measurement.failure = no_reference_reason(outcome.device_id, exc)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from calmon_assets.defs.references.cache import cached_reference
+from calmon_core.capture_format import read_capture, write_capture
 from calmon_core.layout import reference_scan_prefix
-from calmon_core.reference_bank import BANK_DIR, REGIMES, add_bank_entry, name_bank_entries, replace_reference
+from calmon_core.reference_bank import BANK_DIR, REGIMES, add_bank_entry, bank_entries, replace_reference
 from resources.object_store import ObjectNotFoundError, ObjectStore
 
 
@@ -36,7 +37,9 @@ def store_reference(
         if previous is None:
             raise ValueError(f"{device_id}: no stored reference scan to add a {regime} bank entry to")
         registration = add_bank_entry(previous, scan_folder, regime, regime=regime)
-        name_bank_entries(previous)
+        # The manifest names the entries: caches refresh when the stored manifest changes.
+        names = [e.name for e in bank_entries(previous)[1:]]
+        write_capture(previous, read_capture(previous).model_copy(update={"bank": names}))
         target = previous
     else:
         if rebase and previous is not None and (previous / BANK_DIR).is_dir():
@@ -49,11 +52,3 @@ def store_reference(
         registration = replace_reference(target, scan_folder, rebase=rebase)
     store.upload_folder(target, prefix)
     return {**registration.to_json_dict(), **({"bank_entry": regime} if regime else {})}
-
-
-def store_grown_entry(store: ObjectStore, deployment: str, device_id: str, reference: Path, name: str) -> None:
-    """Upload a bank entry a check grew in the local copy of the reference, then the manifest that
-    names it (last: a reader that sees the new manifest finds the entry complete)."""
-    prefix = reference_scan_prefix(deployment, device_id)
-    store.upload_folder(reference / BANK_DIR / name, f"{prefix}/{BANK_DIR}/{name}")
-    store.put_file(f"{prefix}/manifest.json", reference / "manifest.json")
