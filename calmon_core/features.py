@@ -29,6 +29,7 @@ FEATURES_DIR = "features"
 INDEX_FILE = "calmon_index.npz"
 INDEX_META = "calmon_index.json"
 COLMAP_DB = "database.db"
+MATCH_INDEX_FILE = "match_index_{:04d}.flann"  # frame i's saved KD-trees (matching.DescriptorIndex)
 FEATURES_VERSION = "calmon-features/4"  # + the photometric preprocessing, see features_version()
 
 # keypoint caps: enough for sub-0.001 deg fits, few enough to match in well under 0.5 s
@@ -159,6 +160,7 @@ class ReferenceMap:
     summary: dict = field(default_factory=dict)
     folder: Path | None = None  # the reference scan, for its images (photometric refinement)
     lens_calibration: LensCalibration | None = None
+    index_files: dict[int, dict] = field(default_factory=dict)  # frame -> {"path", "sha256", "count"}
     _indices: dict[int, object] = field(default_factory=dict)
     _images: dict[int, np.ndarray] = field(default_factory=dict)
 
@@ -180,11 +182,22 @@ class ReferenceMap:
         return self.index(i).descriptors
 
     def index(self, i: int):
-        """Frame i's descriptor index (matching.DescriptorIndex), built once."""
+        """Frame i's descriptor index (matching.DescriptorIndex): loaded from the trees saved with the
+        features when they are there and intact, else built; once per map."""
         from calmon_core.matching import DescriptorIndex
 
         if i not in self._indices:
-            self._indices[i] = DescriptorIndex(matching_descriptors(self.features[i], self.detector))
+            descriptors = matching_descriptors(self.features[i], self.detector)
+            saved = self.index_files.get(i)
+            index = None
+            if saved is not None and saved.get("count") == len(descriptors):
+                try:
+                    data = Path(saved["path"]).read_bytes()
+                    if hashlib.sha256(data).hexdigest() == saved.get("sha256"):
+                        index = DescriptorIndex(descriptors, tree_file=saved["path"])
+                except (OSError, ValueError, cv2.error):
+                    index = None  # a missing or damaged tree file costs only the time to build it
+            self._indices[i] = index if index is not None else DescriptorIndex(descriptors)
         return self._indices[i]
 
     def bearings(self, i: int, uv: np.ndarray | None = None) -> np.ndarray:
@@ -281,6 +294,7 @@ def build_reference_features(
     np.savez(tmp, **arrays)  # uncompressed: every check loads it, and inflating cost more than the read
     tmp.replace(out / INDEX_FILE)
     colmap_db.write_database(out / COLMAP_DB, refmap)
+    match_index = _save_match_indices(refmap, out)
     summary = {
         "frames": len(frames),
         "keypoints": int(sum(len(f) for f in features)),
@@ -305,11 +319,29 @@ def build_reference_features(
             for f in frames
         ],
         "summary": summary,
+        "match_index": match_index,
     }
     tmp_meta = out / f"{INDEX_META}.{os.getpid()}.tmp"
     tmp_meta.write_text(json.dumps(meta, indent=1))
     tmp_meta.replace(out / INDEX_META)
     return summary
+
+
+def _save_match_indices(refmap: ReferenceMap, out: Path) -> list[dict | None]:
+    """Save every frame's KD-trees beside the features (None for a frame without a float index)."""
+    entries: list[dict | None] = []
+    for i in range(len(refmap.frames)):
+        index = refmap.index(i)
+        if index.flann is None:
+            entries.append(None)
+            continue
+        name = MATCH_INDEX_FILE.format(i)
+        tmp = out / f"{name}.{os.getpid()}.tmp"
+        index.save(tmp)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        tmp.replace(out / name)
+        entries.append({"file": name, "sha256": digest, "count": len(index)})
+    return entries
 
 
 def load_reference_map(reference_folder: str | Path, features_dir: str | Path | None = None) -> ReferenceMap:
@@ -336,4 +368,7 @@ def load_reference_map(reference_folder: str | Path, features_dir: str | Path | 
     summary = meta.get("summary", {})
     calibration = LensCalibration.from_json_dict(summary.get("lens"))
     refmap = ReferenceMap(frames, features, meta["detector"], summary, Path(reference_folder), calibration)
+    for i, saved in enumerate(meta.get("match_index") or []):
+        if isinstance(saved, dict) and isinstance(saved.get("file"), str):
+            refmap.index_files[i] = {**saved, "path": str(folder / Path(saved["file"]).name)}
     return apply_gauge(refmap, reference_folder)  # orientations in the gauge of the original calibration
