@@ -22,10 +22,10 @@ COPY --from=kubectl /usr/local/bin/kubectl /usr/local/bin/kubectl
 
 # Dependencies first (their layer survives code changes), then calmon itself, not editable.
 WORKDIR /opt/calmon/src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
       > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
+ && pip install -c constraints.txt -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 COPY . .
 RUN pip install --no-deps . && rm -rf build *.egg-info
