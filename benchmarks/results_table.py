@@ -38,15 +38,16 @@ from calmon_core.config import ResultsSettings  # noqa: E402
 from calmon_core.models import CalibrationResult, CheckStatus  # noqa: E402
 from resources.results_table import ResultsTable, arrow_schema  # noqa: E402
 
-YEAR_START = datetime(2025, 11, 25, tzinfo=UTC)
+# each check reads its device's last 200 rows (the trend and forecast; the alert sensor as many)
+HISTORY_ROWS = 200
 
 
-def history_batch(devices: int, deployments: int, first_hour: int, hours: int, rng) -> pa.Table:
-    """Rows for every device at each of `hours` hourly checks starting at first_hour."""
+def history_batch(devices: int, deployments: int, start: datetime, first_hour: int, hours: int, rng) -> pa.Table:
+    """Rows for every device at each of `hours` hourly checks starting `first_hour` hours after start."""
     n = devices * hours
     device_index = np.tile(np.arange(devices), hours)
     hour_index = np.repeat(np.arange(first_hour, first_hour + hours), devices)
-    start_us = int(YEAR_START.timestamp() * 1_000_000)
+    start_us = int(start.timestamp() * 1_000_000)
     # captured a few minutes after the hour, like a real check
     ts_us = start_us + hour_index.astype(np.int64) * 3_600_000_000 + rng.integers(60, 600, n) * 1_000_000
     timestamps = pa.array(ts_us, type=pa.timestamp("us", tz="UTC"))
@@ -86,9 +87,9 @@ def history_batch(devices: int, deployments: int, first_hour: int, hours: int, r
     return pa.table({name: columns[name] for name in arrow_schema().names}).cast(arrow_schema())
 
 
-def cycle_rows(devices: int, deployments: int, hour: int, rng) -> list[CalibrationResult]:
-    moment = YEAR_START + timedelta(hours=hour, minutes=5)
-    key = (YEAR_START + timedelta(hours=hour)).strftime("%Y-%m-%d-%H:00")
+def cycle_rows(devices: int, deployments: int, start: datetime, hour: int, rng) -> list[CalibrationResult]:
+    moment = start + timedelta(hours=hour, minutes=5)
+    key = (start + timedelta(hours=hour)).strftime("%Y-%m-%d-%H:00")
     return [
         CalibrationResult(
             deployment_name=f"site-{i % deployments:02d}",
@@ -123,15 +124,15 @@ def measure_queries(table: ResultsTable, devices: int, repeats: int) -> dict[str
         seconds, scanned = timed(table.latest_per_device_from_history)
         assert scanned == latest, "the current-state table and the history disagree"
         times["latest_from_history"].append(seconds)
-        seconds, _ = timed(table.history, "cam-0007", None, 168)
+        seconds, _ = timed(table.history, "cam-0007", None, HISTORY_ROWS)
         times["history"].append(seconds)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def measure_cycles(table, devices, deployments, first_hour, cycles, rng) -> list[float]:
+def measure_cycles(table, devices, deployments, start, first_hour, cycles, rng) -> list[float]:
     latencies = []
     for hour in range(first_hour, first_hour + cycles):
-        rows = cycle_rows(devices, deployments, hour, rng)
+        rows = cycle_rows(devices, deployments, start, hour, rng)
         seconds, _ = timed(table.write, rows)
         latencies.append(seconds)
     return latencies
@@ -156,6 +157,10 @@ def main() -> int:
     table.ensure_table()
     total_hours = args.days * 24
     full = args.devices * total_hours
+    # the history ends in the hour before now, as a live table's does: reads that look back from
+    # now (history(limit=)) then meet what they would meet in production
+    now_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = now_hour - timedelta(hours=total_hours + 2 * args.cycles + 1)
     scale = (
         ""
         if (args.devices, args.days) == (1000, 365)
@@ -169,7 +174,7 @@ def main() -> int:
     commits = 0
     for first_hour in range(0, total_hours, args.load_hours):
         hours = min(args.load_hours, total_hours - first_hour)
-        seconds, batch = timed(history_batch, args.devices, args.deployments, first_hour, hours, rng)
+        seconds, batch = timed(history_batch, args.devices, args.deployments, start, first_hour, hours, rng)
         generate_seconds += seconds
         seconds, _ = timed(table.append_arrow, batch)
         load_seconds += seconds
@@ -177,15 +182,17 @@ def main() -> int:
     files_loaded = table.file_count()
     migrate_seconds, _ = timed(table.latest_per_device)  # no current state yet: built from the history
 
-    before_cycles = measure_cycles(table, args.devices, args.deployments, total_hours, args.cycles, rng)
-    seconds_rewrite, _ = timed(table.write, cycle_rows(args.devices, args.deployments, total_hours, rng))
+    before_cycles = measure_cycles(table, args.devices, args.deployments, start, total_hours, args.cycles, rng)
+    seconds_rewrite, _ = timed(table.write, cycle_rows(args.devices, args.deployments, start, total_hours, rng))
     before = measure_queries(table, args.devices, args.repeats)
     files_before = table.file_count()
 
     compact_seconds, report = timed(table.compact)
 
     after = measure_queries(table, args.devices, args.repeats)
-    after_cycles = measure_cycles(table, args.devices, args.deployments, total_hours + args.cycles, args.cycles, rng)
+    after_cycles = measure_cycles(
+        table, args.devices, args.deployments, start, total_hours + args.cycles, args.cycles, rng
+    )
     rows = full + 2 * args.cycles * args.devices
 
     def ms(values: list[float]) -> str:
@@ -207,7 +214,7 @@ def main() -> int:
         ("re-write of a whole cycle (idempotent replace)", f"{seconds_rewrite * 1000:.0f} ms"),
         ("latest per device, before compaction: history scan", f"{before['latest_from_history'] * 1000:.0f} ms"),
         ("latest per device, before compaction: current state", f"{before['latest'] * 1000:.0f} ms"),
-        ("history of one device (last 168), before", f"{before['history'] * 1000:.0f} ms"),
+        (f"history of one device (last {HISTORY_ROWS}), before", f"{before['history'] * 1000:.0f} ms"),
         ("compaction: time", f"{compact_seconds:.1f} s"),
         ("compaction: data files before -> after", f"{files_before:,} -> {report['files_after']:,}"),
         (
@@ -216,7 +223,7 @@ def main() -> int:
         ),
         ("latest per device, after compaction: history scan", f"{after['latest_from_history'] * 1000:.0f} ms"),
         ("latest per device, after compaction: current state", f"{after['latest'] * 1000:.0f} ms"),
-        ("history of one device (last 168), after", f"{after['history'] * 1000:.0f} ms"),
+        (f"history of one device (last {HISTORY_ROWS}), after", f"{after['history'] * 1000:.0f} ms"),
         (f"hourly cycle write() of {n} rows, after compaction", ms(after_cycles)),
         ("   rows/s through write(), after", f"{n / statistics.median(after_cycles):,.0f} rows/s"),
         ("rows in table at the end", f"{rows:,}"),

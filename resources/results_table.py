@@ -152,7 +152,9 @@ REWRITE_SNAPSHOT_PROPERTY = "calmon.rewrite"
 # how long a writer that finds the table's metadata in the warehouse but not in the catalog waits for a
 # concurrent first writer to register it, before calling the catalog lost
 CONCURRENT_CREATION_GRACE_S = 5.0
-HISTORY_WINDOWS = (timedelta(days=3), timedelta(days=31), timedelta(days=366))
+# history(limit=): the first look-back, and the widest before the whole history is read
+FIRST_HISTORY_WINDOW, LAST_HISTORY_WINDOW = timedelta(days=3), timedelta(days=366)
+HISTORY_WINDOW_MARGIN = 1.25  # the next window is sized for this many times the rows still wanted
 LEGACY_PARTITION_FORMAT = "%Y-%m-%d-%H:00"  # hourly key given to rows that predate check_partition
 # ValidationException: pyiceberg's own commit retry found that a concurrent writer added rows under
 # our delete filter (the same check written twice at once); a fresh attempt re-evaluates the delete.
@@ -229,12 +231,24 @@ def _check_key_filter(results: list[CalibrationResult]) -> BooleanExpression:
     by_partition: dict[str, set[str]] = defaultdict(set)
     for result in results:
         by_partition[result.check_partition].add(result.device_id)
-    expression: BooleanExpression = AlwaysFalse()
-    for partition, devices in sorted(by_partition.items()):
-        device_filter = EqualTo("device_id", next(iter(devices))) if len(devices) == 1 else In("device_id", devices)
-        term = And(EqualTo("check_partition", partition), device_filter)
-        expression = term if isinstance(expression, AlwaysFalse) else Or(expression, term)
-    return expression
+    terms: list[BooleanExpression] = [
+        And(
+            EqualTo("check_partition", partition),
+            EqualTo("device_id", next(iter(devices))) if len(devices) == 1 else In("device_id", devices),
+        )
+        for partition, devices in sorted(by_partition.items())
+    ]
+    return _any_of(terms)
+
+
+def _any_of(terms: list[BooleanExpression]) -> BooleanExpression:
+    """Or over terms as a balanced tree: pyiceberg's visitors recurse once per level, and a chain of a
+    backfill's thousand partitions exceeds Python's recursion limit."""
+    if not terms:
+        return AlwaysFalse()
+    while len(terms) > 1:
+        terms = [Or(terms[i], terms[i + 1]) if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def _dedupe(results: list[CalibrationResult]) -> list[CalibrationResult]:
@@ -263,6 +277,15 @@ def _newest_per_device(rows: pa.Table) -> pa.Table:
 
 def _keys(rows: pa.Table) -> list[tuple[str, str]]:
     return list(zip(rows["device_id"].to_pylist(), rows["check_partition"].to_pylist(), strict=True))
+
+
+def next_history_window(window: timedelta, found: int, limit: int) -> timedelta | None:
+    """The look-back after `window` found `found` of `limit` rows: wide enough for `limit` at the rate
+    it found them (with a margin), at least twice as wide, ten times when it found none; None (the
+    whole history) beyond LAST_HISTORY_WINDOW."""
+    grow = 10.0 if found == 0 else max(2.0, HISTORY_WINDOW_MARGIN * limit / found)
+    wider = window * grow
+    return None if wider > LAST_HISTORY_WINDOW else wider
 
 
 def _is_ancestor_or_same(history: Table, snapshot_id: int, of: int) -> bool:
@@ -770,19 +793,22 @@ class ResultsTable:
                 row_filter = And(device_filter, GreaterThanOrEqual("timestamp", _utc(since).isoformat()))
             data = _latest_first(self._scan(row_filter))
         else:
-            # the newest rows live in the newest day partitions: look back in widening windows and
-            # stop as soon as there are enough, so a year of history is not read for the last 50
+            # the newest rows live in the newest day partitions: look back in widening windows, each
+            # sized by the rate the last one found, so a year of history is not read for the last 200
+            # (every day partition in a window is a file per deployment to open)
             now = datetime.now(UTC)
             table = self.table()  # one snapshot for every window (and one metadata parse)
-            for window in (*HISTORY_WINDOWS, None):
+            window: timedelta | None = FIRST_HISTORY_WINDOW
+            while True:
                 row_filter = (
                     device_filter
                     if window is None
                     else And(device_filter, GreaterThanOrEqual("timestamp", (now - window).isoformat()))
                 )
                 data = _latest_first(self._scan(row_filter, table=table))
-                if data.num_rows >= limit:
+                if data.num_rows >= limit or window is None:
                     break
+                window = next_history_window(window, data.num_rows, limit)
         if limit is not None:
             data = data.slice(0, max(0, limit))
         return list(reversed(from_arrow(data)))

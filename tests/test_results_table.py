@@ -393,3 +393,28 @@ def test_resource_gives_a_working_client(tmp_path):
     client = resource.get_client()
     client.write([check("cam-1", 0)])
     assert resource.get_client().read("cam-1", check("x", 0).check_partition).device_id == "cam-1"
+
+
+def test_history_limit_widens_its_window_at_the_rate_it_finds_rows(tmp_path):
+    from resources.results_table import FIRST_HISTORY_WINDOW, LAST_HISTORY_WINDOW, next_history_window
+
+    # 72 hourly rows in 3 days, 200 wanted: the next window is sized for 250 at that rate
+    assert next_history_window(FIRST_HISTORY_WINDOW, 72, 200) == FIRST_HISTORY_WINDOW * (1.25 * 200 / 72)
+    assert next_history_window(FIRST_HISTORY_WINDOW, 199, 200) == FIRST_HISTORY_WINDOW * 2  # at least doubles
+    assert next_history_window(FIRST_HISTORY_WINDOW, 0, 200) == FIRST_HISTORY_WINDOW * 10  # found none
+    assert next_history_window(LAST_HISTORY_WINDOW / 2, 1, 200) is None  # beyond: the whole history
+
+    table = ResultsTable(settings(tmp_path))
+    now = datetime.now(UTC).replace(minute=5, second=0, microsecond=0)
+
+    def row(device: str, moment: datetime, yaw: float) -> CalibrationResult:
+        return check(device, 0, yaw=yaw, timestamp=moment, check_partition=moment.strftime("%Y-%m-%d-%H:00"))
+
+    daily = [row("cam-daily", now - timedelta(days=d, hours=1), d / 1000) for d in range(500)]  # > a year
+    hourly = [row("cam-hourly", now - timedelta(hours=h + 1), h / 1000) for h in range(300)]
+    table.write(daily + hourly)  # one write of 800 check partitions, as a backfill may make
+    # oldest first, exactly the newest `limit`, whichever window they were found in
+    assert [r.yaw_offset for r in table.history("cam-daily", limit=40)] == [d / 1000 for d in reversed(range(40))]
+    assert [r.yaw_offset for r in table.history("cam-daily", limit=450)] == [d / 1000 for d in reversed(range(450))]
+    assert [r.yaw_offset for r in table.history("cam-hourly", limit=200)] == [h / 1000 for h in reversed(range(200))]
+    assert len(table.history("cam-hourly", limit=1000)) == 300
