@@ -154,7 +154,8 @@ REWRITE_SNAPSHOT_PROPERTY = "calmon.rewrite"
 CONCURRENT_CREATION_GRACE_S = 5.0
 # history(limit=): the first look-back, and the widest before the whole history is read
 FIRST_HISTORY_WINDOW, LAST_HISTORY_WINDOW = timedelta(days=3), timedelta(days=366)
-HISTORY_WINDOW_MARGIN = 1.25  # the next window is sized for this many times the rows still wanted
+HISTORY_WINDOW_MARGIN = 1.25  # a window is sized for this many times the rows still wanted
+CHECK_INTERVAL = timedelta(hours=1)  # the schedule's default: what the first window assumes
 LEGACY_PARTITION_FORMAT = "%Y-%m-%d-%H:00"  # hourly key given to rows that predate check_partition
 # ValidationException: pyiceberg's own commit retry found that a concurrent writer added rows under
 # our delete filter (the same check written twice at once); a fresh attempt re-evaluates the delete.
@@ -277,6 +278,13 @@ def _newest_per_device(rows: pa.Table) -> pa.Table:
 
 def _keys(rows: pa.Table) -> list[tuple[str, str]]:
     return list(zip(rows["device_id"].to_pylist(), rows["check_partition"].to_pylist(), strict=True))
+
+
+def first_history_window(limit: int) -> timedelta:
+    """The first look-back for the newest `limit` rows: `limit` hourly checks with the margin, at least
+    FIRST_HISTORY_WINDOW (each scan opens every file of its days, so one window that suffices beats
+    a narrow one and a second)."""
+    return max(FIRST_HISTORY_WINDOW, CHECK_INTERVAL * (HISTORY_WINDOW_MARGIN * limit))
 
 
 def next_history_window(window: timedelta, found: int, limit: int) -> timedelta | None:
@@ -798,7 +806,7 @@ class ResultsTable:
             # (every day partition in a window is a file per deployment to open)
             now = datetime.now(UTC)
             table = self.table()  # one snapshot for every window (and one metadata parse)
-            window: timedelta | None = FIRST_HISTORY_WINDOW
+            window: timedelta | None = first_history_window(limit)
             while True:
                 row_filter = (
                     device_filter

@@ -396,8 +396,15 @@ def test_resource_gives_a_working_client(tmp_path):
 
 
 def test_history_limit_widens_its_window_at_the_rate_it_finds_rows(tmp_path):
-    from resources.results_table import FIRST_HISTORY_WINDOW, LAST_HISTORY_WINDOW, next_history_window
+    from resources.results_table import (
+        FIRST_HISTORY_WINDOW,
+        LAST_HISTORY_WINDOW,
+        first_history_window,
+        next_history_window,
+    )
 
+    assert first_history_window(50) == FIRST_HISTORY_WINDOW  # 50 hourly checks fit in 3 days
+    assert first_history_window(200) == timedelta(hours=250)  # 200 hourly checks and the margin
     # 72 hourly rows in 3 days, 200 wanted: the next window is sized for 250 at that rate
     assert next_history_window(FIRST_HISTORY_WINDOW, 72, 200) == FIRST_HISTORY_WINDOW * (1.25 * 200 / 72)
     assert next_history_window(FIRST_HISTORY_WINDOW, 199, 200) == FIRST_HISTORY_WINDOW * 2  # at least doubles
