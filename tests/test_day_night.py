@@ -242,7 +242,7 @@ def test_night_bank_entry_is_registered_and_picked_for_night_queries(city, tmp_p
 def test_a_confident_checks_frames_grow_a_bank_entry_in_the_original_gauge(city, tmp_path):
     reference = scan(tmp_path / "reference_scan", city)
     offset = (0.4, 0.0, 0.0)
-    q = query(tmp_path / "q-dusk", city, offset, Conditions("dusk", twilight=0.9))
+    q = query(tmp_path / "q-dusk", city, offset, EARLY_DUSK)  # frames confident enough to grow the bank
     first = estimate_with_bank(reference, q)
     assert first.estimate.success and first.regime == "dusk"
     added = grow_bank_entry(reference, "dusk", q, first.estimate, regime="dusk")
