@@ -34,12 +34,13 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from calmon_assets.defs.checks.assets import FORECAST_HISTORY_ROWS  # noqa: E402
 from calmon_core.config import ResultsSettings  # noqa: E402
 from calmon_core.models import CalibrationResult, CheckStatus  # noqa: E402
 from resources.results_table import ResultsTable, arrow_schema  # noqa: E402
 
-# each check reads its device's last 200 rows (the trend and forecast; the alert sensor as many)
-HISTORY_ROWS = 200
+# each check reads its device's last rows for the trend and forecast (the alert sensor as many)
+HISTORY_ROWS = FORECAST_HISTORY_ROWS
 
 
 def history_batch(devices: int, deployments: int, start: datetime, first_hour: int, hours: int, rng) -> pa.Table:

@@ -18,7 +18,7 @@ from calmon_core.features import (
     load_reference_map,
     matching_descriptors,
 )
-from calmon_core.matching import FLANN_CHECKS, DescriptorIndex, QueryMatcher
+from calmon_core.matching import FLANN_CHECKS, FLANN_KDTREE, FLANN_TREES, DescriptorIndex, QueryMatcher
 from calmon_sim.cases import QueryView, write_query, write_reference
 from calmon_sim.scene import load_scene
 
@@ -60,7 +60,7 @@ def test_saved_trees_are_the_ones_a_check_uses(reference):
     queries = matching_descriptors(refmap.features[1], refmap.detector)
     # trees built under another seed, saved in frame 0's place: the map answers with them
     cv2.setRNGSeed(12345)
-    other = cv2.flann_Index(descriptors, {"algorithm": 1, "trees": 4})
+    other = cv2.flann_Index(descriptors, {"algorithm": FLANN_KDTREE, "trees": FLANN_TREES})
     path = reference / FEATURES_DIR / entries[0]["file"]
     other.save(str(path))
     entries[0]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
