@@ -264,7 +264,7 @@ def slack_tick(instance, defs) -> tuple[float, float]:
     """(whole sensor tick, its Dagster part) with SLACK_BACKLOG results since the cursor."""
     import dagster as dg
 
-    from calmon_assets.defs.alerts.sensors import OFFSETS, SLACK_CURSOR_KEY, result_origin
+    from calmon_assets.defs.alerts.sensors import OFFSETS, SLACK_CURSOR_KEY, result_origins
 
     newest = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=OFFSETS), limit=SLACK_BACKLOG + 1, ascending=False
@@ -275,8 +275,7 @@ def slack_tick(instance, defs) -> tuple[float, float]:
         records = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=OFFSETS, after_storage_id=int(cursor)), limit=SLACK_BACKLOG, ascending=True
         ).records
-        for record in records:
-            result_origin(instance, record)
+        result_origins(instance, records)
         return len(records)
 
     part, count = timed(dagster_part)

@@ -48,6 +48,7 @@ from pyiceberg.expressions import (
     LessThan,
     Or,
 )
+from pyiceberg.conversions import from_bytes
 from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
 from pyiceberg.manifest import DataFile, ManifestEntryStatus
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -57,6 +58,7 @@ from pyiceberg.table.snapshots import ancestors_of
 from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import (
     BooleanType,
+    DateType,
     DoubleType,
     LongType,
     NestedField,
@@ -227,15 +229,15 @@ def from_arrow(table: pa.Table) -> list[CalibrationResult]:
     return [_from_row(row) for row in table.to_pylist()]
 
 
-def _check_key_filter(results: list[CalibrationResult]) -> BooleanExpression:
+def _check_key_filter(keys: Iterable[tuple[str, str]]) -> BooleanExpression:
     """Rows of these (device_id, check_partition) keys: one term per check partition."""
     by_partition: dict[str, set[str]] = defaultdict(set)
-    for result in results:
-        by_partition[result.check_partition].add(result.device_id)
+    for device_id, check_partition in keys:
+        by_partition[check_partition].add(device_id)
     terms: list[BooleanExpression] = [
         And(
             EqualTo("check_partition", partition),
-            EqualTo("device_id", next(iter(devices))) if len(devices) == 1 else In("device_id", devices),
+            _device_filter(devices),
         )
         for partition, devices in sorted(by_partition.items())
     ]
@@ -294,6 +296,35 @@ def next_history_window(window: timedelta, found: int, limit: int) -> timedelta 
     grow = 10.0 if found == 0 else max(2.0, HISTORY_WINDOW_MARGIN * limit / found)
     wider = window * grow
     return None if wider > LAST_HISTORY_WINDOW else wider
+
+
+def _device_filter(device_ids: set[str]) -> BooleanExpression:
+    return EqualTo("device_id", next(iter(device_ids))) if len(device_ids) == 1 else In("device_id", device_ids)
+
+
+def _partition_filter(check_partitions: set[str]) -> BooleanExpression:
+    if len(check_partitions) == 1:
+        return EqualTo("check_partition", next(iter(check_partitions)))
+    return In("check_partition", check_partitions)
+
+
+def _oldest_day(table: Table) -> date | None:
+    """The first day any data file of the table's snapshot holds, from the manifest list's partition
+    summaries alone (no manifest or data file is opened); None when they do not say."""
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return None
+    specs = table.specs()
+    oldest: int | None = None
+    for manifest in snapshot.manifests(table.io):
+        spec = specs.get(manifest.partition_spec_id)
+        position = next((i for i, f in enumerate(spec.fields) if f.name == "timestamp_day"), None) if spec else None
+        summaries = manifest.partitions or []
+        if position is None or position >= len(summaries) or summaries[position].lower_bound is None:
+            return None
+        day = from_bytes(DateType(), summaries[position].lower_bound)
+        oldest = day if oldest is None else min(oldest, day)
+    return date(1970, 1, 1) + timedelta(days=oldest) if oldest is not None else None
 
 
 def _is_ancestor_or_same(history: Table, snapshot_id: int, of: int) -> bool:
@@ -528,7 +559,7 @@ class ResultsTable:
             data = to_arrow(rows)  # rebuilt per attempt: a failed commit may have consumed it
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "delete did not match any records" on first write
-                table.overwrite(data, overwrite_filter=_check_key_filter(rows))
+                table.overwrite(data, overwrite_filter=_check_key_filter((r.device_id, r.check_partition) for r in rows))
 
         self._commit_with_retries("write", replace)
         self._refresh_current_quietly()
@@ -581,10 +612,23 @@ class ResultsTable:
         return sorted(self._unreadable)
 
     def read(self, device_id: str, check_partition: str) -> CalibrationResult | None:
-        data = self._scan(And(EqualTo("device_id", device_id), EqualTo("check_partition", check_partition)))
-        if data.num_rows == 0:
-            return None
-        return from_arrow(_latest_first(data).slice(0, 1))[0]
+        return self.read_many([(device_id, check_partition)]).get((device_id, check_partition))
+
+    def read_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], CalibrationResult]:
+        """The row of each (device_id, check_partition) key that has one, in one scan."""
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        # a rectangle of devices x partitions holding the keys: a cheaper filter than one term per key
+        devices = {device for device, _ in wanted}
+        partitions = {partition for _, partition in wanted}
+        data = _latest_first(self._scan(And(_device_filter(devices), _partition_filter(partitions))))
+        keys_found = _keys(data)
+        rows: dict[tuple[str, str], CalibrationResult] = {}
+        keep = [i for i, key in enumerate(keys_found) if key in wanted]
+        for row in reversed(from_arrow(data.take(pa.array(keep, pa.int64())))):  # oldest first: newest wins
+            rows[(row.device_id, row.check_partition)] = row
+        return rows
 
     def latest_per_device(self) -> list[CalibrationResult]:
         """The most recent row (by timestamp) of every device, sorted by deployment and device: from
@@ -794,32 +838,55 @@ class ResultsTable:
         self, device_id: str, since: datetime | None = None, limit: int | None = None
     ) -> list[CalibrationResult]:
         """Rows of one device, oldest first; with limit, the most recent `limit` of them."""
-        device_filter: BooleanExpression = EqualTo("device_id", device_id)
-        if since is not None or limit is None:
-            row_filter = device_filter
-            if since is not None:
-                row_filter = And(device_filter, GreaterThanOrEqual("timestamp", _utc(since).isoformat()))
-            data = _latest_first(self._scan(row_filter))
-        else:
-            # the newest rows live in the newest day partitions: look back in widening windows, each
-            # sized by the rate the last one found, so a year of history is not read for the last 200
-            # (every day partition in a window is a file per deployment to open)
-            now = datetime.now(UTC)
-            table = self.table()  # one snapshot for every window (and one metadata parse)
-            window: timedelta | None = first_history_window(limit)
-            while True:
-                row_filter = (
-                    device_filter
-                    if window is None
-                    else And(device_filter, GreaterThanOrEqual("timestamp", (now - window).isoformat()))
-                )
-                data = _latest_first(self._scan(row_filter, table=table))
-                if data.num_rows >= limit or window is None:
-                    break
-                window = next_history_window(window, data.num_rows, limit)
+        if since is None and limit is not None:
+            return self.histories([device_id], limit)[device_id]
+        row_filter: BooleanExpression = EqualTo("device_id", device_id)
+        if since is not None:
+            row_filter = And(row_filter, GreaterThanOrEqual("timestamp", _utc(since).isoformat()))
+        data = _latest_first(self._scan(row_filter))
         if limit is not None:
             data = data.slice(0, max(0, limit))
         return list(reversed(from_arrow(data)))
+
+    def histories(self, device_ids: Iterable[str], limit: int) -> dict[str, list[CalibrationResult]]:
+        """The most recent `limit` rows of each device, oldest first, read together: one scan per
+        look-back window for all of them (the alert sensor decides a whole cycle's results at once).
+
+        The newest rows live in the newest day partitions, so the scans look back in widening windows,
+        each sized by the rate the last one found, and only for the devices still short of `limit`: a
+        year of history is not read for the last 200 rows. A window that reaches the table's first day
+        is the last one (a young table, or a new device, is read once, not once per window)."""
+        pending = set(device_ids)
+        found: dict[str, list[CalibrationResult]] = {}
+        if not pending:
+            return found
+        table = self.table()  # one snapshot for every window (and one metadata parse)
+        oldest = _oldest_day(table)
+        first_moment = datetime.combine(oldest, datetime.min.time(), UTC) if oldest is not None else None
+        now = datetime.now(UTC)
+        window: timedelta | None = first_history_window(limit)
+        while pending:
+            start = now - window if window is not None else None
+            if start is not None and first_moment is not None and start <= first_moment:
+                start = None
+            row_filter = _device_filter(pending)
+            if start is not None:
+                row_filter = And(row_filter, GreaterThanOrEqual("timestamp", start.isoformat()))
+            data = _latest_first(self._scan(row_filter, table=table))
+            rows_of: dict[str, list[int]] = defaultdict(list)
+            for i, device in enumerate(data["device_id"].to_pylist()):
+                rows_of[device].append(i)
+            fewest = limit
+            for device in sorted(pending):
+                rows = rows_of.get(device, [])
+                if len(rows) >= limit or start is None:
+                    found[device] = list(reversed(from_arrow(data.take(pa.array(rows[: max(0, limit)], pa.int64())))))
+                    pending.discard(device)
+                else:
+                    fewest = min(fewest, len(rows))
+            if pending:
+                window = next_history_window(window, fewest, limit) if window is not None else None
+        return found
 
     def rows_since(self, since: datetime) -> list[CalibrationResult]:
         """Every device's rows from `since` on, oldest first (day partitions prune the rest)."""

@@ -425,3 +425,42 @@ def test_history_limit_widens_its_window_at_the_rate_it_finds_rows(tmp_path):
     assert [r.yaw_offset for r in table.history("cam-daily", limit=450)] == [d / 1000 for d in reversed(range(450))]
     assert [r.yaw_offset for r in table.history("cam-hourly", limit=200)] == [h / 1000 for h in reversed(range(200))]
     assert len(table.history("cam-hourly", limit=1000)) == 300
+
+
+def test_histories_read_many_devices_at_once_as_history_reads_each(tmp_path):
+    from resources.results_table import _oldest_day
+
+    table = ResultsTable(settings(tmp_path))
+    assert _oldest_day(table.table()) is None  # no snapshot yet
+    now = datetime.now(UTC).replace(minute=5, second=0, microsecond=0)
+
+    def row(device: str, moment: datetime, yaw: float) -> CalibrationResult:
+        return check(device, 0, yaw=yaw, timestamp=moment, check_partition=moment.strftime("%Y-%m-%d-%H:00"))
+
+    rows = [row(f"cam-{d}", now - timedelta(hours=h + 1), d + h / 1000) for d in range(4) for h in range(30 + 40 * d)]
+    rows += [row("cam-old", now - timedelta(days=40 + h), h / 1000) for h in range(5)]  # checked long ago only
+    table.write(rows)
+    # the first day a file holds, read from the manifest list alone
+    assert _oldest_day(table.table()) == (now - timedelta(days=44)).date()
+    devices = [f"cam-{d}" for d in range(4)] + ["cam-old", "cam-never"]
+    for limit in (20, 100, 500):
+        together = table.histories(devices, limit)
+        assert set(together) == set(devices)
+        assert together["cam-never"] == []
+        for device in devices:
+            assert together[device] == table.history(device, limit=limit), (device, limit)
+        assert [r.yaw_offset for r in together["cam-2"]] == [2 + h / 1000 for h in reversed(range(min(limit, 110)))]
+        assert len(together["cam-old"]) == 5
+
+
+def test_read_many_finds_each_key_and_only_those(table):
+    table.write([check("cam-1", h, yaw=h / 100) for h in range(6)] + [check("cam-2", h) for h in range(3)])
+    table.write([check("cam-1", 2, yaw=0.9)])  # a re-run of one partition: its newest row counts
+    wanted = [("cam-1", check("cam-1", h).check_partition) for h in (0, 2, 5)] + [
+        ("cam-2", check("cam-2", 5).check_partition),  # a partition cam-2 has no row for
+        ("cam-9", check("cam-9", 0).check_partition),
+    ]
+    rows = table.read_many(wanted)
+    assert sorted(rows) == sorted(wanted[:3])
+    assert [rows[key].yaw_offset for key in wanted[:3]] == [0.0, 0.9, 0.05]
+    assert table.read_many([]) == {}

@@ -1,0 +1,95 @@
+"""The slack_alerts sensor decides a whole batch of new results at once: each result still on its own
+device's history and on its own partition's result before it (a real Dagster instance, a real
+results table, a real webhook)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from calmon_assets.defs.alerts.sensors import OFFSETS, alerts_for_new_results
+from calmon_assets.defs.partitions import check_partition_key
+from calmon_core.alerts import AlertPolicy
+from calmon_core.check import failed_check
+from calmon_core.config import ResultsSettings
+from calmon_core.models import CalibrationResult, CheckStatus
+from resources.results_table import ResultsTable
+from resources.slack import SlackNotifier
+from tests.servers import ScriptedWebhook
+
+HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+
+
+def time_key(hour: int) -> str:
+    return (HOUR + timedelta(hours=hour)).strftime("%Y-%m-%d-%H:%M")
+
+
+def row(device: str, hour: int, yaw: float) -> CalibrationResult:
+    return CalibrationResult(
+        deployment_name="harbor",
+        device_id=device,
+        timestamp=HOUR + timedelta(hours=hour, minutes=5),
+        check_partition=time_key(hour),
+        yaw_offset=yaw,
+        pitch_offset=0.0,
+        roll_offset=0.0,
+        yaw_uncertainty=0.004,
+        pitch_uncertainty=0.004,
+        roll_uncertainty=0.004,
+        success=True,
+        status=CheckStatus.breach if abs(yaw) > 0.5 else CheckStatus.ok,
+        inliers=300,
+        frames_used=3,
+        capture_positions="[]",
+        files_location=f"s3://camera-calibration-monitoring/harbor/{device}/query_scan/x",
+        algorithm_version="test-1",
+        run_id=f"run-{device}-{hour}",
+    )
+
+
+def report(instance: dg.DagsterInstance, device: str, hour: int, status: str) -> int:
+    """A calibration_offsets result of (device, hour); its storage id."""
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=OFFSETS, partition=str(check_partition_key(device, time_key(hour))), metadata={"status": status}
+        )
+    )
+    return instance.fetch_materializations(OFFSETS, limit=1).records[0].storage_id
+
+
+def test_a_batch_is_decided_result_by_result(tmp_path):
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    table = ResultsTable(ResultsSettings(warehouse=str(tmp_path / "warehouse"), sqlite_path=str(tmp_path / "c.db")))
+    table.write(
+        [row("cam-a", 0, 0.8), row("cam-a", 1, 0.1), row("cam-b", 1, 0.05)]
+        + [
+            failed_check(
+                deployment_name="harbor",
+                device_id="cam-c",
+                check_partition=time_key(1),
+                reason="capture failed: camera offline",
+                mode="passive",
+                timestamp=HOUR + timedelta(hours=1, minutes=5),
+            )
+        ]
+    )
+    report(instance, "cam-a", 0, "breach")
+    cursor = report(instance, "cam-b", 1, "ok")  # alerted by an earlier tick
+    report(instance, "cam-b", 1, "ok")  # the same check re-run, the same status: not news
+    report(instance, "cam-a", 1, "ok")  # back within threshold after its breach: recovered
+    report(instance, "cam-c", 1, "failed")
+    report(instance, "cam-c", 1, "failed")  # its retry failed the same way, in the same batch
+    webhook = ScriptedWebhook()
+    try:
+        new_cursor, sent = alerts_for_new_results(
+            instance, cursor, table, SlackNotifier(webhook.url, echo=None), AlertPolicy()
+        )
+    finally:
+        webhook.stop()
+    assert new_cursor == instance.fetch_materializations(OFFSETS, limit=1).records[0].storage_id
+    assert len(sent) == 2 and webhook.texts() == sent
+    assert "cam-a" in sent[0] and "recovered" in sent[0].lower()
+    assert "cam-c" in sent[1] and "camera offline" in sent[1]
+    instance.dispose()
