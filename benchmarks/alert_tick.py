@@ -71,7 +71,9 @@ def results_table(root: Path, name: str):
     from calmon_core.config import ResultsSettings
     from resources.results_table import ResultsTable
 
-    return ResultsTable(ResultsSettings(warehouse=str(root / f"{name}-warehouse"), sqlite_path=str(root / f"{name}.db")))
+    return ResultsTable(
+        ResultsSettings(warehouse=str(root / f"{name}-warehouse"), sqlite_path=str(root / f"{name}.db"))
+    )
 
 
 def load_rows(table, devices: int, days: int, last_hour: datetime) -> int:

@@ -30,6 +30,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.conversions import from_bytes
 from pyiceberg.exceptions import (
     CommitFailedException,
     NamespaceAlreadyExistsError,
@@ -48,7 +49,6 @@ from pyiceberg.expressions import (
     LessThan,
     Or,
 )
-from pyiceberg.conversions import from_bytes
 from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
 from pyiceberg.manifest import DataFile, ManifestEntryStatus
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -559,7 +559,9 @@ class ResultsTable:
             data = to_arrow(rows)  # rebuilt per attempt: a failed commit may have consumed it
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "delete did not match any records" on first write
-                table.overwrite(data, overwrite_filter=_check_key_filter((r.device_id, r.check_partition) for r in rows))
+                table.overwrite(
+                    data, overwrite_filter=_check_key_filter((r.device_id, r.check_partition) for r in rows)
+                )
 
         self._commit_with_retries("write", replace)
         self._refresh_current_quietly()
