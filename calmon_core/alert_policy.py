@@ -34,6 +34,7 @@ from calmon_core.forecast import (
     ForecastMethod,
     KalmanSettings,
     TrendHistory,
+    TrendWindow,
     describe,
     fastest,
     soonest,
@@ -231,7 +232,9 @@ class DeviceState:
     failed_in_a_row: int = 0
     last_failing_alert: datetime | None = None
     inconclusive_in_a_row: int = 0
-    warned: bool = False  # ⏳ sent in this episode
+    _warned: bool = False  # ⏳ sent in this episode, as of the checks before `_undecided`
+    # checks whose forecast could change `warned` but was not computed yet (see `warned`)
+    _undecided: list[tuple[TrendWindow, float]] = field(default_factory=list)
     last_good: CalibrationResult | None = None  # newest conclusive check
     last: CalibrationResult | None = None
     breach_votes: deque = field(default_factory=deque)
@@ -248,12 +251,50 @@ class DeviceState:
         return self.breach_since is not None
 
     def forecast(self, threshold_deg: float) -> list[AxisForecast]:
-        if len(self.trends.times) < self.settings.forecast_min_checks:
-            return []
-        return self.trends.forecast(threshold_deg, self.settings.forecast_method)
+        return self._forecast(self.trends.window(), threshold_deg)
 
-    def advance(self, result: CalibrationResult) -> AlertKind | None:
-        """Take one check (newer than every check before it); the state change it makes, if any."""
+    def _forecast(self, window: TrendWindow, threshold_deg: float) -> list[AxisForecast]:
+        if len(window) < self.settings.forecast_min_checks:
+            return []
+        return window.forecast(threshold_deg, self.settings.forecast_method)
+
+    def _days_to_threshold(self, window: TrendWindow, threshold_deg: float) -> float | None:
+        first = soonest(self._forecast(window, threshold_deg))
+        return first.days_to_threshold if first is not None else None
+
+    def _decides_warned(self, days: float | None) -> bool | None:
+        """What a check with this forecast leaves `warned` at: True under the horizon, False clearly
+        beyond it (twice the horizon, so a forecast hovering at it does not flicker), None between
+        (unchanged)."""
+        horizon = self.settings.early_warning_days
+        if days is not None and days <= horizon:
+            return True
+        if days is None or days > 2 * horizon:
+            return False
+        return None
+
+    @property
+    def warned(self) -> bool:
+        """⏳ was sent in this episode. The newest check that decides it is the one that counts, so
+        the undecided checks are forecast newest first and only until one decides: a device far
+        from its threshold costs one forecast, not one per check of its history."""
+        while self._undecided:
+            window, threshold = self._undecided.pop()
+            decided = self._decides_warned(self._days_to_threshold(window, threshold))
+            if decided is not None:
+                self.warned = decided
+        return self._warned
+
+    @warned.setter
+    def warned(self, value: bool) -> None:
+        self._warned = value
+        self._undecided.clear()
+
+    def advance(self, result: CalibrationResult, decide: bool = True) -> AlertKind | None:
+        """Take one check (newer than every check before it); the state change it makes, if any.
+
+        decide=False leaves the ⏳ decision for later (None is returned where ⏳ might have been):
+        the same state, for a caller that only wants the state after many checks."""
         s = self.settings
         self.last = result
         if is_expected_gap(result, s):
@@ -288,7 +329,13 @@ class DeviceState:
                 self.breach_since, self.breach_peak_deg = result.timestamp, worst
                 self.recovery_votes.clear()
                 return AlertKind.breach
-            return self._early_warning(threshold)
+            if decide:
+                return self._early_warning(threshold)
+            if len(self.trends) < s.forecast_min_checks:
+                self.warned = False  # no forecast: beyond every horizon
+            else:
+                self._undecided.append((self.trends.window(), threshold))
+            return None
         self.breach_peak_deg = max(self.breach_peak_deg, worst)
         if sum(self.recovery_votes) >= s.breach_checks:
             self.breach_since, self.breach_peak_deg, self.warned = None, 0.0, False
@@ -298,16 +345,14 @@ class DeviceState:
         return None
 
     def _early_warning(self, threshold_deg: float) -> AlertKind | None:
-        s = self.settings
-        first = soonest(self.forecast(threshold_deg))
-        days = first.days_to_threshold if first is not None else None
-        if not self.warned and days is not None and days <= s.early_warning_days:
-            self.warned = True
-            return AlertKind.early_warning
-        # the episode ends when the forecast clearly leaves the horizon (twice it: no flicker)
-        if self.warned and (days is None or days > 2 * s.early_warning_days):
-            self.warned = False
-        return None
+        decided = self._decides_warned(self._days_to_threshold(self.trends.window(), threshold_deg))
+        if not decided:
+            if decided is False:
+                self.warned = False
+            return None
+        was = self.warned  # read only here: the one case that needs the undecided checks
+        self.warned = True
+        return None if was else AlertKind.early_warning
 
 
 def check_order(result: CalibrationResult) -> tuple[str, datetime]:
@@ -320,7 +365,7 @@ def check_order(result: CalibrationResult) -> tuple[str, datetime]:
 def fold(results: Iterable[CalibrationResult], settings: AlertPolicySettings) -> DeviceState:
     state = DeviceState(settings)
     for result in sorted(results, key=check_order):
-        state.advance(result)
+        state.advance(result, decide=False)
     return state
 
 

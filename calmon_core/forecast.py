@@ -20,6 +20,7 @@ Pure: numbers in, numbers out. Times are days as floats (any origin), offsets de
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -339,53 +340,31 @@ def days_to_threshold(trend: Trend, threshold_deg: float, z: float = 2.0) -> tup
     return days, sigma
 
 
-@dataclass
-class TrendHistory:
-    """The recent conclusive checks of one device, what Theil–Sen reads, and a Kalman filter per
-    axis fed the same checks. Kept by the alert policy's device state, or built from rows."""
+@dataclass(frozen=True)
+class TrendWindow:
+    """The checks a forecast rests on at one moment: a view into a device's history (its lists are
+    shared, never copied), and the Kalman filters as they stood then."""
 
-    window_checks: int = 336
-    kalman: KalmanSettings = field(default_factory=KalmanSettings)
-    times: list[float] = field(default_factory=list)
-    values: dict[str, list[float]] = field(default_factory=lambda: {a: [] for a in AXES})
-    sigmas: dict[str, list[float]] = field(default_factory=lambda: {a: [] for a in AXES})
-    filters: dict[str, KalmanState] = field(default_factory=lambda: {a: KalmanState() for a in AXES})
+    times: list[float]
+    values: dict[str, list[float]]
+    sigmas: dict[str, list[float]]
+    start: int
+    end: int
+    filters: dict[str, KalmanState]
 
-    def add(self, t: float, offsets: dict[str, float | None], sigmas: dict[str, float | None]) -> None:
-        """One conclusive check (an axis without a value repeats none: its series just skips it)."""
-        self.times.append(t)
-        for axis in AXES:
-            value = offsets.get(axis)
-            ok = value is not None and math.isfinite(value)
-            self.values[axis].append(value if ok else math.nan)
-            sigma = sigmas.get(axis)
-            self.sigmas[axis].append(sigma if sigma is not None and math.isfinite(sigma) else math.nan)
-            if ok:
-                kalman_update(self.filters[axis], t, value, sigmas.get(axis), self.kalman)
-        if len(self.times) > self.window_checks:
-            del self.times[0]
-            for axis in AXES:
-                del self.values[axis][0]
-                del self.sigmas[axis][0]
-
-    def clear(self) -> None:
-        """The camera changed regime (breach declared, recovered, repaired): old checks mislead."""
-        self.times.clear()
-        for axis in AXES:
-            self.values[axis].clear()
-            self.sigmas[axis].clear()
-            self.filters[axis] = KalmanState()
+    def __len__(self) -> int:
+        return self.end - self.start
 
     def trend(self, axis: str, method: ForecastMethod) -> Trend | None:
         if method is ForecastMethod.kalman:
             return kalman_trend(self.filters[axis])
-        values = np.asarray(self.values[axis])
+        values = np.asarray(self.values[axis][self.start : self.end])
         known = np.isfinite(values)
         if known.sum() < 3:
             return None
-        times = np.asarray(self.times)[known]
+        times = np.asarray(self.times[self.start : self.end])[known]
         if method is ForecastMethod.bent_line:
-            sigmas = np.asarray(self.sigmas[axis])[known]
+            sigmas = np.asarray(self.sigmas[axis][self.start : self.end])[known]
             return bent_line_trend(times, values[known], [v if math.isfinite(v) else None for v in sigmas])
         return theil_sen_trend(times, values[known])
 
@@ -398,6 +377,74 @@ class TrendHistory:
             days, sigma = days_to_threshold(trend, threshold_deg)
             out.append(AxisForecast(axis=axis, trend=trend, days_to_threshold=days, days_sigma=sigma))
         return out
+
+
+def _axis_lists() -> dict[str, list[float]]:
+    return {a: [] for a in AXES}
+
+
+@dataclass
+class TrendHistory:
+    """The recent conclusive checks of one device (the newest `window_checks` of them), and a
+    Kalman filter per axis fed the same checks. Kept by the alert policy's device state, or built
+    from rows.
+
+    The lists only grow: a window is a range of them, so a `TrendWindow` taken now stays valid
+    after later checks, for a forecast computed only if it turns out to matter. The dead prefix
+    is dropped by starting new lists (windows taken before keep the old ones), and `clear` starts
+    new lists too."""
+
+    window_checks: int = 336
+    kalman: KalmanSettings = field(default_factory=KalmanSettings)
+    _times: list[float] = field(default_factory=list)
+    _values: dict[str, list[float]] = field(default_factory=_axis_lists)
+    _sigmas: dict[str, list[float]] = field(default_factory=_axis_lists)
+    _start: int = 0
+    filters: dict[str, KalmanState] = field(default_factory=lambda: {a: KalmanState() for a in AXES})
+
+    def __len__(self) -> int:
+        return len(self._times) - self._start
+
+    def add(self, t: float, offsets: dict[str, float | None], sigmas: dict[str, float | None]) -> None:
+        """One conclusive check (an axis without a value repeats none: its series just skips it)."""
+        self._times.append(t)
+        for axis in AXES:
+            value = offsets.get(axis)
+            ok = value is not None and math.isfinite(value)
+            self._values[axis].append(value if ok else math.nan)
+            sigma = sigmas.get(axis)
+            self._sigmas[axis].append(sigma if sigma is not None and math.isfinite(sigma) else math.nan)
+            if ok:
+                kalman_update(self.filters[axis], t, value, sigmas.get(axis), self.kalman)
+        self._start = max(self._start, len(self._times) - self.window_checks)
+        if self._start > self.window_checks:  # as many dead checks as live ones: start new lists
+            keep = self._start
+            self._times = self._times[keep:]
+            self._values = {a: v[keep:] for a, v in self._values.items()}
+            self._sigmas = {a: v[keep:] for a, v in self._sigmas.items()}
+            self._start = 0
+
+    def clear(self) -> None:
+        """The camera changed regime (breach declared, recovered, repaired): old checks mislead."""
+        self._times, self._values, self._sigmas, self._start = [], _axis_lists(), _axis_lists(), 0
+        self.filters = {a: KalmanState() for a in AXES}
+
+    def window(self) -> TrendWindow:
+        """The checks as they stand now, kept as they are whatever is added later."""
+        return TrendWindow(
+            times=self._times,
+            values=self._values,
+            sigmas=self._sigmas,
+            start=self._start,
+            end=len(self._times),
+            filters={a: dataclasses.replace(f) for a, f in self.filters.items()},
+        )
+
+    def trend(self, axis: str, method: ForecastMethod) -> Trend | None:
+        return self.window().trend(axis, method)
+
+    def forecast(self, threshold_deg: float, method: ForecastMethod) -> list[AxisForecast]:
+        return self.window().forecast(threshold_deg, method)
 
 
 def soonest(forecasts: Sequence[AxisForecast]) -> AxisForecast | None:

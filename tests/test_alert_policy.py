@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -23,6 +24,7 @@ from calmon_core.alert_policy import (
 )
 from calmon_core.alerts import format_slack_message
 from calmon_core.check import classify
+from calmon_core.forecast import ForecastMethod
 from calmon_core.models import CalibrationResult, CheckStatus
 
 START = datetime(2026, 11, 24, 8, 5, tzinfo=UTC)  # daytime: the default night is 18-7 UTC
@@ -283,3 +285,38 @@ def test_the_shipped_ini_loads_with_the_benchmarked_defaults():
 
     shipped = load_settings(Path(__file__).resolve().parent.parent / "configs" / "calibration_monitoring.ini").alerts
     assert shipped == AlertPolicySettings(forecast_method=shipped.forecast_method, ui_base_url=shipped.ui_base_url)
+
+
+def wandering(seed: int, hours: int) -> list[CalibrationResult]:
+    """A camera that drifts at changing rates, is repaired when far off, and sometimes fails or
+    cannot tell: every kind of check the ⏳ decision passes through."""
+    rng = np.random.default_rng(seed)
+    out, level, slope = [], 0.0, 0.0
+    for h in range(hours):
+        if rng.random() < 0.03:
+            slope = float(rng.choice([0.0, rng.uniform(-0.3, 0.3), rng.uniform(0.05, 0.12), -rng.uniform(0.05, 0.12)]))
+        if abs(level) > 0.7 and rng.random() < 0.05:
+            level, slope = float(rng.uniform(-0.1, 0.1)), 0.0
+        level += slope / 24
+        u = rng.random()
+        status = CheckStatus.failed if u < 0.05 else CheckStatus.inconclusive if u < 0.08 else None
+        out.append(check(h, yaw=level + float(rng.normal(0, 0.01)), sigma=0.01, status=status))
+    return out
+
+
+@pytest.mark.parametrize("method", list(ForecastMethod))
+def test_the_fold_defers_early_warning_to_the_same_decisions(method):
+    # the fold forecasts only the checks that decide ⏳ (newest first); deciding at every check,
+    # as a live device state does, must give the same message at every step
+    policy = AlertPolicySettings(forecast_method=method, forecast_window_checks=40)  # the window slides
+    kinds = []
+    for seed in (1, 5):
+        seq = wandering(seed, 160)
+        live = DeviceState(policy)
+        for i, result in enumerate(seq):
+            expected = live.advance(result)
+            folded = fold(seq[:i], policy)
+            assert folded.advance(result) == expected, (seed, i)
+            assert folded.warned == live.warned, (seed, i)
+            kinds.append(expected)
+    assert {AlertKind.early_warning, AlertKind.breach, AlertKind.recovered} <= set(kinds)

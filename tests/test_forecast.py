@@ -167,3 +167,32 @@ def test_trend_history_forecasts_the_axis_that_crosses_first(method):
     assert first.days_to_threshold == pytest.approx(1.0, rel=0.2)
     history.clear()
     assert history.forecast(0.5, method) == []
+
+
+def test_a_trend_window_stays_as_it_was_taken():
+    # the alert policy forecasts a window taken checks ago; what was added since, and the history
+    # dropping its old checks, must not change it
+    rng = np.random.default_rng(4)
+    rows = [
+        (
+            hour / 24,
+            {"yaw": 0.002 * hour + rng.normal(0, 0.01), "pitch": 0.0, "roll": None},
+            {"yaw": 0.01, "pitch": 0.01},
+        )
+        for hour in range(200)
+    ]
+    history = TrendHistory(window_checks=30)
+    for row in rows[:50]:
+        history.add(*row)
+    window = history.window()
+    before = window.forecast(0.5, ForecastMethod.bent_line)
+    kalman_before = window.trend("yaw", ForecastMethod.kalman)
+    for row in rows[50:]:  # more than twice the window: the history starts new lists
+        history.add(*row)
+    assert window.forecast(0.5, ForecastMethod.bent_line) == before
+    assert window.trend("yaw", ForecastMethod.kalman) == kalman_before
+    assert len(window) == 30 and len(history) == 30
+    fresh = TrendHistory(window_checks=30)
+    for row in rows[-30:]:
+        fresh.add(*row)
+    assert history.forecast(0.5, ForecastMethod.bent_line) == fresh.forecast(0.5, ForecastMethod.bent_line)
