@@ -15,14 +15,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/calmon demo
 
+# --durations: every run lists its slowest tests, so the suite's 20-minute budget is watched where it is spent
 test: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(VENV)/bin/dg check defs
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30
 
 # the same tests on the in-process amqtt broker (what runs where mosquitto is not installed)
 test-amqtt: $(STAMP)
-	CALMON_TEST_BROKER=amqtt $(VENV)/bin/python -m pytest -q -p no:cacheprovider
+	CALMON_TEST_BROKER=amqtt $(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
