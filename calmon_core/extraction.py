@@ -42,6 +42,8 @@ POLL_SECONDS = 0.05
 # within this fraction). Real heads land within a few hundredths of a degree of the command.
 ARRIVAL_TOLERANCE_DEG = 0.5
 ARRIVAL_TOLERANCE_ZOOM = 0.02
+# back home means stopped there: within the arrival tolerance a head coming back is still moving
+HOME_STILL_SECONDS = 1.0
 # Telemetry can freeze while the head keeps moving (a stuck bridge repeating its last message):
 # then only the picture tells. Two grabs of a still head differ by sensor noise, well under a pixel.
 IMAGE_MOTION_PX = 1.0
@@ -434,7 +436,7 @@ class CaptureExtractor:
             return {**report, "returned": False, "reason": f"return command failed: {exc}"}
         check = self._arrived((home.yaw, home.pitch, home.zoom))
         deadline = self.clock() + min(timeout, 60.0)
-        watch = self._watch(source, 0.0, f"device {device.id}", deployment, device)
+        watch = self._watch(source, HOME_STILL_SECONDS, f"device {device.id}", deployment, device)
         while True:
             status = watch.status()
             if status.mean_pose is not None and check(status) is None and status.stable:

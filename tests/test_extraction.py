@@ -14,7 +14,13 @@ import pytest
 from calmon_core.capture_format import encode_jpeg, load_frame_image, read_capture
 from calmon_core.config import CameraEndpoint, Fleet, TelemetryFields
 from calmon_core.conventions import wrap_deg
-from calmon_core.extraction import CaptureExtractor, CaptureFailed, TelemetryWatch, image_motion_px
+from calmon_core.extraction import (
+    HOME_STILL_SECONDS,
+    CaptureExtractor,
+    CaptureFailed,
+    TelemetryWatch,
+    image_motion_px,
+)
 from calmon_core.models import CaptureKind, CaptureMode, TelemetrySample
 from calmon_sim.fleet import SimFleet
 from calmon_sim.fleet_spec import FleetSpec
@@ -589,3 +595,42 @@ def test_the_allowed_image_motion_is_configurable(tmp_path):
         frozen_extractor(tmp_path, clock, FakeCamera(clock, view=camera.view), image_motion_px=0.2).extract_query(
             "fake", stabilize_time=1, timeout=5
         )
+
+
+class MovingCamera(FakeCamera):
+    """A head that moves to a commanded pose at `speed` °/s, seen through the same fake clock."""
+
+    def __init__(self, clock: FakeClock, speed: float):
+        super().__init__(clock)
+        self.speed = speed
+        self.moves: list[tuple[float, float, float, float]] = []  # (t, from yaw, to yaw, pitch)
+
+    def yaw_at(self, t: float) -> float:
+        yaw = 0.0
+        for start, origin, target, _ in self.moves:
+            if start > t:
+                break
+            travel = self.speed * (t - start)
+            yaw = target if travel >= abs(target - origin) else origin + math.copysign(travel, target - origin)
+        return yaw
+
+    def arrival(self, index: int) -> float:
+        start, origin, target, _ = self.moves[index]
+        return start + abs(target - origin) / self.speed
+
+    def move_absolute(self, yaw, pitch, zoom):
+        now = self.clock.now
+        self.moves.append((now, self.yaw_at(now), float(yaw), float(pitch)))
+
+
+def test_back_home_means_stopped_at_home_not_passing_through_it(tmp_path):
+    # within the arrival tolerance (0.5°) a head coming back at 0.2°/s is still moving for 2.5 s
+    clock = FakeClock()
+    camera = MovingCamera(clock, speed=0.2)
+    telemetry = ScriptedTelemetry(clock, lambda t: (camera.yaw_at(t), 0.0))
+    extractor = scripted_extractor(tmp_path, clock, telemetry, camera)
+    result = extractor.extract_query("fake", stabilize_time=1, timeout=60, active_ptz_stops=[(1.0, 0.0, 1.0)])
+    assert [target for _, _, target, _ in camera.moves] == [1.0, 0.0]  # the stop, then home
+    assert result.telemetry_summary["home"]["returned"] is True
+    assert clock.now >= camera.arrival(1) + HOME_STILL_SECONDS  # home, and seen still there
+    assert camera.yaw_at(clock.now) == 0.0
