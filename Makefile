@@ -15,15 +15,16 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/calmon demo
 
-# --durations: every run lists its slowest tests, so the suite's 20-minute budget is watched where it is spent
+# -n 2 --dist loadfile: most of the suite waits (cameras settling, subprocesses, servers), so two
+# workers take a test file each; --durations lists the slowest tests, where the 20-minute budget goes
 test: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(VENV)/bin/dg check defs
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30 -n 2 --dist loadfile
 
 # the same tests on the in-process amqtt broker (what runs where mosquitto is not installed)
 test-amqtt: $(STAMP)
-	CALMON_TEST_BROKER=amqtt $(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30
+	CALMON_TEST_BROKER=amqtt $(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30 -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
