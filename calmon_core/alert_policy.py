@@ -331,10 +331,7 @@ class DeviceState:
                 return AlertKind.breach
             if decide:
                 return self._early_warning(threshold)
-            if len(self.trends) < s.forecast_min_checks:
-                self.warned = False  # no forecast: beyond every horizon
-            else:
-                self._undecided.append((self.trends.window(), threshold))
+            self._undecided.append((self.trends.window(), threshold))
             return None
         self.breach_peak_deg = max(self.breach_peak_deg, worst)
         if sum(self.recovery_votes) >= s.breach_checks:
@@ -346,9 +343,10 @@ class DeviceState:
 
     def _early_warning(self, threshold_deg: float) -> AlertKind | None:
         decided = self._decides_warned(self._days_to_threshold(self.trends.window(), threshold_deg))
+        if decided is None:
+            return None
         if not decided:
-            if decided is False:
-                self.warned = False
+            self.warned = False
             return None
         was = self.warned  # read only here: the one case that needs the undecided checks
         self.warned = True
