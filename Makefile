@@ -17,14 +17,16 @@ demo: $(STAMP)
 
 # -n 2 --dist loadfile: most of the suite waits (cameras settling, subprocesses, servers), so two
 # workers take a test file each; --durations lists the slowest tests, where the 20-minute budget goes
+PYTEST := $(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30 -n 2 --dist loadfile
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(VENV)/bin/dg check defs
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30 -n 2 --dist loadfile
+	$(PYTEST)
 
 # the same tests on the in-process amqtt broker (what runs where mosquitto is not installed)
 test-amqtt: $(STAMP)
-	CALMON_TEST_BROKER=amqtt $(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30 -n 2 --dist loadfile
+	CALMON_TEST_BROKER=amqtt $(PYTEST)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

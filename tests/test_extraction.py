@@ -603,11 +603,11 @@ class MovingCamera(FakeCamera):
     def __init__(self, clock: FakeClock, speed: float):
         super().__init__(clock)
         self.speed = speed
-        self.moves: list[tuple[float, float, float, float]] = []  # (t, from yaw, to yaw, pitch)
+        self.moves: list[tuple[float, float, float]] = []  # (t, from yaw, to yaw)
 
     def yaw_at(self, t: float) -> float:
         yaw = 0.0
-        for start, origin, target, _ in self.moves:
+        for start, origin, target in self.moves:
             if start > t:
                 break
             travel = self.speed * (t - start)
@@ -615,12 +615,12 @@ class MovingCamera(FakeCamera):
         return yaw
 
     def arrival(self, index: int) -> float:
-        start, origin, target, _ = self.moves[index]
+        start, origin, target = self.moves[index]
         return start + abs(target - origin) / self.speed
 
     def move_absolute(self, yaw, pitch, zoom):
         now = self.clock.now
-        self.moves.append((now, self.yaw_at(now), float(yaw), float(pitch)))
+        self.moves.append((now, self.yaw_at(now), float(yaw)))
 
 
 def test_back_home_means_stopped_at_home_not_passing_through_it(tmp_path):
@@ -630,7 +630,7 @@ def test_back_home_means_stopped_at_home_not_passing_through_it(tmp_path):
     telemetry = ScriptedTelemetry(clock, lambda t: (camera.yaw_at(t), 0.0))
     extractor = scripted_extractor(tmp_path, clock, telemetry, camera)
     result = extractor.extract_query("fake", stabilize_time=1, timeout=60, active_ptz_stops=[(1.0, 0.0, 1.0)])
-    assert [target for _, _, target, _ in camera.moves] == [1.0, 0.0]  # the stop, then home
+    assert [target for _, _, target in camera.moves] == [1.0, 0.0]  # the stop, then home
     assert result.telemetry_summary["home"]["returned"] is True
     assert clock.now >= camera.arrival(1) + HOME_STILL_SECONDS  # home, and seen still there
     assert camera.yaw_at(clock.now) == 0.0
