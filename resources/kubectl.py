@@ -27,6 +27,9 @@ import dagster as dg
 from calmon_core.config import CameraEndpoint, Deployment, Device
 
 _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
+# how long an exited kubectl's pipes may take to reach end of file: its last words are read by a
+# thread, which can lag the exit itself on a loaded machine
+LAST_WORDS_SECONDS = 2.0
 _UNKNOWN_CONTEXT = re.compile(r'context "?([^"\s]*)"? (?:not found|does not exist)|context was not found')
 _MISSING = re.compile(r'(services|pods|namespaces) "([^"]+)" not found')
 _LIVE_FORWARDS: weakref.WeakSet[PortForward] = weakref.WeakSet()
@@ -125,6 +128,7 @@ class PortForward:
     restarts: int = 0
     _process: subprocess.Popen | None = field(default=None, repr=False)
     _stderr: deque = field(default_factory=lambda: deque(maxlen=50), repr=False)
+    _readers: list[threading.Thread] = field(default_factory=list, repr=False)
 
     @property
     def target(self) -> str:
@@ -170,8 +174,12 @@ class PortForward:
             for line in process.stderr:
                 self._stderr.append(line.rstrip())
 
-        for reader in (read_stdout, read_stderr):
-            threading.Thread(target=reader, daemon=True, name=f"port-forward-{self.service}").start()
+        self._readers = [
+            threading.Thread(target=reader, daemon=True, name=f"port-forward-{self.service}")
+            for reader in (read_stdout, read_stderr)
+        ]
+        for reader in self._readers:
+            reader.start()
 
         deadline = time.monotonic() + self.ready_timeout
         announced.wait(self.ready_timeout)
@@ -188,7 +196,6 @@ class PortForward:
 
     def _fail(self, what: str) -> None:
         self._terminate()
-        time.sleep(0.05)  # let the stderr reader catch kubectl's last words
         raise self.kubectl.explain(
             "\n".join(self._stderr) or what, f"port-forward to {self.target} {what}", self.namespace
         )
@@ -201,6 +208,7 @@ class PortForward:
         if self.alive():
             return self.local_port
         if self.restarts >= 1:
+            self._drain()
             raise KubectlError(
                 f"port-forward to {self.target} (context {self.kubectl.context!r}) died again after "
                 f"a restart: {' / '.join(self._stderr) or 'no output'}"
@@ -223,12 +231,20 @@ class PortForward:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=5)
+        self._drain()
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 try:
                     stream.close()
                 except OSError:
                     pass
+
+    def _drain(self) -> None:
+        """Wait (bounded) until the readers have seen the end of an exited kubectl's output: what it
+        said last is in self._stderr, and no reader is left on a stream about to be closed."""
+        deadline = time.monotonic() + LAST_WORDS_SECONDS
+        for reader in self._readers:
+            reader.join(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         self._terminate()

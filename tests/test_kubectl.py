@@ -138,6 +138,19 @@ def test_dead_forward_restarts_once_then_fails_clearly(services):
             forward.ensure_alive()
 
 
+def test_a_dead_forward_is_reported_in_its_own_last_words_even_when_they_come_late(services, monkeypatch):
+    # the exit is seen before kubectl's last words are read (a loaded machine's reader thread)
+    monkeypatch.setenv("FAKE_KUBECTL_LAST_WORDS_LATE", "0.5")
+    with Kubectl("fake-cluster").port_forward("cameras", "cam-10", 80) as forward:
+        os.kill(forward.pid, signal.SIGUSR1)
+        wait_until_not_alive(forward)
+        forward.ensure_alive()
+        os.kill(forward.pid, signal.SIGUSR1)
+        wait_until_not_alive(forward)
+        with pytest.raises(KubectlError, match="died again after a restart: E1125 .*lost connection to pod"):
+            forward.ensure_alive()
+
+
 def test_forward_that_dies_on_a_timer_is_restarted(services, monkeypatch):
     monkeypatch.setenv("FAKE_KUBECTL_DIE_AFTER", "0.3")
     with Kubectl("fake-cluster").port_forward("cameras", "mosquitto", 1883) as forward:
