@@ -7,6 +7,7 @@ hfov 60 with random true offsets within 1 deg of the reported pose. Prints per r
 reference build's CPU, the estimate's CPU per check (median) and the largest |error| per axis.
 
     .venv/bin/python benchmarks/estimate_resolution.py [--resolutions 640x360,1280x720,1920x1080] [--checks 3]
+        [--detect-max-width W]   (features.DETECT_MAX_WIDTH for this run: what a smaller detection level costs)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import calmon_core.features as features  # noqa: E402
 import calmon_sim.cases as cases  # noqa: E402
 from calmon_core.estimation import ALGORITHM_VERSION, estimate_offsets  # noqa: E402
 from calmon_core.features import build_reference_features  # noqa: E402
@@ -36,7 +38,9 @@ def main() -> int:
     parser.add_argument("--checks", type=int, default=3, help="query captures per resolution")
     parser.add_argument("--scene", default="synthetic:0")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--detect-max-width", type=int, default=features.DETECT_MAX_WIDTH)
     args = parser.parse_args()
+    features.DETECT_MAX_WIDTH = args.detect_max_width
     scene = load_scene(args.scene)
     rows = []
     for spec in args.resolutions.split(","):
@@ -62,7 +66,8 @@ def main() -> int:
             rows.append((spec, build_cpu, statistics.median(cpu), len(errors), err, statistics.median(inliers or [0])))
         print(f"  {spec} done", flush=True)
     print(
-        f"\n{ALGORITHM_VERSION}; scene {args.scene}; {args.checks} one-frame checks per resolution; CPU = process time"
+        f"\n{ALGORITHM_VERSION}; scene {args.scene}; {args.checks} one-frame checks per resolution; "
+        f"detection level <= {features.DETECT_MAX_WIDTH} px wide; CPU = process time"
     )
     head = f"{'resolution':<10} {'ref build CPU s':>15} {'estimate CPU s/check':>20} {'ok':>3} {'max |err| y/p/r deg':>24} {'inliers':>8}"
     print(head)
