@@ -148,6 +148,7 @@ class MqttTelemetryLatch:
         self.out_of_order_count = 0
         self.connections = 0
         self.retained_ignored = 0  # retained messages: old news the broker replays on subscribe
+        self.foreign_ignored = 0  # messages of topics this latch did not subscribe to
         self.accept_retained = False  # on_change telemetry: a retained message gives the last value
         self.reresolve = reresolve
         self.reresolved = 0  # failed connections answered by a new address (restarted forwards)
@@ -245,6 +246,12 @@ class MqttTelemetryLatch:
             client.connect_async(self.host, self.port, keepalive=15)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if not mqtt.topic_matches_sub(self.topic, message.topic):
+            # some brokers (amqtt 0.12) replay to a new client the retained messages of every
+            # topic anyone subscribed to: another camera's pose must never pass for this one's
+            with self._lock:
+                self.foreign_ignored += 1
+            return
         if message.retain and not self.accept_retained:
             with self._lock:
                 self.retained_ignored += 1  # a stale message is no evidence the camera is alive
@@ -307,6 +314,8 @@ class MqttTelemetryLatch:
         )
         if self.retained_ignored:
             text += f", {self.retained_ignored} retained (stale) messages ignored"
+        if self.foreign_ignored:
+            text += f", {self.foreign_ignored} messages of other topics ignored"
         if self.duplicate_count or self.out_of_order_count:
             text += f", {self.duplicate_count} repeated and {self.out_of_order_count} out-of-order dropped"
         if self.connections > 1:
