@@ -54,10 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_expected_noise() -> None:
-    # Users read the CLI's own progress lines: a beta notice about a Dagster class calmon uses and
-    # pyiceberg's "commit conflict, retrying" (expected with parallel checks; ResultsTable retries)
-    # say nothing they can act on.
-    warnings.filterwarnings("ignore", message=".*is currently in beta")
+    # Users read the CLI's own progress lines: Dagster's beta and preview notices about what calmon's
+    # definitions use (partitioned asset checks) and pyiceberg's "commit conflict, retrying"
+    # (expected with parallel checks; ResultsTable retries) say nothing they can act on.
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview)")
     logging.getLogger("pyiceberg").setLevel(logging.ERROR)
 
 

@@ -56,14 +56,16 @@ class EmbeddedBroker:
             self._proc = subprocess.Popen(
                 ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
+            try:
+                wait_for_port(self.host, self.port)
+            except TimeoutError:
+                err = self._proc.stderr.read().decode() if self._proc.poll() is not None else ""
+                raise RuntimeError(f"mosquitto broker did not start on {self.host}:{self.port}: {err}") from None
         else:
+            # listening once start() returns (the socket is calmon's own); a probing connection that
+            # sends nothing would only make amqtt log two warnings on the user's terminal
             self._amqtt = _AmqttInProcess(self.host, self.port)
             self._amqtt.start()
-        try:
-            wait_for_port(self.host, self.port)
-        except TimeoutError:
-            err = self._proc.stderr.read().decode() if self._proc and self._proc.poll() is not None else ""
-            raise RuntimeError(f"{self.kind} broker did not start on {self.host}:{self.port}: {err}") from None
         return self
 
     def stop(self) -> None:

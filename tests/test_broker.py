@@ -118,3 +118,25 @@ def test_broker_stop_is_idempotent_and_frees_the_port(kind):
 
     with socket.socket() as s:
         assert s.connect_ex((broker.host, broker.port)) != 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_broker_listens_when_started_and_says_nothing_about_it(kind, caplog):
+    """A client connects the moment start() returns, and starting logs no warning: the demo's first
+    lines are calmon's, not amqtt's complaint about a probing connection that sent nothing."""
+    caplog.set_level(logging.WARNING)
+    broker = EmbeddedBroker(prefer=kind).start()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"first-{kind}")
+    try:
+        assert client.connect(broker.host, broker.port, keepalive=5) == mqtt.MQTT_ERR_SUCCESS
+        client.loop_start()
+        deadline = time.monotonic() + 10
+        while not client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.is_connected()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        broker.stop()
+    warned = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned == []

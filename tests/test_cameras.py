@@ -4,7 +4,11 @@ HTTP Digest, and calmon's JSON API."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -143,6 +147,42 @@ def test_onvif_generic_space_needs_configured_ranges(cameras):
         assert client.read_position()[:2] == pytest.approx((135.0, -20.0), abs=1e-3)
     finally:
         client.close()
+
+
+# A fresh interpreter: in this one pytest's log handlers sit on the root logger, and basicConfig
+# does nothing on a root logger that has handlers.
+TALK_ONVIF_THEN_LOG = textwrap.dedent(
+    """
+    import logging, sys
+    sys.path.insert(0, sys.argv[1])
+    from tests.test_cameras import endpoint_for, sim_camera
+    from resources.cameras import camera_client
+
+    cam = sim_camera("onvif")
+    client = camera_client(cam.device_id, endpoint_for(cam), timeout=10)
+    try:
+        client.probe()
+        client.read_position()
+    finally:
+        client.close()
+        cam.stop()
+    logging.getLogger("some.library").info("an INFO line nobody configured a handler for")
+    print("root level", logging.getLevelName(logging.getLogger().level), "handlers", len(logging.getLogger().handlers))
+    """
+)
+
+
+def test_talking_onvif_leaves_logging_as_it_was():
+    """onvif-zeep-async configures the root logger at INFO when imported: undone, or every INFO line
+    of every library (the MQTT broker's, its state machine's) reaches the user's terminal after the first ONVIF
+    camera is used."""
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", TALK_ONVIF_THEN_LOG, str(repo)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "root level WARNING handlers 0" in done.stdout
+    assert "an INFO line nobody configured" not in done.stderr
 
 
 def test_onvif_camera_clock_skew(cameras):

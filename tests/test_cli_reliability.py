@@ -58,6 +58,8 @@ def test_monitor_with_every_device_disabled_says_so_and_fails(tmp_path):
     config = site_config(tmp_path, enabled=False)
     proc = calmon("monitor", "--config", str(config), home=tmp_path)
     assert proc.returncode == 2 and "no devices to check" in proc.stderr and "Traceback" not in proc.stderr
+    # the one line is all the user reads: loading the definitions printed Dagster's preview notices
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_results_on_a_lost_catalog_is_a_loud_error_then_recovers_on_request(tmp_path):

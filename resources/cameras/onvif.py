@@ -21,6 +21,7 @@ sync methods wait on it with the client's timeout.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -35,6 +36,23 @@ GENERIC_PAN_TILT_SPACE = "http://www.onvif.org/ver10/tptz/PanTiltSpaces/Position
 GENERIC_ZOOM_SPACE = "http://www.onvif.org/ver10/tptz/ZoomSpaces/PositionGenericSpace"
 DEVICE_SERVICE_PATH = "/onvif/device_service"
 T = TypeVar("T")
+_import_lock = threading.Lock()
+
+
+def onvif_library() -> Any:
+    """The onvif package, imported without its side effect on logging: onvif-zeep-async calls
+    logging.basicConfig(level=INFO) when imported, which would print every library's INFO lines
+    (the MQTT broker's, its state machine's) on the stderr of any process that ever talked ONVIF."""
+    with _import_lock:
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        import onvif
+
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+    return onvif
 
 
 @dataclass
@@ -193,7 +211,7 @@ class OnvifCamera(CameraClient):
         self._retrying(attempt)
 
     async def _connect(self, host: str, port: int) -> None:
-        from onvif import ONVIFCamera
+        ONVIFCamera = onvif_library().ONVIFCamera  # noqa: N806 - the library's class
 
         options = self.endpoint.onvif
         password = self.endpoint.password.get_secret_value() if self.endpoint.password else None
@@ -218,7 +236,7 @@ class OnvifCamera(CameraClient):
         except BaseException:
             await camera.close()
             raise
-        from onvif.util import strip_user_pass_url
+        from onvif.util import strip_user_pass_url  # onvif_library() above imported the package
 
         snapshot = camera.rewrite_url(str(uri.Uri)) if uri is not None and uri.Uri else None
         self._snapshot_uri = strip_user_pass_url(snapshot) if snapshot else None
