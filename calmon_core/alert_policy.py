@@ -481,7 +481,7 @@ class DeviceSummary(BaseModel):
 
     deployment_name: str
     device_id: str
-    status: str  # the policy's view: breach, failing, inconclusive, ok, no checks
+    status: str  # the policy's view: breach, unconfirmed, failing, inconclusive, ok, no checks
     latest_status: str | None  # the newest check's own status
     latest_at: datetime | None
     breach_since: datetime | None = None
@@ -498,6 +498,9 @@ class DeviceSummary(BaseModel):
     days_to_threshold: float | None = None
     days_sigma: float | None = None
     forecast_text: str | None = None
+    # unconfirmed: the newest conclusive check is beyond the threshold by the breach rule, and
+    # fewer agreeing checks than the rule needs say so yet ("1 of 2 checks")
+    breach_evidence: str | None = None
 
 
 def summarize(state: DeviceState, deployment_name: str, device_id: str) -> DeviceSummary:
@@ -512,6 +515,9 @@ def summarize(state: DeviceState, deployment_name: str, device_id: str) -> Devic
         status = "failing"
     elif state.inconclusive_in_a_row >= state.settings.inconclusive_checks:
         status = "inconclusive"
+    elif state.breach_votes and state.breach_votes[-1]:
+        # not ✅: one check beyond the threshold is no alert yet, but it is not "ok" to look at
+        status = "unconfirmed"
     elif good is None:
         status = CheckStatus(last.status).value
     else:
@@ -526,6 +532,9 @@ def summarize(state: DeviceState, deployment_name: str, device_id: str) -> Devic
         failing_since=state.failing_since,
         last_good_at=good.timestamp if good else None,
     )
+    if status == "unconfirmed":
+        seen = _agreeing(state.breach_votes, state.settings.agreement_deg)
+        summary.breach_evidence = f"{seen} of {state.settings.breach_checks} checks"
     if good is not None:
         offsets, sigmas = good.offsets(), good.uncertainties()
         known = _known(offsets)
@@ -558,10 +567,10 @@ def format_digest(fleet_name: str, summaries: Sequence[DeviceSummary], now: date
     counts: dict[str, int] = {}
     for s in summaries:
         counts[s.status] = counts.get(s.status, 0) + 1
-    order = ("breach", "failing", "inconclusive", "ok", "no checks")
+    order = ("breach", "unconfirmed", "failing", "inconclusive", "ok", "no checks")
     count_text = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k)) or "no devices"
     lines = [f"📋 *{fleet_name}* daily calibration digest, {_utc(now).strftime('%Y-%m-%d %H:%M UTC')}"]
-    lines.append(f"{len(summaries)} devices: {count_text}")
+    lines.append(f"{len(summaries)} device{'' if len(summaries) == 1 else 's'}: {count_text}")
     breached = sorted((s for s in summaries if s.status == "breach"), key=lambda s: -abs(s.worst_offset_deg or 0))
     if breached:
         lines.append("🚨 in breach:")
@@ -569,6 +578,12 @@ def format_digest(fleet_name: str, summaries: Sequence[DeviceSummary], now: date
             how_far = format_offset(s.worst_axis or "?", s.worst_offset_deg, s.worst_sigma_deg)
             since = _since(s.breach_since, now) if s.breach_since else "?"
             lines.append(f"  • {s.deployment_name} / {s.device_id}: {how_far}, since {since}")
+    unconfirmed = [s for s in summaries if s.status == "unconfirmed"]
+    if unconfirmed:
+        lines.append("🔸 beyond the threshold, not confirmed yet:")
+        for s in unconfirmed:
+            how_far = format_offset(s.worst_axis or "?", s.worst_offset_deg, s.worst_sigma_deg)
+            lines.append(f"  • {s.deployment_name} / {s.device_id}: {how_far} ({s.breach_evidence})")
     failing = [s for s in summaries if s.status == "failing"]
     if failing:
         lines.append("❌ failing:")

@@ -12,8 +12,14 @@ import numpy as np
 from calmon_core.alert_policy import AlertPolicySettings, DeviceSummary, fold, summarize
 from calmon_core.models import CalibrationResult, CheckStatus
 
-STATUS_MARK = {"breach": "🚨 breach", "failing": "❌ failing", "inconclusive": "⚠️ inconclusive", "ok": "✅ ok"}
-_ORDER = {"breach": 0, "failing": 1, "inconclusive": 2, "ok": 3}
+STATUS_MARK = {
+    "breach": "🚨 breach",
+    "unconfirmed": "🔸 unconfirmed",
+    "failing": "❌ failing",
+    "inconclusive": "⚠️ inconclusive",
+    "ok": "✅ ok",
+}
+_ORDER = {"breach": 0, "unconfirmed": 1, "failing": 2, "inconclusive": 3, "ok": 4}
 
 
 def _utc(moment: datetime) -> datetime:
@@ -33,7 +39,13 @@ def fleet_summaries(
 
     def rank(s: DeviceSummary):
         days = s.days_to_threshold if s.days_to_threshold is not None else math.inf
-        return (_ORDER.get(s.status, 4), days, -abs(s.worst_offset_deg or 0.0), s.deployment_name, s.device_id)
+        return (
+            _ORDER.get(s.status, len(_ORDER)),
+            days,
+            -abs(s.worst_offset_deg or 0.0),
+            s.deployment_name,
+            s.device_id,
+        )
 
     return sorted(out, key=rank)
 
@@ -56,7 +68,11 @@ OVERVIEW_COLUMNS = (
     ("status", "the alert policy's state of the device"),
     ("worst", "the latest conclusive check's largest offset (σ of all three angles: fleet_details)"),
     ("trend", "the drift of the axis heading for the threshold soonest (else the fastest), °/day"),
-    ("threshold", "how long the device has been in breach, or when its trend reaches the threshold"),
+    (
+        "threshold",
+        "how long the device has been in breach, how many checks beyond it are in (unconfirmed), or "
+        "when its trend reaches it",
+    ),
     ("last good", "how long ago the newest conclusive check ran"),
 )
 
@@ -84,6 +100,8 @@ def overview_rows(summaries: Sequence[DeviceSummary], now: datetime) -> list[dic
         trend = f"{s.trend_deg_per_day:+.3f}°/d" if s.trend_deg_per_day is not None else "–"
         if s.status == "breach" and s.breach_since is not None:
             threshold = f"for {_span((now - _utc(s.breach_since)).total_seconds() / 86400)}"
+        elif s.breach_evidence is not None:
+            threshold = s.breach_evidence
         elif s.days_to_threshold is not None:
             threshold = f"in ~{_span(s.days_to_threshold)}"
         else:
@@ -108,6 +126,8 @@ def markdown_table(summaries: Sequence[DeviceSummary]) -> str:
         )
         if s.status == "breach":
             days = f"in breach since {_when(s.breach_since)}"
+        elif s.breach_evidence is not None:
+            days = s.breach_evidence
         elif s.days_to_threshold is not None:
             days = f"{s.days_to_threshold:.1f} ±{s.days_sigma or 0:.1f}"
         else:

@@ -195,6 +195,25 @@ def test_messages_link_the_asset_page_when_the_ui_url_is_set():
     assert "files: s3://bucket/harbor-east/cam-07/query_scan/" in text
 
 
+def test_digest_names_a_device_beyond_the_threshold_that_is_not_confirmed_yet():
+    moved = fold([check(h) for h in range(10)] + [check(10, yaw=0.9)], POLICY)
+    summary = summarize(moved, "harbor-east", "cam-07")
+    assert (summary.status, summary.breach_evidence) == ("unconfirmed", "1 of 2 checks")
+    lines = format_digest("fleet", [summary], START + timedelta(hours=11)).split("\n")
+    assert lines[1] == "1 device: 1 unconfirmed"
+    assert lines[2] == "🔸 beyond the threshold, not confirmed yet:"
+    assert lines[3] == "  • harbor-east / cam-07: yaw +0.900° ±0.020° (1 of 2 checks)"
+    # the second agreeing check declares the breach: no longer unconfirmed
+    assert (
+        summarize(
+            fold([check(h) for h in range(10)] + [check(10, yaw=0.9), check(11, yaw=0.9)], POLICY),
+            "harbor-east",
+            "cam-07",
+        ).status
+        == "breach"
+    )
+
+
 def test_digest_once_a_day_from_its_hour():
     day = datetime(2026, 11, 25, tzinfo=UTC)
     assert not digest_due(day.replace(hour=7), None, POLICY)

@@ -74,3 +74,24 @@ def test_the_details_keep_every_number_the_overview_leaves_out():
         line = next(x for x in details.splitlines() if x.startswith(f"| {s.device_id} |"))
         assert s.deployment_name in line
         assert all(f"±{s.sigmas[a]:.3f}" in line for a in ("yaw", "pitch", "roll"))
+
+
+def test_a_device_beyond_the_threshold_once_is_not_shown_as_ok():
+    """One check beyond the threshold is no 🚨 yet (the breach rule wants 2 in a row), but its row
+    must not read ✅ ok beside a 0.9° offset: it is unconfirmed, ranked after breaches, and says how
+    many checks of the rule are in."""
+    histories = {
+        "cam-steady": history("cam-steady", lambda h: 0.1),
+        "cam-broken": history("cam-broken", lambda h: 0.1 if h < 60 else 0.9),
+        "cam-just-moved": history("cam-just-moved", lambda h: 0.1 if h < 71 else 0.9),
+    }
+    summaries = fleet_summaries(histories, AlertPolicySettings())
+    now = START + timedelta(hours=72)
+    rows = {r["device"]: r for r in overview_rows(summaries, now)}
+    assert list(rows) == ["cam-broken", "cam-just-moved", "cam-steady"]
+    moved = rows["cam-just-moved"]
+    assert moved["status"] == "🔸 unconfirmed" and moved["worst"] == "yaw +0.900°"
+    assert moved["threshold"] == "1 of 2 checks"
+    assert rows["cam-steady"]["status"] == "✅ ok" and rows["cam-broken"]["status"] == "🚨 breach"
+    line = next(x for x in markdown_table(summaries).splitlines() if x.startswith("| cam-just-moved |"))
+    assert "🔸 unconfirmed" in line and "1 of 2 checks" in line

@@ -165,7 +165,7 @@ def _print_fleet_view(platform, root: Path, config_dir: Path) -> None:
         return
     counts = ", ".join(
         f"{metadata[key].value} {key.removeprefix('devices_').replace('_', ' ')}"
-        for key in ("devices_in_breach", "devices_failing", "devices_inconclusive", "devices_ok")
+        for key in ("devices_in_breach", "devices_unconfirmed", "devices_failing", "devices_inconclusive", "devices_ok")
     )
     print(f"  {metadata['devices'].value} devices: {counts}")
     print(f"  open it: DAGSTER_HOME={root / 'dagster_home'} calmon dev --config {config_dir}")

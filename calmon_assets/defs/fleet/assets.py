@@ -87,7 +87,7 @@ def fleet_health(site: SiteConfigResource, results_table: ResultsTableResource) 
     )
     counts = {
         status: sum(1 for s in summaries if s.status == status)
-        for status in ("breach", "failing", "inconclusive", "ok")
+        for status in ("breach", "unconfirmed", "failing", "inconclusive", "ok")
     }
     return dg.MaterializeResult(
         metadata={
@@ -99,6 +99,7 @@ def fleet_health(site: SiteConfigResource, results_table: ResultsTableResource) 
             "digest": dg.MetadataValue.md(format_digest("fleet", summaries, now)),
             "devices": dg.MetadataValue.int(len(histories)),
             "devices_in_breach": dg.MetadataValue.int(counts["breach"]),
+            "devices_unconfirmed": dg.MetadataValue.int(counts["unconfirmed"]),
             "devices_failing": dg.MetadataValue.int(counts["failing"]),
             "devices_inconclusive": dg.MetadataValue.int(counts["inconclusive"]),
             "devices_ok": dg.MetadataValue.int(counts["ok"]),
