@@ -84,6 +84,12 @@ def _check_cycles(platform, fleet, cycles: list[str], workers: int | None) -> di
         platform.run_check_cycle(time_key, workers=workers, progress=progress_printer(f"cycle {number}"))
         sent = platform.send_alerts()
         print(f"{len(sent)} Slack message(s):")
+        alerts = platform.config.settings.alerts
+        if not sent and alerts.policy == "state_change":
+            print(
+                "  (none: the state_change alert policy posts changes of state; a breach is declared "
+                f"after {alerts.breach_checks} agreeing checks beyond the threshold)"
+            )
         for text in sent:
             print("  " + text.replace("\n", "\n  "))
     return truths
