@@ -66,7 +66,7 @@ def overview_table(summaries: list[DeviceSummary], now: datetime) -> dg.Metadata
     group_name="fleet",
     kinds={"python", "iceberg"},
     description="The fleet at a glance, refreshed after each check cycle: every device's state by the "
-    "alert policy (breach, failing, inconclusive, ok), latest offsets ± σ, drift trend and days to the "
+    "alert policy (breach, unconfirmed, failing, inconclusive, ok), latest offsets ± σ, drift trend and days to the "
     "threshold, last good check; a heat map of the fleet over the last two weeks and the worst "
     "devices' trend plots; the daily digest as it would be posted.",
 )
