@@ -476,12 +476,17 @@ def _alert(kind: AlertKind, result: CalibrationResult, text: str) -> PolicyAlert
 # ----------------------------------------------------------------------------- digest
 
 
+# A device's state as the digest and the fleet view show it, worst first (a device never checked
+# is "no checks", after all of them).
+FLEET_STATUSES = ("breach", "unconfirmed", "failing", "inconclusive", "ok")
+
+
 class DeviceSummary(BaseModel):
     """One device as the digest and the fleet view show it."""
 
     deployment_name: str
     device_id: str
-    status: str  # the policy's view: breach, unconfirmed, failing, inconclusive, ok, no checks
+    status: str  # the policy's view: one of FLEET_STATUSES, or "no checks"
     latest_status: str | None  # the newest check's own status
     latest_at: datetime | None
     breach_since: datetime | None = None
@@ -567,7 +572,7 @@ def format_digest(fleet_name: str, summaries: Sequence[DeviceSummary], now: date
     counts: dict[str, int] = {}
     for s in summaries:
         counts[s.status] = counts.get(s.status, 0) + 1
-    order = ("breach", "unconfirmed", "failing", "inconclusive", "ok", "no checks")
+    order = (*FLEET_STATUSES, "no checks")
     count_text = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k)) or "no devices"
     lines = [f"📋 *{fleet_name}* daily calibration digest, {_utc(now).strftime('%Y-%m-%d %H:%M UTC')}"]
     lines.append(f"{len(summaries)} device{'' if len(summaries) == 1 else 's'}: {count_text}")

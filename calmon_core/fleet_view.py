@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from calmon_core.alert_policy import AlertPolicySettings, DeviceSummary, fold, summarize
+from calmon_core.alert_policy import FLEET_STATUSES, AlertPolicySettings, DeviceSummary, fold, summarize
 from calmon_core.models import CalibrationResult, CheckStatus
 
 STATUS_MARK = {
@@ -19,7 +19,7 @@ STATUS_MARK = {
     "inconclusive": "⚠️ inconclusive",
     "ok": "✅ ok",
 }
-_ORDER = {"breach": 0, "unconfirmed": 1, "failing": 2, "inconclusive": 3, "ok": 4}
+_ORDER = {status: rank for rank, status in enumerate(FLEET_STATUSES)}
 
 
 def _utc(moment: datetime) -> datetime:

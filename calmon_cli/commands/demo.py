@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
 def _print_fleet_view(platform, root: Path, config_dir: Path) -> None:
     """The fleet_health asset refreshed (what the daemon does after a cycle), where to open it, and
     the daily digest as the slack_digest sensor would post it."""
+    from calmon_assets.defs.fleet.assets import COUNT_KEYS  # the platform has loaded the code location
+
     _print("fleet view (the fleet_health asset in the Dagster UI)")
     try:
         metadata = platform.refresh_fleet_health()
@@ -170,8 +172,7 @@ def _print_fleet_view(platform, root: Path, config_dir: Path) -> None:
         print(f"  {exc}")
         return
     counts = ", ".join(
-        f"{metadata[key].value} {key.removeprefix('devices_').replace('_', ' ')}"
-        for key in ("devices_in_breach", "devices_unconfirmed", "devices_failing", "devices_inconclusive", "devices_ok")
+        f"{metadata[key].value} {key.removeprefix('devices_').replace('_', ' ')}" for key in COUNT_KEYS.values()
     )
     print(f"  {metadata['devices'].value} devices: {counts}")
     print(f"  open it: DAGSTER_HOME={root / 'dagster_home'} calmon dev --config {config_dir}")

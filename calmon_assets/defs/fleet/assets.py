@@ -12,7 +12,7 @@ import dagster as dg
 
 from calmon_assets.defs.metadata import image_md
 from calmon_assets.defs.site_config import SiteConfigResource
-from calmon_core.alert_policy import DeviceSummary, format_digest
+from calmon_core.alert_policy import FLEET_STATUSES, DeviceSummary, format_digest
 from calmon_core.fleet_view import (
     OVERVIEW_COLUMNS,
     daily_max_offsets,
@@ -24,6 +24,8 @@ from calmon_core.models import CalibrationResult, CheckStatus, utc_now
 from calmon_core.plots import fleet_heat_map_png, offset_trend_png
 from resources.results_table import ResultsTableResource
 
+# the metadata key counting each state's devices, in FLEET_STATUSES' order (the demo prints them)
+COUNT_KEYS = {status: "devices_in_breach" if status == "breach" else f"devices_{status}" for status in FLEET_STATUSES}
 FLEET_DAYS = 14  # the heat map's columns, and the history the table's states are folded from
 WORST_PLOTS = 4
 
@@ -85,10 +87,6 @@ def fleet_health(site: SiteConfigResource, results_table: ResultsTableResource) 
         image_md(_trend_png(s, histories[s.device_id], threshold), s.device_id, "image/png").value  # type: ignore[union-attr]
         for s in worst
     )
-    counts = {
-        status: sum(1 for s in summaries if s.status == status)
-        for status in ("breach", "unconfirmed", "failing", "inconclusive", "ok")
-    }
     return dg.MaterializeResult(
         metadata={
             # a table entry, unlike markdown of 1,000 characters or more, is shown in place
@@ -98,11 +96,10 @@ def fleet_health(site: SiteConfigResource, results_table: ResultsTableResource) 
             "fleet_details": dg.MetadataValue.md(markdown_table(summaries)),
             "digest": dg.MetadataValue.md(format_digest("fleet", summaries, now)),
             "devices": dg.MetadataValue.int(len(histories)),
-            "devices_in_breach": dg.MetadataValue.int(counts["breach"]),
-            "devices_unconfirmed": dg.MetadataValue.int(counts["unconfirmed"]),
-            "devices_failing": dg.MetadataValue.int(counts["failing"]),
-            "devices_inconclusive": dg.MetadataValue.int(counts["inconclusive"]),
-            "devices_ok": dg.MetadataValue.int(counts["ok"]),
+            **{
+                key: dg.MetadataValue.int(sum(1 for s in summaries if s.status == status))
+                for status, key in COUNT_KEYS.items()
+            },
         }
     )
 
