@@ -122,10 +122,10 @@ def main() -> None:
             flips += 0 < len(ok) < len(outcomes)
             if len(ok) < 2:
                 continue
-            offsets = np.array([o[1] for o in ok])  # errors: the same spread as the offsets
+            errors = np.array([o[1] for o in ok])  # spread like the offsets: the truth is one value
             sigmas = np.array([o[2] for o in ok])
             for j, axis in enumerate(AXES):
-                width = float(offsets[:, j].max() - offsets[:, j].min())
+                width = float(errors[:, j].max() - errors[:, j].min())
                 spread[axis].append(width)
                 in_sigma.append(width / float(sigmas[:, j].mean()))
                 sigma_ratio.append(float(sigmas[:, j].max() / sigmas[:, j].min()))
