@@ -16,8 +16,9 @@ demo: $(STAMP)
 	$(VENV)/bin/calmon demo
 
 # -n 2 --dist loadfile: most of the suite waits (cameras settling, subprocesses, servers), so two
-# workers take a test file each; --durations lists the slowest tests, where the 20-minute budget goes
-PYTEST := $(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=30 -n 2 --dist loadfile
+# workers take a test file each; --durations lists the slowest tests, where the 20-minute budget goes;
+# -rs names every skipped test and why (a clone without ../shared/data/scenes skips the scene tests)
+PYTEST := $(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider --durations=30 -n 2 --dist loadfile
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
