@@ -51,7 +51,8 @@ from calmon_core.rotation import (
     ypr_covariance,
 )
 
-ALGORITHM_VERSION = "calmon-est/1.4-sift-rootsift-rot2pt-focal-lk-level1280"  # level1280: features.DETECT_MAX_WIDTH
+# level1280: features.DETECT_MAX_WIDTH; q2500: features.QUERY_NFEATURES
+ALGORITHM_VERSION = "calmon-est/1.5-sift-rootsift-rot2pt-focal-lk-level1280-q2500"
 AXES = ("yaw", "pitch", "roll")
 
 MIN_INLIERS = 30  # below this a frame is inconclusive

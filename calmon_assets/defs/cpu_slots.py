@@ -6,6 +6,10 @@ run at once as well: on a small machine they only slow each other down (one GIL,
 features in memory together, every results-table commit colliding at the end of the cycle), so
 each takes one of os.cpu_count() slots. A run alone in its own process (the daemon's runs) finds a
 slot free at once.
+
+A slot is one core, so OpenCV's own worker threads are turned off in these processes: with them an
+estimate spreads over the cores the other slots hold and spends the difference spinning (1.29 CPU s
+per 1080p estimate with them, 1.12 without: benchmarks/estimate_resolution.py).
 """
 
 from __future__ import annotations
@@ -13,4 +17,7 @@ from __future__ import annotations
 import os
 import threading
 
+import cv2
+
 CPU_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+cv2.setNumThreads(1)
