@@ -9,12 +9,15 @@ that condition: a scan of the same grid collected under it while the camera had 
 registered to the day reference (calmon_core.reference_bank), so the entry's own error counts too.
 --lens renders every scan and query through a simulated lens (calmon_sim.fleet_spec.LENS_PRESETS;
 calmon is only told the datasheet's hfov), and the scans then carry the accuracy benchmark's zoom
-sweep so the reference calibrates the lens across zoom.
+sweep so the reference calibrates the lens across zoom. Low-light frames (queries and bank scans)
+are what calmon's capture keeps: the mean of a burst of --burst snapshots (calmon_core.stacking;
+--burst 1: single snapshots).
 
 Per condition and method: conclusive %, median / p95 / max of the largest per-axis |error| (deg),
 confident-wrong (conclusive with an error > 0.2 deg), median inliers, bank registration error.
 
     .venv/bin/python benchmarks/day_night.py [--cases N] [--scenes a.jpg,b.jpg] [--conditions night,winter] [--lens strong]
+        [--burst N]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from calmon_core import photometry  # noqa: E402
 from calmon_core.conventions import angle_offsets  # noqa: E402
 from calmon_core.estimation import ALGORITHM_VERSION, _load_reference, estimate_frame  # noqa: E402
 from calmon_core.reference_bank import add_bank_entry  # noqa: E402
+from calmon_core.stacking import LOW_LIGHT_FRAMES  # noqa: E402
 from calmon_sim.cases import random_view  # noqa: E402
 from calmon_sim.fleet_spec import LENS_PRESETS  # noqa: E402
 from calmon_sim.lighting import Conditions, SceneChange  # noqa: E402
@@ -96,6 +100,9 @@ def main() -> None:
         default=None,
         help="the scans' zoom sweep ('' for none; default: none without a lens, else 1.4,2,2.8,4)",
     )
+    parser.add_argument(
+        "--burst", type=int, default=LOW_LIGHT_FRAMES, help="snapshots averaged into a low-light frame (1: none)"
+    )
     args = parser.parse_args()
     lens = LENS_PRESETS[args.lens]
     sweep_text = args.sweep if args.sweep is not None else ("" if args.lens == "none" else "1.4,2,2.8,4")
@@ -134,6 +141,7 @@ def main() -> None:
                         rng=rng,
                         lens=lens,
                         zooms=sweep,
+                        burst=args.burst,
                     )
                     try:
                         reg = add_bank_entry(ref, scan, c_name, regime=cond.regime, season=cond.season)
@@ -144,7 +152,9 @@ def main() -> None:
                     except Exception as exc:  # noqa: BLE001 - a failed registration is a result here
                         notes.append(f"{name} {c_name}: bank entry not registered: {exc}")
                 for i, view in enumerate(views):
-                    frame, image = query_frame(scene, cond, view, i, rng, jpeg_quality=JPEG_QUALITY, lens=lens)
+                    frame, image = query_frame(
+                        scene, cond, view, i, rng, jpeg_quality=JPEG_QUALITY, lens=lens, burst=args.burst
+                    )
                     for method, refmap in (("day-ref", day_map), ("bank", bank_map)):
                         if refmap is None:
                             continue
@@ -164,7 +174,8 @@ def main() -> None:
                             )
             print(f"  scene {name}: done at {time.time() - t0:.0f} s", flush=True)
     print(
-        f"\ncalmon {ALGORITHM_VERSION}, preprocessing {photometry.METHOD}, lens {args.lens}, zoom sweep {sweep}; "
+        f"\ncalmon {ALGORITHM_VERSION}, preprocessing {photometry.METHOD}, lens {args.lens}, zoom sweep {sweep}, "
+        f"low-light bursts of {args.burst}; "
         f"{len(args.scenes.split(','))} scenes x {args.cases} query frames per "
         f"condition; error = largest per-axis |estimated - true offset| (deg); bank entries collected "
         f"with the camera {BANK_SCAN_OFFSET} off and registered to the day reference; "

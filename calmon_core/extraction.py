@@ -23,7 +23,7 @@ from typing import Any, List, Optional, Tuple  # noqa: UP035 - seed signature
 import cv2
 import numpy as np
 
-from calmon_core.capture_format import write_capture
+from calmon_core.capture_format import encode_jpeg, write_capture
 from calmon_core.capture_ports import (
     CameraControl,
     CameraCredentialsRefused,
@@ -35,6 +35,7 @@ from calmon_core.config import Deployment, Device, Fleet
 from calmon_core.conventions import wrap_deg
 from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose, TelemetrySample
 from calmon_core.stability import StabilityDetector, StabilityStatus
+from calmon_core.stacking import LOW_LIGHT_FRAMES, burst_size, stack_frames
 from calmon_core.telemetry import PollingSource, TransformedSource
 
 POLL_SECONDS = 0.05
@@ -50,6 +51,7 @@ IMAGE_MOTION_PX = 1.0
 _MOTION_WIDTH = 640  # the measure runs on frames at most this wide: ~10 ms, ~0.1 px
 _MOTION_MIN_RESPONSE = 0.1  # below this phase correlation found no common structure to measure
 _MOTION_SAME_GREY = 2.0  # mean grey difference of two coarse views of one featureless scene
+STACKED_JPEG_QUALITY = 95  # a stacked frame is calmon's own image: stored as the references are
 
 
 def default_timeout(stabilize_time: float) -> float:
@@ -210,6 +212,7 @@ class _Shot:
     status: StabilityStatus
     taken_at: float
     stop: tuple[float, float, float] | None = None
+    stacked: int = 1  # snapshots averaged into the image (calmon_core.stacking)
 
 
 class CaptureExtractor:
@@ -229,6 +232,7 @@ class CaptureExtractor:
         confirm_seconds: float = 0.5,
         arrival_tolerance_deg: float = ARRIVAL_TOLERANCE_DEG,
         image_motion_px: float = IMAGE_MOTION_PX,
+        low_light_frames: int = LOW_LIGHT_FRAMES,
     ):
         self.fleet = fleet
         self.telemetry_factory = telemetry_factory
@@ -243,6 +247,7 @@ class CaptureExtractor:
         self.confirm_seconds = confirm_seconds
         self.arrival_tolerance_deg = arrival_tolerance_deg
         self.image_motion_px = image_motion_px
+        self.low_light_frames = low_light_frames
 
     # ------------------------------------------------------------------ public entry points
 
@@ -481,6 +486,11 @@ class CaptureExtractor:
             watch.wait_stable(deadline, accept, started=started, on_poll=grab_still_view)
             grab_start = self.clock()
             image, jpeg = camera.grab()
+            stacked = burst_size(image, self.low_light_frames)
+            if stacked > 1:
+                # the burst is inside the grab: telemetry must hold still across all of it
+                image = stack_frames([image, *(camera.grab()[0] for _ in range(stacked - 1))])
+                jpeg = encode_jpeg(image, STACKED_JPEG_QUALITY)
             grab_end = self.clock()
             confirm_until = grab_end + self.confirm_seconds
             # the confirmation belongs to a grab already made: it may run past the deadline
@@ -499,7 +509,7 @@ class CaptureExtractor:
                 earlier = still_view[0] if still_view and still_view[0][1] >= status.since else None
                 moved = self._image_moved(camera, image, grab_start, earlier)
                 if moved is None:
-                    return _Shot(image, jpeg, status, (grab_start + grab_end) / 2.0)
+                    return _Shot(image, jpeg, status, (grab_start + grab_end) / 2.0, stacked=stacked)
                 discarded.append(f"frame at {_utc(grab_start).isoformat()} discarded: {moved}")
                 if self.clock() >= deadline:
                     raise CaptureFailed(
@@ -642,6 +652,8 @@ class CaptureExtractor:
                 "telemetry_samples": shot.status.samples,
                 "telemetry_spread_deg": shot.status.spread_deg,
             }
+            if shot.stacked > 1:
+                extra["stacked_frames"] = shot.stacked
             if shot.stop is not None:
                 extra["commanded"] = {"yaw": shot.stop[0], "pitch": shot.stop[1], "zoom": shot.stop[2]}
             frames.append(

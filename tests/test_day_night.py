@@ -382,3 +382,64 @@ def test_a_checks_row_names_the_bank_entry_and_an_unmatched_night_view_is_expect
     measurement, row = check(query(tmp_path / "q-elsewhere", elsewhere, offset, NIGHT))
     assert measurement.estimate["expected_inconclusive"] and not row.success
     assert row.failure_log.startswith("expected at night (infrared)")
+
+
+# ---------------------------------------------------------------------------- night captures
+
+
+def _noise_grey_levels(image: np.ndarray) -> float:
+    """The image's pixel noise: the robust spread of what a 2-px blur takes away."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return float(np.median(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 2.0)))) * 1.4826
+
+
+def test_a_night_capture_keeps_the_mean_of_a_burst_of_snapshots_with_less_noise(scenes_dir, shared_broker, tmp_path):
+    from calmon_core.capture_format import load_frame_image, read_capture
+    from calmon_core.config import Fleet
+    from calmon_core.extraction import CaptureExtractor
+    from calmon_core.stacking import LOW_LIGHT_FRAMES
+    from calmon_sim.fleet import SimFleet
+    from resources.camera import CameraClient
+    from resources.mqtt import MqttTelemetryLatch
+
+    night = {"start": "2026-12-02T22:00:00Z", "latitude": 48.85, "longitude": 2.35}  # Paris, December
+    spec = {
+        "deployments": [
+            {
+                "name": "site",
+                "devices": [
+                    {
+                        "id": "cam-n",
+                        "scene": str(scenes_dir / "pannellum_examplepano.jpg"),
+                        "resolution": [640, 360],
+                        "patrol": False,
+                        "lighting": night,
+                    }
+                ],
+            }
+        ]
+    }
+    fleet = SimFleet(
+        FleetSpec.model_validate(spec), broker_host=shared_broker.host, broker_port=shared_broker.port
+    ).start()
+    try:
+        config = Fleet.model_validate(fleet.devices_config())
+        extractor = CaptureExtractor(
+            config,
+            telemetry_factory=lambda dep, dev: MqttTelemetryLatch(
+                dep.mqtt.host, dep.mqtt.port, dep.topic(dev.id), dep.telemetry_fields
+            ),
+            camera_factory=lambda dep, dev: CameraClient(dev.id, dev.camera),
+            workdir=tmp_path,
+        )
+        result = extractor.extract_query("cam-n", stabilize_time=1, timeout=60)
+        capture = read_capture(result.folder)
+        assert capture.frames[0].model_extra["stacked_frames"] == LOW_LIGHT_FRAMES
+        stacked = load_frame_image(result.folder, capture, 0)
+        assert image_regime(stacked) == "night"  # the same infrared picture, only quieter
+        single = CameraClient("cam-n", config.find("cam-n")[1].camera).grab()[0]
+        assert stacked.shape == single.shape
+        # the noise new in every snapshot falls by sqrt(8) = 2.8x
+        assert _noise_grey_levels(stacked) < 0.6 * _noise_grey_levels(single)
+    finally:
+        fleet.stop()

@@ -8,6 +8,7 @@ import math
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -22,6 +23,7 @@ from calmon_core.extraction import (
     image_motion_px,
 )
 from calmon_core.models import CaptureKind, CaptureMode, TelemetrySample
+from calmon_core.stacking import LOW_LIGHT_FRAMES, burst_size, stack_frames
 from calmon_sim.fleet import SimFleet
 from calmon_sim.fleet_spec import FleetSpec
 from resources.camera import CameraClient, CameraError, CameraResource
@@ -123,6 +125,7 @@ def test_passive_capture_writes_a_valid_manifest_with_the_reported_pose(site, ex
     assert result.folder.parent == extractor.workdir
     assert result.telemetry_summary["samples"] >= 10
     assert result.failed_stops == []
+    assert "stacked_frames" not in frame.model_extra  # a daylight frame is one snapshot
 
 
 def test_passive_capture_waits_out_a_patrolling_camera(site, extractor):
@@ -465,7 +468,10 @@ def fake_fleet() -> Fleet:
 
 
 def scripted_extractor(tmp_path, clock, source, camera, **kwargs) -> CaptureExtractor:
-    """An extractor on the fake clock, reading `source` (a ScriptedTelemetry) and grabbing from `camera`."""
+    """An extractor on the fake clock, reading `source` (a ScriptedTelemetry) and grabbing from `camera`.
+    The fake camera's grey pictures look like infrared night to calmon_core.stacking: one snapshot per
+    frame here, so the grabs counted are the motion checks' own."""
+    kwargs.setdefault("low_light_frames", 1)
     source.samples = []
     return CaptureExtractor(
         fake_fleet(),
@@ -634,3 +640,21 @@ def test_back_home_means_stopped_at_home_not_passing_through_it(tmp_path):
     assert result.telemetry_summary["home"]["returned"] is True
     assert clock.now >= camera.arrival(1) + HOME_STILL_SECONDS  # home, and seen still there
     assert camera.yaw_at(clock.now) == 0.0
+
+
+def test_stacking_averages_the_noise_away_and_refuses_frames_of_other_views():
+    rng = np.random.default_rng(4)
+    scene = np.tile(np.linspace(40, 200, 320, dtype=np.float32), (180, 1))[..., None].repeat(3, axis=2)
+    shots = [np.clip(scene + rng.normal(0, 12, scene.shape), 0, 255).astype(np.uint8) for _ in range(8)]
+    stacked = stack_frames(shots)
+    assert stacked.dtype == np.uint8 and stacked.shape == scene.shape
+    single_error = np.std(shots[0].astype(np.float32) - scene)
+    assert np.std(stacked.astype(np.float32) - scene) < 0.45 * single_error  # 1/sqrt(8) = 0.35
+    with pytest.raises(ValueError, match="snapshot 1 is"):
+        stack_frames([shots[0], shots[1][:90]])
+    with pytest.raises(ValueError, match="no snapshots"):
+        stack_frames([])
+    grey = cv2.cvtColor(shots[0], cv2.COLOR_BGR2GRAY)
+    assert burst_size(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)) == LOW_LIGHT_FRAMES  # infrared: monochrome
+    colour = np.dstack([shots[0][..., 0], np.full((180, 320), 120, np.uint8), shots[0][..., 2]])
+    assert burst_size(colour) == 1 and burst_size(grey, low_light_frames=1) == 1
