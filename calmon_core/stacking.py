@@ -34,8 +34,6 @@ def stack_frames(snapshots: Sequence[np.ndarray]) -> np.ndarray:
     for i, s in enumerate(snapshots):
         if s.shape != shape:
             raise ValueError(f"snapshot {i} is {s.shape}, the first is {shape}: not one view to stack")
-    if len(snapshots) == 1:
-        return np.asarray(snapshots[0], np.uint8)
     total = np.zeros(shape, np.float32)
     for s in snapshots:
         total += s

@@ -21,7 +21,7 @@ from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose
 from calmon_core.stacking import burst_size, stack_frames
 from calmon_sim.cases import T0, QueryView, view_size
 from calmon_sim.fleet_spec import SimLens
-from calmon_sim.lighting import Conditions, lit_scene, render_frame, sensor
+from calmon_sim.lighting import Conditions, lit_scene, sensor
 from calmon_sim.scene import Scene
 
 
@@ -82,7 +82,8 @@ def write_scan(
 ) -> Path:
     """A reference grid (every pitch x every yaw) under the conditions, collected while the camera
     was `offset` off (true = reported + offset), then the zoom sweep's poses
-    (calmon_core.lens.zoom_sweep_poses) at each of `zooms`; low-light views as bursts of `burst`."""
+    (calmon_core.lens.zoom_sweep_poses) at each of `zooms`, each view as calmon's capture keeps it
+    (captured_view: the camera's JPEG, low-light views as bursts of `burst`)."""
     conditions = conditions or Conditions()
     rng = rng or np.random.default_rng(0)
     lens = lens or SimLens()
@@ -94,10 +95,7 @@ def write_scan(
         w, h = (width, height) if z == 1.0 else view_size(scene, hfov, width, height)
         k, dist = lens.camera(z, hfov, w, h, width)
         true = (y + offset[0], p + offset[1], offset[2])
-        if burst > 1:
-            img = captured_view(scene, conditions, true, hfov, w, h, rng, k=k, distortion=dist, burst=burst)
-        else:
-            img = render_frame(scene, conditions, *true, hfov, w, h, rng, k=k, distortion=dist)
+        img = captured_view(scene, conditions, true, hfov, w, h, rng, k=k, distortion=dist, burst=burst)
         name = f"images/{n:03d}.jpg"
         images[name] = encode_jpeg(img, 95)
         frames.append(_frame(name, n, w, h, hfov, (y, p, 0.0), z, day))

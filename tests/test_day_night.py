@@ -115,24 +115,17 @@ def _http(url, body=None):
         return exc.code, exc.read()
 
 
-def test_camera_follows_its_clock_and_lighting_is_settable_over_http(scenes_dir):
-    spec = FleetSpec.model_validate(
-        {
-            "deployments": [
-                {
-                    "name": "site",
-                    "devices": [
-                        {
-                            "id": "cam-n",
-                            "scene": str(scenes_dir / "pannellum_examplepano.jpg"),
-                            "resolution": [320, 180],
-                            "lighting": {"start": "2026-12-02T22:00:00Z", "latitude": 48.85, "longitude": 2.35},
-                        }
-                    ],
-                }
-            ]
-        }
+def night_fleet_spec(scenes_dir, resolution: tuple[int, int], **device) -> FleetSpec:
+    """One camera "cam-n" at site "site" whose clock starts at 22:00 UTC in Paris in December (night)."""
+    night = {"start": "2026-12-02T22:00:00Z", "latitude": 48.85, "longitude": 2.35}
+    camera = {"id": "cam-n", "scene": str(scenes_dir / "pannellum_examplepano.jpg"), "resolution": list(resolution)}
+    return FleetSpec.model_validate(
+        {"deployments": [{"name": "site", "devices": [{**camera, "lighting": night, **device}]}]}
     )
+
+
+def test_camera_follows_its_clock_and_lighting_is_settable_over_http(scenes_dir):
+    spec = night_fleet_spec(scenes_dir, (320, 180))
     cam = SimCamera(spec.deployments[0].devices[0], "site").start()
     try:
         status, body = _http(cam.base_url + "/lighting")
@@ -402,26 +395,8 @@ def test_a_night_capture_keeps_the_mean_of_a_burst_of_snapshots_with_less_noise(
     from resources.camera import CameraClient
     from resources.mqtt import MqttTelemetryLatch
 
-    night = {"start": "2026-12-02T22:00:00Z", "latitude": 48.85, "longitude": 2.35}  # Paris, December
-    spec = {
-        "deployments": [
-            {
-                "name": "site",
-                "devices": [
-                    {
-                        "id": "cam-n",
-                        "scene": str(scenes_dir / "pannellum_examplepano.jpg"),
-                        "resolution": [640, 360],
-                        "patrol": False,
-                        "lighting": night,
-                    }
-                ],
-            }
-        ]
-    }
-    fleet = SimFleet(
-        FleetSpec.model_validate(spec), broker_host=shared_broker.host, broker_port=shared_broker.port
-    ).start()
+    spec = night_fleet_spec(scenes_dir, (640, 360), patrol=False)
+    fleet = SimFleet(spec, broker_host=shared_broker.host, broker_port=shared_broker.port).start()
     try:
         config = Fleet.model_validate(fleet.devices_config())
         extractor = CaptureExtractor(
