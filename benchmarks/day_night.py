@@ -28,6 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import zlib  # noqa: E402
@@ -36,6 +37,7 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks.* beside calmon
 from benchmarks.accuracy import CONFIDENT_WRONG_DEG, DEFAULT_SCENES, PITCHES, QUERY_PITCHES, QUERY_YAWS, YAWS  # noqa: E402
 from calmon_core import photometry  # noqa: E402
 from calmon_core.conventions import angle_offsets  # noqa: E402
