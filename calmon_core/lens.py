@@ -128,28 +128,6 @@ class Lens:
         xd, yd = self._distort(x, y)
         return np.column_stack([self.fx * xd + self.cx, self.fy * yd + self.cy])
 
-    def ray_grid(self, step: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Camera rays (unnormalised, z = 1) of every pixel, as (x, y) maps of shape (H, W),
-        undistorted on a coarse grid and interpolated bilinearly (distortion is smooth: the
-        interpolation error at step 4 is ~0.004 px even at k1 = -0.3)."""
-        if self.is_pinhole:
-            u = (np.arange(self.width) - self.cx) / self.fx
-            v = (np.arange(self.height) - self.cy) / self.fy
-            x, y = np.meshgrid(u, v)
-            return x.astype(np.float32), y.astype(np.float32), np.ones_like(x, dtype=np.float32)
-        cols = np.arange(0, self.width - 1 + step, step, dtype=np.float64)
-        rows = np.arange(0, self.height - 1 + step, step, dtype=np.float64)
-        gu, gv = np.meshgrid(cols, rows)
-        xy = self.normalised(np.column_stack([gu.ravel(), gv.ravel()])).reshape(len(rows), len(cols), 2)
-        coarse = xy.astype(np.float32)
-        import cv2
-
-        map_u = np.tile(np.arange(self.width, dtype=np.float32) / step, (self.height, 1))
-        map_v = np.tile((np.arange(self.height, dtype=np.float32) / step)[:, None], (1, self.width))
-        x = cv2.remap(coarse[..., 0], map_u, map_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        y = cv2.remap(coarse[..., 1], map_u, map_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return x, y, np.ones_like(x)
-
     def to_json_dict(self) -> dict:
         return {
             "width": self.width,

@@ -61,11 +61,22 @@ def test_pixel_rays_and_project_match_opencv():
     np.testing.assert_allclose(STRONGISH.normalised(uv), ideal.reshape(-1, 2), atol=1e-8)
 
 
-def test_ray_grid_is_every_pixels_ray():
-    x, y, _ = STRONGISH.ray_grid()
-    pix = np.stack(np.meshgrid(np.arange(1280.0), np.arange(720.0)), -1).reshape(-1, 2)
-    exact = STRONGISH.normalised(pix)
-    assert np.abs(np.column_stack([x.ravel(), y.ravel()]) - exact).max() * STRONGISH.fx < 0.01
+def test_warp_maps_on_a_coarse_grid_are_the_exact_ones_through_a_strong_lens():
+    from types import SimpleNamespace
+
+    from calmon_core.conventions import rotation_from_ypr
+    from calmon_core.estimation import WARP_MAP_STEP_PX, _coarse_warp_maps, _warp_maps
+
+    ref = SimpleNamespace(lens=STRONGISH, width=1280, height=720, rotation=rotation_from_ypr(10.0, 2.0, 0.0))
+    query = STRONGISH.resized(1280, 720)
+    r_wc = rotation_from_ypr(25.0, -1.0, 0.3)  # the query's pose: half its view overlaps the frame
+    ex, ey, ez = _warp_maps(ref, query, r_wc, np.arange(1280.0), np.arange(720.0))
+    cx, cy, cz = _coarse_warp_maps(ref, query, r_wc, 1280, 720, WARP_MAP_STEP_PX)
+    inside = (ez > 0) & (ex >= 0) & (ex <= 1279) & (ey >= 0) & (ey <= 719)
+    assert 0.2 < inside.mean() < 0.9
+    assert np.abs(cx - ex)[inside].max() < 0.01 and np.abs(cy - ey)[inside].max() < 0.01
+    # where the lens's field ends (z = -1) the coarse mask may differ by a sample, outside the image
+    assert not np.any(inside & ((cz > 0) != (ez > 0)))
 
 
 def test_resized_lens_sees_the_same_rays():
