@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks.* 
 from benchmarks.accuracy import CONFIDENT_WRONG_DEG, DEFAULT_SCENES, PITCHES, QUERY_PITCHES, QUERY_YAWS, YAWS  # noqa: E402
 from calmon_core import photometry  # noqa: E402
 from calmon_core.conventions import angle_offsets  # noqa: E402
-from calmon_core.estimation import ALGORITHM_VERSION, _load_reference, estimate_frame  # noqa: E402
+from calmon_core.estimation import ALGORITHM_VERSION, _load_reference, combine_frames, estimate_frame  # noqa: E402
 from calmon_core.reference_bank import add_bank_entry  # noqa: E402
 from calmon_core.stacking import LOW_LIGHT_FRAMES  # noqa: E402
 from calmon_sim.cases import random_view  # noqa: E402
@@ -161,6 +161,8 @@ def main() -> None:
                         if refmap is None:
                             continue
                         fe = estimate_frame(refmap, frame, image).estimate
+                        # a one-frame check's sigma: the frame's own and its reference's gauge error
+                        combine_frames([fe], [refmap.gauge_uncertainty()])
                         err = sigma = None
                         if fe.success:
                             err = np.array(angle_offsets(tuple(fe.offsets_deg[a] for a in AXES), view.offset))

@@ -563,11 +563,21 @@ def _sigma_deg(
     return np.sqrt(sig**2 + UNCERTAINTY_FLOOR_DEG**2)
 
 
-def combine_frames(frames: list[FrameEstimate]) -> tuple[dict, dict, list[FrameEstimate], str | None]:
-    """Inverse-variance mean per axis over the frames, after rejecting frames that disagree."""
+def combine_frames(
+    frames: list[FrameEstimate], gauge_sigmas: list[dict[str, float]] | None = None
+) -> tuple[dict, dict, list[FrameEstimate], str | None]:
+    """Inverse-variance mean per axis over the frames, after rejecting frames that disagree.
+    gauge_sigmas: per frame, the uncertainty of the gauge of the reference it was measured against
+    (gauge.gauge_uncertainty: a registered scan's correction error). That error is common to every
+    frame measured against one scan, so averaging frames does not shrink it: it is added to the
+    combined sigma (its weighted mean over the frames used) and to each frame's own."""
     good = [f for f in frames if f.success]
     if not good:
         return {}, {}, [], None
+    gauge = np.zeros((len(good), 3))
+    if gauge_sigmas is not None:
+        by_frame = {id(f): g for f, g in zip(frames, gauge_sigmas, strict=True)}
+        gauge = np.array([[by_frame[id(f)][a] for a in AXES] for f in good])
     off = np.array([[f.offsets_deg[a] for a in AXES] for f in good])
     sig = np.array([[f.uncertainty_deg[a] for a in AXES] for f in good])
     med = np.median(off, axis=0)
@@ -588,6 +598,11 @@ def combine_frames(frames: list[FrameEstimate]) -> tuple[dict, dict, list[FrameE
     if len(o) > 1:  # the frames' scatter, when larger than their claims, is the honest figure
         scatter = np.sqrt(((o - mean) ** 2 * wts).sum(axis=0) / wts.sum(axis=0) / (len(o) - 1))
         sigma = np.maximum(sigma, scatter)
+    if np.any(gauge > 0):
+        sigma = np.sqrt(sigma**2 + ((wts * gauge[keep]).sum(axis=0) / wts.sum(axis=0)) ** 2)
+        for f, g in zip(good, gauge, strict=True):
+            own = np.array([f.uncertainty_deg[a] for a in AXES])
+            f.uncertainty_deg = _rounded(dict(zip(AXES, np.sqrt(own**2 + g**2), strict=True)))
     return (_rounded(dict(zip(AXES, mean, strict=True))), _rounded(dict(zip(AXES, sigma, strict=True))), used, note)
 
 
@@ -686,7 +701,7 @@ def estimate_offsets(
             except (OSError, CaptureFormatError, cv2.error):
                 pass  # a picture that cannot be drawn never costs the estimate
     frames = [s.estimate for s in solutions]
-    offsets, sigma, used, note = combine_frames(frames)
+    offsets, sigma, used, note = combine_frames(frames, [refmap.gauge_uncertainty()] * len(frames))
     if not used:
         logs = "; ".join(f.failure_log or f.image for f in frames)
         return Estimate(False, None, None, None, frames, f"no query frame could be estimated: {logs}", 0, 0)

@@ -208,6 +208,12 @@ class ReferenceMap:
         pts = self.features[i].uv if uv is None else uv
         return fr.lens.pixel_rays(pts) @ fr.rotation.T
 
+    def gauge_uncertainty(self) -> dict[str, float]:
+        """Per axis, how uncertain the map's gauge is (gauge.apply_gauge: a registered scan's
+        correction error, zero for an origin): every offset measured against it shares that error."""
+        sigma = self.summary.get("gauge_uncertainty_deg") or {}
+        return {a: float(sigma.get(a, 0.0)) for a in ("yaw", "pitch", "roll")}
+
     def lens_for(self, nominal: Lens, zoom: float) -> LensAtFrame:
         """The lens of a query frame at `zoom` whose manifest states `nominal` (calibration applied)."""
         if self.lens_calibration is None:

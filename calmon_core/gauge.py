@@ -64,6 +64,20 @@ def read_gauge(folder: str | Path) -> dict:
     return data
 
 
+def gauge_uncertainty(record: dict) -> dict[str, float]:
+    """The 1-sigma error of a gauge record's correction per axis (deg): what every offset measured
+    against that scan inherits from its registration; zero for an origin. A value that is not a
+    finite non-negative number counts as zero only when it is missing."""
+    sigma = record.get("uncertainty_deg") or {}
+    out = {}
+    for a in AXES:
+        v = sigma.get(a, 0.0)
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise CaptureFormatError(f"gauge {record.get('gauge_id')}: uncertainty_deg.{a} must be a number >= 0")
+        out[a] = float(v)
+    return out
+
+
 def write_gauge(folder: str | Path, record: dict) -> Path:
     path = Path(folder) / GAUGE_FILE
     tmp = path.with_suffix(".json.tmp")
@@ -83,6 +97,7 @@ def apply_gauge(refmap, folder: str | Path):
         **refmap.summary,
         "gauge_id": record["gauge_id"],
         "gauge_correction_deg": record["correction_deg"],
+        "gauge_uncertainty_deg": gauge_uncertainty(record),
     }
     if record.get("method") not in ("registered",):
         return refmap

@@ -134,7 +134,8 @@ def register_scan(scan_folder: str | Path, anchor_folder: str | Path, *, rebase:
         fe = estimate_frame(anchor_map, frame, image).estimate
         if fe.success:
             estimates.append(fe)  # offsets: the frame's true orientation minus its telemetry
-    correction, sigma, used, _ = combine_frames(estimates)
+    # a registration to a registered scan inherits that scan's own registration error
+    correction, sigma, used, _ = combine_frames(estimates, [anchor_map.gauge_uncertainty()] * len(estimates))
     if not used:
         raise RegistrationError(
             f"{scan}: no frame of the new scan matches the earlier reference {anchor}; "
@@ -423,7 +424,8 @@ def estimate_with_bank(
                 break
         frames.append(best)
         used_entries.append(best_entry if best.success else None)
-    offsets, sigma, used, note = combine_frames(frames)
+    gauge_sigmas = [maps[e].gauge_uncertainty() if e else dict(ZERO) for e in used_entries]
+    offsets, sigma, used, note = combine_frames(frames, gauge_sigmas)
     gauge_id = read_gauge(reference)["gauge_id"]
     named = [(e, f.inliers) for e, f in zip(used_entries, frames, strict=True) if e]
     entry = _most_common([e for e, _ in named], [n for _, n in named]) if named else None

@@ -190,6 +190,8 @@ def test_rescan_keeps_the_gauge_and_rebase_starts_a_new_one(city, tmp_path):
     assert after.success
     for axis, want in zip(("yaw", "pitch", "roll"), drift, strict=True):
         assert abs(after.offsets_deg[axis] - want) < 0.01, after.offsets_deg
+        # the registration's own error is now part of every offset against the new scan
+        assert after.uncertainty_deg[axis] >= reg.uncertainty_deg[axis] > 0
     assert read_gauge(reference)["gauge_id"] == original_gauge
 
     rebased = replace_reference(reference, rescan, rebase=True)

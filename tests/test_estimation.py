@@ -176,20 +176,22 @@ def test_changed_scene_and_tiny_textured_patch_are_inconclusive(reference, city,
     assert "degenerate" in patch.frames[0].failure_log
 
 
-def test_combination_rejects_an_outlier_frame():
-    def frame(name, yaw, sigma=0.001, success=True):
-        offsets = {"yaw": yaw, "pitch": 0.1, "roll": 0.0}
-        return FrameEstimate(
-            name,
-            success,
-            100,
-            offsets if success else None,
-            {a: sigma for a in AXES} if success else None,
-            {"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "zoom": 1.0},
-            None,
-            None if success else "dark",
-        )
+def _frame(name, yaw, sigma=0.001, success=True):
+    offsets = {"yaw": yaw, "pitch": 0.1, "roll": 0.0}
+    return FrameEstimate(
+        name,
+        success,
+        100,
+        offsets if success else None,
+        {a: sigma for a in AXES} if success else None,
+        {"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "zoom": 1.0},
+        None,
+        None if success else "dark",
+    )
 
+
+def test_combination_rejects_an_outlier_frame():
+    frame = _frame
     frames = [frame("a", 0.600), frame("b", 0.602), frame("c", 0.604), frame("d", 1.4), frame("e", 0.0, success=False)]
     offsets, sigma, used, note = combine_frames(frames)
     assert [f.image for f in used] == ["a", "b", "c"]
@@ -197,6 +199,19 @@ def test_combination_rejects_an_outlier_frame():
     assert offsets["pitch"] == pytest.approx(0.1, abs=1e-9)
     assert 0 < sigma["yaw"] < 0.005
     assert "d" in note
+
+
+def test_a_registered_references_error_is_in_the_sigma_and_does_not_average_away():
+    """Four frames against one registered scan share its registration error (0.003 deg): the
+    combined sigma keeps all of it, each frame's own sigma carries it too."""
+    gauge = {"yaw": 0.003, "pitch": 0.0, "roll": 0.0}
+    frames = [_frame(n, 0.6, sigma=0.001) for n in "abcd"]
+    _, plain, _, _ = combine_frames([_frame(n, 0.6, sigma=0.001) for n in "abcd"])
+    _, sigma, used, _ = combine_frames(frames, [gauge] * 4)
+    assert plain["yaw"] == pytest.approx(0.0005, abs=1e-6)
+    assert sigma["yaw"] == pytest.approx((0.0005**2 + 0.003**2) ** 0.5, abs=1e-6)
+    assert sigma["pitch"] == pytest.approx(plain["pitch"], abs=1e-9)
+    assert all(f.uncertainty_deg["yaw"] == pytest.approx((0.001**2 + 0.003**2) ** 0.5, abs=1e-6) for f in used)
 
 
 def test_focal_length_a_few_percent_off_is_fitted(reference, city, tmp_path):
