@@ -355,7 +355,9 @@ def _save_match_indices(refmap: ReferenceMap, out: Path) -> list[dict | None]:
 def load_reference_map(reference_folder: str | Path, features_dir: str | Path | None = None) -> ReferenceMap:
     folder = Path(features_dir) if features_dir is not None else Path(reference_folder) / FEATURES_DIR
     meta = json.loads((folder / INDEX_META).read_text())
-    data = np.load(folder / INDEX_FILE)
+    # an NpzFile reads (and CRC-checks) an array again at every access: read each one once
+    with np.load(folder / INDEX_FILE) as npz:
+        data = {key: npz[key] for key in npz.files}
     frames = []
     features = []
     for i, fm in enumerate(meta["frames"]):
