@@ -14,6 +14,7 @@ matches the query first and keeps the one that explains the query best (estimate
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 
 from calmon_core.capture_format import CaptureFormatError, encode_jpeg, load_frame_image, read_capture, write_capture
-from calmon_core.gauge import AXES, GAUGE_FILE, ZERO, origin_gauge_id, read_gauge, write_gauge
+from calmon_core.gauge import AXES, GAUGE_FILE, ZERO, gauge_uncertainty, origin_gauge_id, read_gauge, write_gauge
 from calmon_core.layout import UnsafeNameError, check_segment
 from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose
 
@@ -255,6 +256,10 @@ def _holds_frames_of(entry: BankEntry, query: Capture) -> bool:
     return any(f.image.startswith(own) for f in read_capture(entry.folder).frames)
 
 
+def _is_sigma(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+
 def grow_bank_entry(
     reference_folder: str | Path,
     name: str,
@@ -266,14 +271,18 @@ def grow_bank_entry(
 ) -> int:
     """Add a confident check's frames to bank/{name}/: each frame's telemetry becomes its
     estimated true orientation (in the original gauge), so the entry needs no registration of its
-    own. Returns how many frames were added (frames less certain than GROW_MAX_SIGMA_DEG are not)."""
+    own. That estimate's error is each frame's registration error: gauge.json keeps it per frame
+    (`frame_uncertainty_deg`) and its rms over the entry's frames as `uncertainty_deg`, which every
+    offset measured against the entry inherits (frames without a record count at the value the
+    entry had). Returns how many frames were added (frames less certain than GROW_MAX_SIGMA_DEG
+    are not)."""
     reference, query_folder = Path(reference_folder), Path(query_folder)
     target = reference / BANK_DIR / _check_entry_name(name)
     query = read_capture(query_folder)
     if target.joinpath("manifest.json").is_file():
         cap = read_capture(target)
         frames = list(cap.frames)
-        correction = read_gauge(target)["correction_deg"]
+        record = read_gauge(target)
     else:
         cap = Capture(
             kind=CaptureKind.reference,
@@ -284,19 +293,22 @@ def grow_bank_entry(
             frames=[],
         )
         frames = []
-        correction = dict(ZERO)
         target.mkdir(parents=True, exist_ok=True)
-        write_gauge(
-            target,
-            {
-                "gauge_id": read_gauge(reference)["gauge_id"],
-                "correction_deg": dict(ZERO),
-                "uncertainty_deg": dict(ZERO),
-                "method": "grown",
-                "registered_to": str(reference),
-                "registered_at": datetime.now(UTC).isoformat(),
-            },
-        )
+        record = {
+            "gauge_id": read_gauge(reference)["gauge_id"],
+            "correction_deg": dict(ZERO),
+            "uncertainty_deg": dict(ZERO),
+            "method": "grown",
+            "registered_to": str(reference),
+            "registered_at": datetime.now(UTC).isoformat(),
+        }
+        write_gauge(target, record)
+    correction = record["correction_deg"]
+    entry_sigma = gauge_uncertainty(record)
+    frame_sigmas = {f.image: dict(entry_sigma) for f in frames}
+    for image, sigma in (record.get("frame_uncertainty_deg") or {}).items():
+        if isinstance(sigma, dict) and all(_is_sigma(sigma.get(a)) for a in AXES):
+            frame_sigmas[image] = {a: float(sigma[a]) for a in AXES}
     images = {}
     added = 0
     for i, (frame, fe) in enumerate(zip(query.frames, estimate.frames, strict=True)):
@@ -321,8 +333,12 @@ def grow_bank_entry(
                 telemetry=Pose(**true, zoom=frame.telemetry.zoom),
             )
         )
+        frame_sigmas[name_i] = {a: float(fe.uncertainty_deg[a]) for a in AXES}
         added += 1
     if added:
+        kept = [frame_sigmas[f.image] for f in frames]
+        rms = {a: round(math.sqrt(sum(fs[a] ** 2 for fs in kept) / len(kept)), 6) for a in AXES}
+        write_gauge(target, {**record, "uncertainty_deg": rms, "frame_uncertainty_deg": frame_sigmas})
         extra = {"regime": regime, **({"season": season} if season else {})}
         write_capture(target, cap.model_copy(update={"frames": frames, **extra}), images)
     return added

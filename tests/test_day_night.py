@@ -17,9 +17,10 @@ import pytest
 
 from calmon_core.capture_format import CaptureFormatError
 from calmon_core.estimation import estimate_offsets
-from calmon_core.gauge import read_gauge
+from calmon_core.gauge import gauge_uncertainty, read_gauge
 from calmon_core.photometry import structure_problem
 from calmon_core.reference_bank import (
+    GROW_MAX_SIGMA_DEG,
     add_bank_entry,
     bank_summary,
     estimate_with_bank,
@@ -242,6 +243,13 @@ def test_a_confident_checks_frames_grow_a_bank_entry_in_the_original_gauge(city,
     assert first.estimate.success and first.regime == "dusk"
     added = grow_bank_entry(reference, "dusk", q, first.estimate, regime="dusk")
     assert added >= 1
+    # the grown frames' orientations are estimates: their error is the entry's registration error
+    grown = [f for f in first.estimate.frames if f.success and max(f.uncertainty_deg.values()) <= GROW_MAX_SIGMA_DEG]
+    assert len(grown) == added
+    entry_sigma = gauge_uncertainty(read_gauge(reference / "bank" / "dusk"))
+    for a in AXES:
+        rms = float(np.sqrt(np.mean([f.uncertainty_deg[a] ** 2 for f in grown])))
+        assert entry_sigma[a] == pytest.approx(rms, abs=1e-6) and entry_sigma[a] > 0
     later_offset = (0.45, -0.05, 0.0)
     # another grab: its own sensor noise (the same noise in both would pull the match to no motion)
     later_query = query(tmp_path / "q-dusk-2", city, later_offset, DUSK, day=2, rng=np.random.default_rng(7))
@@ -250,6 +258,7 @@ def test_a_confident_checks_frames_grow_a_bank_entry_in_the_original_gauge(city,
     later = estimate_offsets(reference / "bank" / "dusk", later_query, check_identity=False)
     assert later.success
     assert all(abs(later.offsets_deg[a] - o) < 0.01 for a, o in zip(AXES, later_offset, strict=True))
+    assert all(later.uncertainty_deg[a] >= entry_sigma[a] for a in AXES), (later.uncertainty_deg, entry_sigma)
     # re-estimated, the first query is not compared with its own frames in the entry
     again = estimate_with_bank(reference, q)
     assert "dusk" not in again.entries and again.estimate.success
