@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/alert_replay.py                      # 200 devices x 30 days hourly
     .venv/bin/python benchmarks/alert_replay.py --devices 50 --days 10   # quick
     .venv/bin/python benchmarks/alert_replay.py --sweep              # the k, N/M, margin search
+    .venv/bin/python benchmarks/alert_replay.py --forecast-only      # the forecast tables alone (~25 s)
 
 The fleet (every number is drawn per device from a seeded generator):
   healthy        constant offsets within ±0.25°, 1% outlier checks (a wrong match: 0.6–1.5° off
@@ -72,6 +73,7 @@ THRESHOLD = 0.5
 DARK_HOURS = (19, 6)  # the sim's dark hours: inside the policy's default night_hours 18-7
 MAINTENANCE_DEPLOYMENT = "site-07"
 MAINTENANCE = (START + timedelta(days=15, hours=8), START + timedelta(days=15, hours=12))
+FORECAST_RATES = (0.05, 0.1, 0.2, 0.3, 0.5)  # °/day
 
 
 @dataclass
@@ -422,47 +424,199 @@ def print_side_by_side(rows: dict[str, dict], days: float, devices: int) -> None
 # ----------------------------------------------------------------------------- forecast accuracy
 
 
-def forecast_accuracy(rates, per_rate, seed, methods, flat_days: float = 0.0) -> dict[str, dict[float, list[float]]]:
+@dataclass
+class Ramp:
+    """One simulated camera's checks for the forecast tables: flat for `flat_days`, then a linear
+    ramp from the day-0 offset that crosses +0.5° `crossing` days after it starts."""
+
+    rate: float
+    crossing: float  # days from the ramp's start to the crossing
+    noise: float  # the true per-check σ (also what the checks report)
+    times: list[float]  # days since the ramp started (negative on the flat days)
+    values: list[float]
+    outlier: list[bool]  # the check is a wrong match (known to the simulation only)
+
+    def scored(self) -> list[int]:
+        """The checks a forecast is scored at: ≥3 days of the ramp's history, ≥12 h left."""
+        return [i for i, t in enumerate(self.times) if t >= 3 and self.crossing - t >= 0.5]
+
+
+def ramps(rates, per_rate, seed, flat_days: float = 0.0) -> list[Ramp]:
     """Linear ramps crossing +0.5° 4–8 days after they start, after `flat_days` of a camera that
     does not move (at the ramp's starting offset); hourly checks, 60% with dark nights, 1%
-    outliers. At every check with ≥3 days of the ramp's history and ≥12 h left before the
-    crossing: |predicted − true crossing time| / (true crossing − now)."""
+    outliers of 0.6–1.5°."""
     rng = np.random.default_rng(seed + 7)
-    errors: dict[str, dict[float, list[float]]] = {name: {r: [] for r in rates} for name in methods}
+    out = []
     for rate in rates:
         for _ in range(per_rate):
             crossing = rng.uniform(4, 8)
             start = THRESHOLD - rate * crossing
             noise = rng.uniform(0.01, 0.03)
             dark = rng.random() < 0.6
-            times, values, sigmas = [], [], []
-            filters = {name: KalmanState() for name, (kind, _) in methods.items() if kind == "kalman"}
+            ramp = Ramp(rate, crossing, noise, [], [], [])
             for hour in range(int((flat_days + crossing) * 24)):
                 if dark and (hour % 24 >= DARK_HOURS[0] or hour % 24 < DARK_HOURS[1]):
                     continue
-                t = hour / 24 - flat_days  # days since the ramp started
+                t = hour / 24 - flat_days
                 v = start + rate * max(t, 0.0) + rng.normal(0, noise)
-                if rng.random() < 0.01:
+                wrong = bool(rng.random() < 0.01)
+                if wrong:
                     v += rng.choice([-1, 1]) * rng.uniform(0.6, 1.5)
-                times.append(t)
-                values.append(v)
-                sigmas.append(noise)
-                for name, state in filters.items():
-                    kalman_update(state, t, v, noise, methods[name][1])
-                if t < 3 or crossing - t < 0.5:
-                    continue
-                for name, (kind, param) in methods.items():
-                    if kind == "kalman":
-                        trend = kalman_trend(filters[name])
-                    elif kind == "bent_line":
-                        trend = bent_line_trend(times[-param:], values[-param:], sigmas[-param:])
-                    else:
-                        trend = theil_sen_trend(times[-param:], values[-param:])
-                    days, _ = days_to_threshold(trend, THRESHOLD) if trend else (None, None)
-                    remaining = crossing - t
-                    err = 1.0 if days is None else abs(days - remaining) / remaining
-                    errors[name][rate].append(err)
+                ramp.times.append(t)
+                ramp.values.append(v)
+                ramp.outlier.append(wrong)
+            out.append(ramp)
+    return out
+
+
+def forecast_accuracy(rates, per_rate, seed, methods, flat_days: float = 0.0) -> dict[str, dict[float, list[float]]]:
+    """At every scored check of `ramps`: |predicted − true crossing time| / (true crossing − now)."""
+    errors: dict[str, dict[float, list[float]]] = {name: {r: [] for r in rates} for name in methods}
+    for ramp in ramps(rates, per_rate, seed, flat_days):
+        times, values, sigmas = ramp.times, ramp.values, [ramp.noise] * len(ramp.times)
+        filters = {name: KalmanState() for name, (kind, _) in methods.items() if kind == "kalman"}
+        scored = set(ramp.scored())
+        for i, (t, v) in enumerate(zip(times, values, strict=True)):
+            for name, state in filters.items():
+                kalman_update(state, t, v, ramp.noise, methods[name][1])
+            if i not in scored:
+                continue
+            for name, (kind, param) in methods.items():
+                lo = max(0, i + 1 - param) if isinstance(param, int) else 0
+                if kind == "kalman":
+                    trend = kalman_trend(filters[name])
+                elif kind == "bent_line":
+                    trend = bent_line_trend(times[lo : i + 1], values[lo : i + 1], sigmas[lo : i + 1])
+                else:
+                    trend = theil_sen_trend(times[lo : i + 1], values[lo : i + 1])
+                days, _ = days_to_threshold(trend, THRESHOLD) if trend else (None, None)
+                remaining = ramp.crossing - t
+                errors[name][ramp.rate].append(1.0 if days is None else abs(days - remaining) / remaining)
     return errors
+
+
+@dataclass
+class BoundCheck:
+    """One scored check: what the data allow (the oracle) beside what the bent line made of them."""
+
+    rate: float
+    remaining: float  # true days to the crossing
+    oracle_sigma: float  # the oracle's 1-σ crossing-time error, days
+    oracle_error: float  # |oracle's predicted − true remaining| / remaining
+    error: float  # the same for the bent line (1 when it forecasts no crossing)
+    signed: float  # bent line predicted − true remaining, days (nan when no forecast)
+    reported_sigma: float  # the ± the bent line reports, days (nan when no forecast)
+
+
+def _oracle(t: np.ndarray, y: np.ndarray, noise: float, rate: float, crossing: float) -> tuple[float, float]:
+    """The least-squares line through the ramp's checks since it started, wrong matches left out,
+    with the true σ: (1-σ error of its crossing time, the crossing time it predicts), in days.
+
+    For a straight line with Gaussian noise of known σ least squares is efficient, so its σ is the
+    Cramér–Rao bound on any unbiased crossing-time estimate that uses only these checks. The
+    crossing time is where the line reaches 0.5°, so its error is the error of the line's value
+    extrapolated to the crossing, divided by the slope: σ·√(1/n + (t_cross − t̄)²/Sxx) / rate."""
+    n = len(t)
+    mean = float(t.mean())
+    sxx = float(((t - mean) ** 2).sum())
+    sigma = noise * math.sqrt(1 / n + (crossing - mean) ** 2 / sxx) / rate
+    slope = float(((t - mean) * (y - y.mean())).sum()) / sxx
+    predicted = mean + (THRESHOLD - float(y.mean())) / slope if slope > 0 else math.inf
+    return sigma, predicted
+
+
+def forecast_bound(rates, per_rate, seed, flat_days: float = 0.0, window: int = 336) -> list[BoundCheck]:
+    """At every scored check of `ramps`: the oracle (it knows where the ramp started, which checks
+    are wrong matches and the true σ) and the bent line over the newest `window` checks."""
+    out = []
+    for ramp in ramps(rates, per_rate, seed, flat_days):
+        times, values = np.asarray(ramp.times), np.asarray(ramp.values)
+        sigmas = [ramp.noise] * len(times)
+        clean = ~np.asarray(ramp.outlier)
+        for i in ramp.scored():
+            remaining = ramp.crossing - float(times[i])
+            since = clean[: i + 1] & (times[: i + 1] >= 0)
+            oracle_sigma, oracle_crossing = _oracle(
+                times[: i + 1][since], values[: i + 1][since], ramp.noise, ramp.rate, ramp.crossing
+            )
+            lo = max(0, i + 1 - window)
+            trend = bent_line_trend(times[lo : i + 1], values[lo : i + 1], sigmas[lo : i + 1])
+            days, sigma = days_to_threshold(trend, THRESHOLD) if trend else (None, None)
+            out.append(
+                BoundCheck(
+                    rate=ramp.rate,
+                    remaining=remaining,
+                    oracle_sigma=oracle_sigma,
+                    oracle_error=min(abs(oracle_crossing - ramp.crossing) / remaining, 1.0),
+                    error=1.0 if days is None else abs(days - remaining) / remaining,
+                    signed=math.nan if days is None else days - remaining,
+                    reported_sigma=math.nan if sigma is None else sigma,
+                )
+            )
+    return out
+
+
+def print_forecast_bound(checks: list[BoundCheck], rates, title: str) -> None:
+    """Whether the bent line's misses are the data's (the oracle misses too) or the method's."""
+
+    def share(flags) -> str:
+        flags = list(flags)
+        return f"{np.mean(flags):.0%}" if flags else "-"
+
+    def row(label, fn, subsets) -> None:
+        print(f"| {label} | " + " | ".join(fn(c) for c in subsets) + " |")
+
+    groups = [[c for c in checks if c.rate == r] for r in rates] + [checks]
+    print(f"\n## Forecast bound on {title}: what the checks allow at ±20% of the time left\n")
+    print(
+        "oracle: least squares on the ramp's checks since it started (where it starts known, wrong\n"
+        "matches left out, true σ), the Cramér–Rao bound for an unbiased crossing time from them;\n"
+        "forecastable: the oracle's 1-σ error ≤ 20% of the time left\n"
+    )
+    print("| | " + " | ".join(f"{r:g}°/day" for r in rates) + " | all |")
+    print("|---|" + "---|" * (len(rates) + 1))
+    row("checks scored", lambda g: str(len(g)), groups)
+    row("forecastable (oracle 1σ ≤ 20%)", lambda g: share(c.oracle_sigma <= 0.2 * c.remaining for c in g), groups)
+    row(
+        "oracle hit-rate expected, P(|N(0,1σ)| ≤ 20%)",
+        lambda g: share(math.erf(0.2 * c.remaining / (c.oracle_sigma * math.sqrt(2))) for c in g),
+        groups,
+    )
+    row("oracle hit-rate measured", lambda g: share(c.oracle_error <= 0.2 for c in g), groups)
+    row("bent line hit-rate", lambda g: share(c.error <= 0.2 for c in g), groups)
+    row(
+        "bent line hit-rate on forecastable checks",
+        lambda g: share(c.error <= 0.2 for c in g if c.oracle_sigma <= 0.2 * c.remaining),
+        groups,
+    )
+    row(
+        "bent line RMS error / oracle 1σ",
+        lambda g: (
+            f"{math.sqrt(np.mean([(c.signed / c.oracle_sigma) ** 2 for c in g if math.isfinite(c.signed)])):.2f}"
+            if any(math.isfinite(c.signed) for c in g)
+            else "-"
+        ),
+        groups,
+    )
+    row(
+        "bent line |error| ≤ 2× its reported ±",
+        lambda g: share(math.isfinite(c.signed) and abs(c.signed) <= 2 * c.reported_sigma for c in g),
+        groups,
+    )
+    print("\nby time left to the crossing: forecastable / oracle hit-rate / bent line hit-rate\n")
+    print("| time left | " + " | ".join(f"{r:g}°/day" for r in rates) + " | all |")
+    print("|---|" + "---|" * (len(rates) + 1))
+    for label, lo, hi in (("≥ 3 d", 3.0, math.inf), ("1–3 d", 1.0, 3.0), ("0.5–1 d", 0.5, 1.0)):
+        cells = []
+        for g in groups:
+            sub = [c for c in g if lo <= c.remaining < hi]
+            cells.append(
+                "-"
+                if not sub
+                else f"{share(c.oracle_sigma <= 0.2 * c.remaining for c in sub)} / "
+                f"{share(c.oracle_error <= 0.2 for c in sub)} / {share(c.error <= 0.2 for c in sub)} (n={len(sub)})"
+            )
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def print_forecast(errors, rates, title: str) -> None:
@@ -481,6 +635,28 @@ def print_forecast(errors, rates, title: str) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
+def print_forecast_tables(args) -> None:
+    rates = FORECAST_RATES
+    methods = {
+        "Theil–Sen, last 48 checks": ("theil_sen", 48),
+        "Theil–Sen, last 72 checks": ("theil_sen", 72),
+        "Theil–Sen, last 120 checks": ("theil_sen", 120),
+        "bent line, σ-weighted, ≤336 checks (default)": ("bent_line", 336),
+        "Kalman, slope walk 0.005": ("kalman", KalmanSettings(slope_walk=0.005)),
+        "Kalman, slope walk 0.01": ("kalman", KalmanSettings(slope_walk=0.01)),
+        "Kalman, slope walk 0.02": ("kalman", KalmanSettings(slope_walk=0.02)),
+        "Kalman, slope walk 0.1": ("kalman", KalmanSettings(slope_walk=0.1)),
+    }
+    print_forecast(forecast_accuracy(rates, args.forecast_per_rate, args.seed, methods), rates, "ramps")
+    print_forecast(
+        forecast_accuracy(rates, args.forecast_per_rate, args.seed, methods, flat_days=5),
+        rates,
+        "ramps after 5 flat days",
+    )
+    for flat_days, title in ((0.0, "ramps"), (5.0, "ramps after 5 flat days")):
+        print_forecast_bound(forecast_bound(rates, args.forecast_per_rate, args.seed, flat_days), rates, title)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -492,7 +668,13 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="search k, N/M and margin")
     parser.add_argument("--no-forecast", action="store_true", help="skip the forecast method table")
     parser.add_argument("--forecast-per-rate", type=int, default=12)
+    parser.add_argument("--forecast-only", action="store_true", help="only the forecast tables (no fleet replay)")
     args = parser.parse_args()
+    if args.forecast_only:
+        started = time.monotonic()
+        print_forecast_tables(args)
+        print(f"\n({time.monotonic() - started:.0f} s)")
+        return
 
     started = time.monotonic()
     rng = np.random.default_rng(args.seed)
@@ -554,23 +736,7 @@ def main() -> None:
     folded = [k for r in checks[sample.device_id] if (k := state.advance(r)) is not None]
     print(f"alert_for_check on {sample.device_id} ({sample.kind}): {[k.value for k in seam]} (fold: {seam == folded})")
     if not args.no_forecast:
-        rates = (0.05, 0.1, 0.2, 0.3, 0.5)
-        methods = {
-            "Theil–Sen, last 48 checks": ("theil_sen", 48),
-            "Theil–Sen, last 72 checks": ("theil_sen", 72),
-            "Theil–Sen, last 120 checks": ("theil_sen", 120),
-            "bent line, σ-weighted, ≤336 checks (default)": ("bent_line", 336),
-            "Kalman, slope walk 0.005": ("kalman", KalmanSettings(slope_walk=0.005)),
-            "Kalman, slope walk 0.01": ("kalman", KalmanSettings(slope_walk=0.01)),
-            "Kalman, slope walk 0.02": ("kalman", KalmanSettings(slope_walk=0.02)),
-            "Kalman, slope walk 0.1": ("kalman", KalmanSettings(slope_walk=0.1)),
-        }
-        print_forecast(forecast_accuracy(rates, args.forecast_per_rate, args.seed, methods), rates, "ramps")
-        print_forecast(
-            forecast_accuracy(rates, args.forecast_per_rate, args.seed, methods, flat_days=5),
-            rates,
-            "ramps after 5 flat days",
-        )
+        print_forecast_tables(args)
     print(f"\n({time.monotonic() - started:.0f} s)")
 
 
