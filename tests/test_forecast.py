@@ -103,6 +103,51 @@ def test_bent_line_sees_no_drift_on_a_still_camera():
     assert still >= 38  # a 0.05° gap closes within 3 days only by chance
 
 
+def test_bent_line_places_an_onset_between_its_search_steps():
+    # the onset lies 3 hours off the 6-hour search grid; a bend left on the grid would tilt the
+    # newest slope by ~0.03°/day at 0.5°/day, many times its σ on these noiseless checks
+    t = np.arange(0, 8, 1 / 24)
+    onset = t[-1] - 2 - 2.125
+    y = 0.1 + 0.5 * np.maximum(t - onset, 0)
+    fit = bent_line_trend(t, y, [0.01] * len(t))
+    assert fit.slope_deg_per_day == pytest.approx(0.5, abs=1e-3)
+    assert t[-1] - fit.span_days == pytest.approx(onset, abs=3 / 1440)
+
+
+def test_crossing_sigma_of_a_straight_fit_is_the_extrapolated_line_error():
+    # least squares on a line: the σ of the crossing time is that of the line's value at the
+    # crossing, σ·√(1/n + (t_cross − t̄)²/Sxx), over the slope; the level and the slope at the
+    # newest check are correlated, so their σ alone in quadrature understate it
+    rng = np.random.default_rng(21)
+    t = np.arange(0, 4, 1 / 24)
+    y = 0.1 + 0.05 * t + rng.normal(0, 0.02, len(t))
+    fit = bent_line_trend(t, y, [0.02] * len(t))
+    assert fit.span_days == pytest.approx(t[-1])  # no bend
+    days, sigma = days_to_threshold(fit, 0.5)
+    crossing = t[-1] + days
+    scatter = max(
+        1.0, float(np.sum((y - fit.level_deg - fit.slope_deg_per_day * (t - t[-1])) ** 2)) / 0.02**2 / (len(t) - 2)
+    )
+    sxx = float(np.sum((t - t.mean()) ** 2))
+    expected = 0.02 * np.sqrt(scatter * (1 / len(t) + (crossing - t.mean()) ** 2 / sxx)) / fit.slope_deg_per_day
+    assert sigma == pytest.approx(expected, rel=1e-6)
+    assert sigma > np.hypot(fit.level_sigma_deg, days * fit.slope_sigma_deg_per_day) / fit.slope_deg_per_day
+
+
+def test_bent_line_crossing_sigma_covers_the_truth_after_an_onset():
+    # the bend's own uncertainty is part of the slope's: a forecast after an onset whose ± left it
+    # out would miss its 2σ far more often than 5%
+    rng = np.random.default_rng(22)
+    inside = 0
+    trials = 60
+    for _ in range(trials):
+        t = np.arange(0, 8, 1 / 24)  # 5 still days, then 0.3°/day: +0.5° 0.7 days after the newest
+        y = -0.6 + 0.3 * np.maximum(t - 5, 0) + rng.normal(0, 0.02, len(t))
+        days, sigma = days_to_threshold(bent_line_trend(t, y, [0.02] * len(t)), 0.5)
+        inside += abs(days - (5 + 1.1 / 0.3 - t[-1])) <= 2 * sigma
+    assert inside >= 0.88 * trials
+
+
 def test_kalman_follows_a_noisy_ramp_and_rejects_an_outlier():
     rng = np.random.default_rng(5)
     t = np.arange(0, 4, 1 / 24)
