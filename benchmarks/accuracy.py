@@ -10,8 +10,8 @@ cv2.findHomography RANSAC to the best reference frame + rotation from K^-1 H K o
 Per lens, level and method it prints median / p95 / max absolute error per axis, the p95 of
 |error| / reported uncertainty per axis (is the uncertainty honest?), inconclusive rate,
 confident-wrong count (success with any |error| > 0.2 deg), breach classification errors at 0.5 deg
-(true offsets inside [0.45, 0.55] excluded), and seconds per query frame, median and p95 (wall
-time on one core: run it on an idle machine; reference features precomputed). A sky-only and a
+(true offsets inside [0.45, 0.55] excluded), and CPU seconds per query frame, median and p95 (process
+time, OpenCV and BLAS on one thread; reference features precomputed). A sky-only and a
 blank view per scene and level must come back inconclusive (they are not in the table's rows).
 Then the reference scans' self-calibrated lenses against the truth.
 
@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+import calmon_core.features as features  # noqa: E402
 from calmon_core.capture_format import load_frame_image, read_capture  # noqa: E402
 from calmon_core.conventions import (  # noqa: E402
     angle_offsets,
@@ -132,7 +133,7 @@ class TextbookBaseline:
 
 
 def _run_case(method, frame, image, view: QueryView) -> Outcome:
-    start = time.perf_counter()
+    start = time.process_time()
     if method == "calmon":
         refmap = _run_case.refmap
         fe = estimate_frame(refmap, frame, image).estimate
@@ -145,7 +146,7 @@ def _run_case(method, frame, image, view: QueryView) -> Outcome:
     else:
         ok, off = _run_case.baseline.estimate(frame, image)
         sigma, note = None, ""
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     err = None if off is None else np.array(angle_offsets(tuple(off), view.offset))
     return Outcome(ok, err, view.offset, off, seconds, sigma, note)
 
@@ -216,7 +217,14 @@ def main() -> None:
         action="store_true",
         help="ablation: keep the reference frames at their reported rotations",
     )
+    parser.add_argument(
+        "--query-detect-width",
+        type=int,
+        default=features.QUERY_DETECT_MAX_WIDTH,
+        help="features.QUERY_DETECT_MAX_WIDTH for this run: the widest level a query's keypoints are detected on",
+    )
     args = parser.parse_args()
+    features.QUERY_DETECT_MAX_WIDTH = args.query_detect_width
     if args.no_reference_refinement:
         import calmon_core.reference_map as reference_map
 
@@ -289,7 +297,8 @@ def main() -> None:
     print(
         f"\ncalmon {ALGORITHM_VERSION}; {len(args.scenes.split(','))} scenes x {args.cases} "
         f"query frames per lens and level; errors in degrees (abs), {width}x{height} reference + zoom sweep "
-        f"{sweep}, hfov 15-60 queries; z = |error|/uncertainty (calmon)"
+        f"{sweep}, hfov 15-60 queries; queries detected on a level <= {features.QUERY_DETECT_MAX_WIDTH} px "
+        "wide; z = |error|/uncertainty (calmon)"
     )
     head = (
         f"{'lens':<8} {'level':>5} {'method':<9} {'n':>4} "

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks.* beside calmon
 from benchmarks.accuracy import CONFIDENT_WRONG_DEG, DEFAULT_SCENES, PITCHES, QUERY_PITCHES, QUERY_YAWS, YAWS  # noqa: E402
-from calmon_core import photometry  # noqa: E402
+from calmon_core import features, photometry  # noqa: E402
 from calmon_core.conventions import angle_offsets  # noqa: E402
 from calmon_core.estimation import ALGORITHM_VERSION, _load_reference, combine_frames, estimate_frame  # noqa: E402
 from calmon_core.reference_bank import add_bank_entry  # noqa: E402
@@ -105,7 +105,14 @@ def main() -> None:
     parser.add_argument(
         "--burst", type=int, default=LOW_LIGHT_FRAMES, help="snapshots averaged into a low-light frame (1: none)"
     )
+    parser.add_argument(
+        "--query-detect-width",
+        type=int,
+        default=features.QUERY_DETECT_MAX_WIDTH,
+        help="features.QUERY_DETECT_MAX_WIDTH for this run: the widest level a query's keypoints are detected on",
+    )
     args = parser.parse_args()
+    features.QUERY_DETECT_MAX_WIDTH = args.query_detect_width
     lens = LENS_PRESETS[args.lens]
     sweep_text = args.sweep if args.sweep is not None else ("" if args.lens == "none" else "1.4,2,2.8,4")
     sweep = [float(x) for x in sweep_text.split(",") if x]
@@ -178,7 +185,8 @@ def main() -> None:
                             )
             print(f"  scene {name}: done at {time.time() - t0:.0f} s", flush=True)
     print(
-        f"\ncalmon {ALGORITHM_VERSION}, preprocessing {photometry.METHOD}, lens {args.lens}, zoom sweep {sweep}, "
+        f"\ncalmon {ALGORITHM_VERSION}, preprocessing {photometry.METHOD}, queries detected on a level <= "
+        f"{features.QUERY_DETECT_MAX_WIDTH} px wide, lens {args.lens}, zoom sweep {sweep}, "
         f"low-light bursts of {args.burst}; "
         f"{len(args.scenes.split(','))} scenes x {args.cases} query frames per "
         f"condition; error = largest per-axis |estimated - true offset| (deg); bank entries collected "

@@ -8,6 +8,7 @@ reference build's CPU, the estimate's CPU per check (median) and the largest |er
 
     .venv/bin/python benchmarks/estimate_resolution.py [--resolutions 640x360,1280x720,1920x1080] [--checks 3]
         [--detect-max-width W]   (features.DETECT_MAX_WIDTH for this run: what a smaller detection level costs)
+        [--query-detect-width W] (features.QUERY_DETECT_MAX_WIDTH: the same for the queries alone)
         [--opencv-threads N]     (0: OpenCV's default pool; the checks' processes run with 1, calmon_assets.defs.cpu_slots)
 """
 
@@ -41,11 +42,13 @@ def main() -> int:
     parser.add_argument("--scene", default="synthetic:0")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--detect-max-width", type=int, default=features.DETECT_MAX_WIDTH)
+    parser.add_argument("--query-detect-width", type=int, default=features.QUERY_DETECT_MAX_WIDTH)
     parser.add_argument("--opencv-threads", type=int, default=1)
     args = parser.parse_args()
     if args.opencv_threads:
         cv2.setNumThreads(args.opencv_threads)
     features.DETECT_MAX_WIDTH = args.detect_max_width
+    features.QUERY_DETECT_MAX_WIDTH = args.query_detect_width
     scene = load_scene(args.scene)
     rows = []
     for spec in args.resolutions.split(","):
@@ -72,7 +75,8 @@ def main() -> int:
         print(f"  {spec} done", flush=True)
     print(
         f"\n{ALGORITHM_VERSION}; scene {args.scene}; {args.checks} one-frame checks per resolution; "
-        f"detection level <= {features.DETECT_MAX_WIDTH} px wide; OpenCV threads "
+        f"detection level <= {features.DETECT_MAX_WIDTH} px wide (queries <= {features.QUERY_DETECT_MAX_WIDTH}); "
+        "OpenCV threads "
         f"{args.opencv_threads or 'default'}; CPU = process time"
     )
     head = f"{'resolution':<10} {'ref build CPU s':>15} {'estimate CPU s/check':>20} {'ok':>3} {'max |err| y/p/r deg':>24} {'inliers':>8}"

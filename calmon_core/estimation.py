@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from calmon_core import features
 from calmon_core.capture_format import CaptureFormatError, load_frame_image, read_capture
 from calmon_core.check import DEFAULT_THRESHOLD_DEG, is_breach
 from calmon_core.conventions import (
@@ -359,7 +360,7 @@ def estimate_frame(
             _failed(frame, reported, 0, f"{frame.image}: {problem}; nothing to match against the reference scan")
         )
     r_rep = rotation_from_ypr(t.yaw, t.pitch, t.roll)
-    feats = detect(gray, refmap.detector, QUERY_NFEATURES)
+    feats = detect(gray, refmap.detector, QUERY_NFEATURES, max_width=features.QUERY_DETECT_MAX_WIDTH)
     if len(feats) < MIN_INLIERS:
         return FrameSolution(
             _failed(

@@ -43,18 +43,24 @@ QUERY_NFEATURES = 2500
 # resolution (estimation.photometric_correspondences). Frames this wide or narrower are detected as
 # they are.
 DETECT_MAX_WIDTH = 1280
+# The level a query's keypoints are detected on. A coarser one than the reference's would still
+# match (a query is at the reference's zoom or narrower, its keypoints find their scale in the
+# reference's finer octaves) and skip SIFT's costliest octave: at 640 px a query frame costs 25-35 %
+# less CPU, but roll p95 grows by 20-35 % on degraded frames (benchmarks/results/accuracy_query_level.txt),
+# where the feature fit itself is the answer more often.
+QUERY_DETECT_MAX_WIDTH = 1280
 
 
-def detection_scale(width: int) -> float:
+def detection_scale(width: int, max_width: int | None = None) -> float:
     """Full-resolution pixels per pixel of the level features are detected on (1.0: full size)."""
-    return max(1.0, width / DETECT_MAX_WIDTH)
+    return max(1.0, width / (max_width or DETECT_MAX_WIDTH))
 
 
-def detection_level(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def detection_level(gray: np.ndarray, max_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The grey image at the detection level (area-averaged) and its (x, y) scale: full-resolution
     pixels per level pixel along each axis (the rounded level size may not keep the aspect exactly)."""
     h, w = gray.shape[:2]
-    scale = detection_scale(w)
+    scale = detection_scale(w, max_width)
     if scale == 1.0:
         return gray, np.ones(2)
     size = (round(w / scale), round(h / scale))
@@ -102,12 +108,16 @@ def features_version() -> str:
 
 
 def detect(
-    image: np.ndarray, detector: str = "sift", nfeatures: int = QUERY_NFEATURES, mask: np.ndarray | None = None
+    image: np.ndarray,
+    detector: str = "sift",
+    nfeatures: int = QUERY_NFEATURES,
+    mask: np.ndarray | None = None,
+    max_width: int | None = None,
 ) -> FeatureSet:
     """Detect and describe keypoints on a BGR or gray image (after illumination-invariant
     preprocessing, the same for references and queries), on its detection level; uv and scale are
     in the full image's pixels."""
-    level, factor = detection_level(to_gray(image))
+    level, factor = detection_level(to_gray(image), max_width)
     if mask is not None and np.any(factor != 1.0):
         mask = cv2.resize(mask, level.shape[::-1], interpolation=cv2.INTER_NEAREST)
     gray = photometry.prepare(level, photometry.METHOD)
