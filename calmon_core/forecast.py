@@ -137,6 +137,7 @@ def bent_line_trend(
     min_span_days: float = 2.0,
     break_step_days: float = 0.25,
     outlier_z: float = 4.0,
+    onset_checks: int = 3,
 ) -> Trend | None:
     """The trend of a camera that may have started drifting part-way through its history: a line
     that may bend once (continuous at the bend, where the drift started), fitted by least squares
@@ -148,17 +149,49 @@ def bent_line_trend(
     keeps both: the checks before the onset still fix where the drift started, and the slope now
     rests on the checks since. The bend is searched every `break_step_days` up to `min_span_days`
     before the newest check and kept only when it beats a single line by the Bayesian information
-    criterion (two more parameters: the bend's time and the older slope)."""
+    criterion (two more parameters: the bend's time and the older slope).
+
+    A drift that started less than `min_span_days` ago cannot be bent to, and its checks leave the
+    fit as outliers, or a bend held back to `min_span_days` half follows it. A wrong match is one
+    check on a random axis, a random way; `onset_checks` of them beyond `outlier_z` σ the same way
+    within the newest run of checks on one side of the line the camera followed before the bend
+    are the camera moving (three, as the Kalman filter's `reset_after`), and the bend may then lie
+    anywhere with `onset_checks` checks after it. A fast drift would otherwise have no forecast until
+    `min_span_days` after its onset, long after it crossed."""
     t = np.asarray(times_days, dtype=float)
     y = np.asarray(values, dtype=float)
     n = len(t)
     if n < 3 or t.max() - t.min() < 1 / 24:
         return None
     sg = np.array([max(v or 0.0, SIGMA_FLOOR_DEG) for v in sigmas], dtype=float)
-    keep = np.ones(n, dtype=bool)
-    fit = None
+    robust = _robust_bent_line(t, y, sg, min_span_days, break_step_days, outlier_z)
+    if robust is None:
+        return None
+    fit, keep, scale = robust
+    # the newest checks against the camera as it was before the bend (the whole line when it did
+    # not bend): a bend held `min_span_days` back half follows a younger drift, which would hide it
+    level, slope, older_slope, bend = fit[:4]
+    before = level + slope * (bend - t.max()) + older_slope * (t - bend)
+    span = float(t[-1] - t[-onset_checks - 1]) if n > onset_checks else math.inf
+    if span < min_span_days and _onset(y - before, np.abs(y - before) <= outlier_z * scale, onset_checks):
+        # where it bends is the fit's to find, as long as `onset_checks` checks lie after it
+        recent = _robust_bent_line(t, y, sg, span, break_step_days, outlier_z)
+        if recent is not None:
+            fit, keep, _ = recent
+    return _trend(fit, t[keep])
+
+
+def _robust_bent_line(
+    t: np.ndarray, y: np.ndarray, sg: np.ndarray, min_span_days: float, step_days: float, outlier_z: float
+) -> tuple[tuple[float, float, float, float, float, float, float], np.ndarray, np.ndarray] | None:
+    """`_bent_line` with the checks beyond `outlier_z` σ of its fit left out and fitted again:
+    (the fit, which checks it rests on, the σ each check's residual is measured in)."""
+    if len(t) < 3 or t.max() - t.min() < 1 / 24:
+        return None
+    keep = np.ones(len(t), dtype=bool)
+    fit, scale = None, sg
     for _ in range(3):  # fit, drop what lies beyond outlier_z σ of the fit, fit again
-        fit = _bent_line(t[keep], y[keep], sg[keep], min_span_days, break_step_days)
+        fit = _bent_line(t[keep], y[keep], sg[keep], min_span_days, step_days)
         if fit is None:
             return None
         level, slope, older_slope, bend = fit[:4]
@@ -168,17 +201,31 @@ def bent_line_trend(
         if inliers.sum() < 3 or np.array_equal(inliers, keep):
             break
         keep = inliers
-    level, slope, _, bend, level_sigma, slope_sigma, covariance = fit  # type: ignore[misc]
-    used = t[keep]
+    return fit, keep, scale
+
+
+def _trend(fit: tuple[float, float, float, float, float, float, float], used: np.ndarray) -> Trend:
+    level, slope, _, bend, level_sigma, slope_sigma, covariance = fit
     return Trend(
         level_deg=level,
         level_sigma_deg=level_sigma,
         slope_deg_per_day=slope,
         slope_sigma_deg_per_day=max(slope_sigma, 1e-9),
         level_slope_covariance=covariance,
-        checks=int(keep.sum()),
+        checks=len(used),
         span_days=float(used.max() - max(float(used.min()), bend)),
     )
+
+
+def _onset(residuals: np.ndarray, inliers: np.ndarray, onset_checks: int) -> bool:
+    """At least `onset_checks` outliers in the newest run of checks on one side of the line. The
+    run, not only its outliers in a row: a drift the fit half follows leaves some of its checks
+    just inside the outlier bound."""
+    side = residuals[-1] > 0
+    run = 0
+    while run < len(residuals) and (residuals[-1 - run] > 0) == side:
+        run += 1
+    return int((~inliers[len(residuals) - run :]).sum()) >= onset_checks
 
 
 def _hinge_fits(

@@ -339,3 +339,25 @@ def test_the_fold_defers_early_warning_to_the_same_decisions(method):
             assert folded.warned == live.warned, (seed, i)
             kinds.append(expected)
     assert {AlertKind.early_warning, AlertKind.breach, AlertKind.recovered} <= set(kinds)
+
+
+def test_early_warning_before_a_fast_drift_that_crosses_in_the_dark():
+    # 0.45°/day from 0.2° starting at 09:00 on day 5 crosses 0.5° 16 hours later, at 01:00, with a
+    # dark night between: the ten daytime checks since the onset are all a forecast gets before the
+    # crossing. A bend held 2 days back reads them as outliers and forecasts nothing; the ⏳ must
+    # come from them, once, before the 🚨 of the next morning
+    rng = np.random.default_rng(7)
+    onset = 5 * 24 + 0.9  # hours after START (08:05)
+    seq = []
+    for h in range(6 * 24 + 4):
+        hour_of_day = (8 + h) % 24
+        if hour_of_day >= 19 or hour_of_day < 7:
+            seq.append(check(h, status=CheckStatus.inconclusive))
+            continue
+        seq.append(check(h, yaw=0.2 + 0.45 * max(h - onset, 0) / 24 + float(rng.normal(0, 0.01)), sigma=0.01))
+    found = alerts(seq)
+    assert [k for _, k in found] == [AlertKind.early_warning, AlertKind.breach]
+    warned_at = found[0][0]
+    crossing = onset + 0.3 / 0.45 * 24
+    assert onset < warned_at < crossing - 6  # hours before the crossing, on the checks since the onset
+    assert seq[warned_at].timestamp.hour < 19  # a daytime check: before the night, not after it

@@ -114,6 +114,23 @@ def test_bent_line_places_an_onset_between_its_search_steps():
     assert t[-1] - fit.span_days == pytest.approx(onset, abs=3 / 1440)
 
 
+def test_bent_line_follows_a_drift_younger_than_its_bend_span_and_not_two_wrong_matches():
+    # the bend is held 2 days back; a drift of the newest 8 hours would otherwise be 8 outliers
+    rng = np.random.default_rng(14)
+    t = np.arange(0, 6, 1 / 24)
+    still = 0.2 + rng.normal(0, 0.01, len(t))
+    sigmas = [0.01] * len(t)
+    ramp = still + 0.45 * np.maximum(t - (t[-1] - 8 / 24), 0)
+    fit = bent_line_trend(t, ramp, sigmas)
+    assert fit.slope_deg_per_day == pytest.approx(0.45, abs=2 * fit.slope_sigma_deg_per_day)
+    assert fit.slope_sigma_deg_per_day < 0.1 and fit.span_days < 0.5
+    assert days_to_threshold(fit, 0.5)[0] == pytest.approx((0.5 - 0.2 - 0.45 / 3) / 0.45, abs=0.1)
+    # two wrong matches in a row the same way are no onset: the still camera stays still
+    wrong = still.copy()
+    wrong[-2:] += 0.8
+    assert days_to_threshold(bent_line_trend(t, wrong, sigmas), 0.5)[0] is None
+
+
 def test_crossing_sigma_of_a_straight_fit_is_the_extrapolated_line_error():
     # least squares on a line: the σ of the crossing time is that of the line's value at the
     # crossing, σ·√(1/n + (t_cross − t̄)²/Sxx), over the slope; the level and the slope at the
