@@ -13,7 +13,7 @@ confident-wrong count (success with any |error| > 0.2 deg), breach classificatio
 (true offsets inside [0.45, 0.55] excluded), and CPU seconds per query frame, median and p95 (process
 time, OpenCV and BLAS on one thread; reference features precomputed). A sky-only and a
 blank view per scene and level must come back inconclusive (they are not in the table's rows).
-Then the reference scans' self-calibrated lenses against the truth.
+Then the reference scans' self-calibrated lenses and refined frame orientations against the truth.
 
     .venv/bin/python benchmarks/accuracy.py [--cases N] [--scenes a.jpg,b.jpg] [--levels 0,1,2] [--lenses none,typical,strong]
 """
@@ -201,6 +201,19 @@ def _calibration_vs_truth(refmap, lens: SimLens, width: int, height: int) -> lis
     return lines
 
 
+def _orientations_vs_truth(refmap) -> str:
+    """The reference frames' refined orientations against the truth (the scan's frames are rendered
+    at their reported pose): largest |error| per axis at zoom 1 and in the zoom sweep. A query
+    matched to a frame inherits that frame's error, whatever its own fit says."""
+    parts = []
+    for label, keep in (("zoom 1", lambda z: z == 1.0), ("sweep", lambda z: z != 1.0)):
+        errors = [angle_offsets(ypr_from_rotation(fr.rotation), fr.reported) for fr in refmap.frames if keep(fr.zoom)]
+        if errors:
+            worst = np.max(np.abs(np.array(errors)), axis=0)
+            parts.append(f"{label} ({len(errors)} frames) max |err| y/p/r " + "/".join(f"{e:.4f}" for e in worst))
+    return "reference orientations vs truth: " + ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=8, help="query frames per scene and level")
@@ -263,7 +276,7 @@ def main() -> None:
                 _run_case.refmap = load_reference_map(ref)
                 calibration[lens_name] += [
                     f"{name}: {line}" for line in _calibration_vs_truth(_run_case.refmap, lens, width, height)
-                ]
+                ] + [f"{name}: {_orientations_vs_truth(_run_case.refmap)}"]
                 if not args.no_baseline:
                     _run_case.baseline = TextbookBaseline(ref)
                 views = [random_view(rng, QUERY_YAWS, QUERY_PITCHES) for _ in range(args.cases)]
@@ -327,7 +340,7 @@ def main() -> None:
             sp = special[(lens_name, lv)]
             print(f"{'':>14} sky-only/blank views: {sp[0]}, confidently wrong: {sp[1]}")
     for lens_name in lenses:
-        print(f"self-calibrated lens vs truth, lens {lens_name}:")
+        print(f"self-calibrated lens and reference orientations vs truth, lens {lens_name}:")
         for line in calibration[lens_name]:
             print(f"  {line}")
     cal = [o for k, v in results.items() if k[1] == "calmon" for o in v if o.success]
