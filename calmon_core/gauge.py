@@ -68,12 +68,27 @@ def gauge_uncertainty(record: dict) -> dict[str, float]:
     """The 1-sigma error of a gauge record's correction per axis (deg): what every offset measured
     against that scan inherits from its registration; zero for an origin. A value that is not a
     finite non-negative number counts as zero only when it is missing."""
-    sigma = record.get("uncertainty_deg") or {}
+    return _sigmas(record.get("uncertainty_deg") or {}, f"gauge {record.get('gauge_id')}: uncertainty_deg")
+
+
+def frame_uncertainties(record: dict) -> dict[str, dict[str, float]]:
+    """Per image, the 1-sigma error of that frame's own orientation (deg), where the record keeps
+    one (a grown entry's `frame_uncertainty_deg`); checked as gauge_uncertainty is."""
+    frames = record.get("frame_uncertainty_deg") or {}
+    where = f"gauge {record.get('gauge_id')}: frame_uncertainty_deg"
+    if not isinstance(frames, dict):
+        raise CaptureFormatError(f"{where} must map images to yaw, pitch and roll")
+    return {image: _sigmas(sigma, f"{where}.{image}") for image, sigma in frames.items()}
+
+
+def _sigmas(sigma, where: str) -> dict[str, float]:
+    if not isinstance(sigma, dict):
+        raise CaptureFormatError(f"{where} must hold yaw, pitch and roll")
     out = {}
     for a in AXES:
         v = sigma.get(a, 0.0)
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise CaptureFormatError(f"gauge {record.get('gauge_id')}: uncertainty_deg.{a} must be a number >= 0")
+            raise CaptureFormatError(f"{where}.{a} must be a number >= 0")
         out[a] = float(v)
     return out
 

@@ -24,7 +24,16 @@ import cv2
 import numpy as np
 
 from calmon_core.capture_format import CaptureFormatError, encode_jpeg, load_frame_image, read_capture, write_capture
-from calmon_core.gauge import AXES, GAUGE_FILE, ZERO, gauge_uncertainty, origin_gauge_id, read_gauge, write_gauge
+from calmon_core.gauge import (
+    AXES,
+    GAUGE_FILE,
+    ZERO,
+    frame_uncertainties,
+    gauge_uncertainty,
+    origin_gauge_id,
+    read_gauge,
+    write_gauge,
+)
 from calmon_core.layout import UnsafeNameError, check_segment
 from calmon_core.models import Capture, CaptureKind, CaptureMode, Frame, Pose
 
@@ -256,10 +265,6 @@ def _holds_frames_of(entry: BankEntry, query: Capture) -> bool:
     return any(f.image.startswith(own) for f in read_capture(entry.folder).frames)
 
 
-def _is_sigma(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
-
-
 def grow_bank_entry(
     reference_folder: str | Path,
     name: str,
@@ -305,10 +310,7 @@ def grow_bank_entry(
         write_gauge(target, record)
     correction = record["correction_deg"]
     entry_sigma = gauge_uncertainty(record)
-    frame_sigmas = {f.image: dict(entry_sigma) for f in frames}
-    for image, sigma in (record.get("frame_uncertainty_deg") or {}).items():
-        if isinstance(sigma, dict) and all(_is_sigma(sigma.get(a)) for a in AXES):
-            frame_sigmas[image] = {a: float(sigma[a]) for a in AXES}
+    frame_sigmas = {f.image: dict(entry_sigma) for f in frames} | frame_uncertainties(record)
     images = {}
     added = 0
     for i, (frame, fe) in enumerate(zip(query.frames, estimate.frames, strict=True)):

@@ -17,7 +17,7 @@ import pytest
 
 from calmon_core.capture_format import CaptureFormatError
 from calmon_core.estimation import estimate_offsets
-from calmon_core.gauge import gauge_uncertainty, read_gauge
+from calmon_core.gauge import frame_uncertainties, gauge_uncertainty, read_gauge
 from calmon_core.photometry import structure_problem
 from calmon_core.reference_bank import (
     GROW_MAX_SIGMA_DEG,
@@ -262,6 +262,14 @@ def test_a_confident_checks_frames_grow_a_bank_entry_in_the_original_gauge(city,
     # re-estimated, the first query is not compared with its own frames in the entry
     again = estimate_with_bank(reference, q)
     assert "dusk" not in again.entries and again.estimate.success
+
+
+def test_a_damaged_frame_uncertainty_in_a_gauge_record_is_an_error_naming_it():
+    record = {"gauge_id": "gauge-0123", "frame_uncertainty_deg": {"images/003.jpg": {"yaw": -1.0}}}
+    with pytest.raises(CaptureFormatError, match=r"gauge-0123: frame_uncertainty_deg\.images/003\.jpg\.yaw"):
+        frame_uncertainties(record)
+    ok = {"gauge_id": "g", "frame_uncertainty_deg": {"a.jpg": {"yaw": 0.002, "pitch": 0.001, "roll": 0.003}}}
+    assert frame_uncertainties(ok) == {"a.jpg": {"yaw": 0.002, "pitch": 0.001, "roll": 0.003}}
 
 
 def test_a_check_grows_the_stored_bank_and_another_worker_gets_it(city, tmp_path):
