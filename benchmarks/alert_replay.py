@@ -525,7 +525,9 @@ def _oracle(t: np.ndarray, y: np.ndarray, noise: float, rate: float, crossing: f
     return sigma, predicted
 
 
-def forecast_bound(rates, per_rate, seed, flat_days: float = 0.0, window: int = 336) -> list[BoundCheck]:
+def forecast_bound(
+    rates, per_rate, seed, flat_days: float = 0.0, window: int = AlertPolicySettings().forecast_window_checks
+) -> list[BoundCheck]:
     """At every scored check of `ramps`: the oracle (it knows where the ramp started, which checks
     are wrong matches and the true σ) and the bent line over the newest `window` checks."""
     out = []

@@ -161,8 +161,6 @@ def bent_line_trend(
     t = np.asarray(times_days, dtype=float)
     y = np.asarray(values, dtype=float)
     n = len(t)
-    if n < 3 or t.max() - t.min() < 1 / 24:
-        return None
     sg = np.array([max(v or 0.0, SIGMA_FLOOR_DEG) for v in sigmas], dtype=float)
     robust = _robust_bent_line(t, y, sg, min_span_days, break_step_days, outlier_z)
     if robust is None:
