@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from calmon_assets.defs.alerts.sensors import SLACK_CURSOR_KEY, send_pending_alerts
+from calmon_assets.defs.alerts.sensors import SLACK_CURSOR_KEY, result_entries, send_pending_alerts
 from calmon_assets.defs.checks.dead_runs import WORKER_TAG, fail_dead_check_runs, this_worker
-from calmon_assets.defs.checks.failed_runs import record_failed_run, run_failure_reason
+from calmon_assets.defs.checks.failed_runs import record_failed_run, run_check_devices, run_failure_reason
 from calmon_assets.defs.devices.sync import sync_devices
 from calmon_assets.defs.partitions import check_partition_key
 from calmon_assets.defs.runs import DEPLOYMENT_TAG, DEVICE_TAG, REALERT_TAG, REBASE_TAG, REGIME_TAG
@@ -21,8 +21,6 @@ from calmon_cli.options import UsageError
 from calmon_cli.scheduler import default_parallel_runs, import_what_runs_need, run_in_threads
 from calmon_core.alerts import AlertPolicy
 from calmon_core.config import load_config
-
-_REPORTED = {"calibration_offsets", "reference_scan"}
 
 
 @dataclass
@@ -35,14 +33,26 @@ class CheckRun:
     outcome: str | None = None  # what the run came to: the check's status, or "stored" for a reference
 
 
-def _outcome(result: dg.ExecuteInProcessResult) -> str | None:
+def _outcomes(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """What a run came to per device: each check's status, or "stored" for a reference scan."""
+    outcomes: dict[str, str] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
-        if materialization.asset_key.to_user_string() not in _REPORTED:
-            continue
-        status = materialization.metadata.get("status")
-        return str(status.value) if status is not None else "stored"
-    return None
+        name = materialization.asset_key.to_user_string()
+        if name == "reference_scan":
+            outcomes[materialization.partition or ""] = "stored"
+        elif name == "calibration_offsets":
+            outcomes.update({device: str(status) for device, _, status in result_entries(materialization)})
+    return outcomes
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    partition_key: str
+    tags: dict[str, str]
+    devices: list[str]  # what the run covers: its reference scan's device, its check's devices
+    chosen: bool = False  # a check run of these devices only (run config), not all its deployment's
 
 
 class Platform:
@@ -81,38 +91,55 @@ class Platform:
             pairs = [(dep, dev) for dep, dev in pairs if dev.id in chosen]
         return pairs
 
-    def _execute(self, job: tuple[str, str, dict[str, str]]) -> CheckRun:
-        job_name, partition_key, tags = job
-        device_id = tags.get(DEVICE_TAG, "")
+    def _run_config(self, job: Job) -> dict:
+        if not job.chosen:
+            return self.run_config
+        steps = (
+            ("calibration_offsets",) if job.name == "reprocess_offsets" else ("query_capture", "calibration_offsets")
+        )
+        return {**self.run_config, "ops": {step: {"config": {"devices": job.devices}} for step in steps}}
+
+    def _execute(self, job: Job) -> list[CheckRun]:
+        """The run, as one CheckRun per device it covers."""
         try:
-            result = self.defs.resolve_job_def(job_name).execute_in_process(
-                partition_key=partition_key,
+            result = self.defs.resolve_job_def(job.name).execute_in_process(
+                partition_key=job.partition_key,
                 instance=self.instance,
-                tags={**tags, WORKER_TAG: this_worker()},  # so a later sweep can tell this process died
+                tags={**job.tags, WORKER_TAG: this_worker()},  # so a later sweep can tell this process died
                 raise_on_error=False,
-                run_config=self.run_config,
+                run_config=self._run_config(job),
             )
         except Exception as exc:  # a run that could not even start
-            return CheckRun(device_id, partition_key, None, False, f"{type(exc).__name__}: {exc}")
+            return [CheckRun(d, job.partition_key, None, False, f"{type(exc).__name__}: {exc}") for d in job.devices]
         if not result.success:
-            return CheckRun(device_id, partition_key, result.run_id, False, run_failure_reason(result.all_events))
-        return CheckRun(device_id, partition_key, result.run_id, True, outcome=_outcome(result))
+            reason = run_failure_reason(result.all_events)
+            return [CheckRun(d, job.partition_key, result.run_id, False, reason) for d in job.devices]
+        outcomes = _outcomes(result)
+        return [CheckRun(d, job.partition_key, result.run_id, True, outcome=outcomes.get(d)) for d in job.devices]
 
-    def _execute_many(self, jobs, workers: int | None, progress) -> list[CheckRun]:
-        """`workers` runs in all (None: default_parallel_runs for the configured stabilize_time),
-        and per deployment the [schedule] max_concurrent_per_deployment the daemon's run queue
-        applies too, so a cluster sees the same number of port-forwards whichever way its checks run."""
+    def _execute_many(self, jobs: list[Job], workers: int | None, progress, per_deployment: int) -> list[CheckRun]:
+        """`workers` runs in all (None: default_parallel_runs for the configured stabilize_time), at
+        most `per_deployment` of one deployment at once; progress per device."""
         settings = self.config.settings
         import_what_runs_need()
+        total = sum(len(job.devices) for job in jobs)
+        done: list[CheckRun] = []
+
+        def each_device(_: int, __: int, runs: list[CheckRun]) -> None:
+            for run in runs:
+                done.append(run)
+                if progress:
+                    progress(len(done), total, run)
+
         runs = run_in_threads(
             jobs,
             self._execute,
-            group_of=lambda job: job[2].get(DEPLOYMENT_TAG, ""),
+            group_of=lambda job: job.tags.get(DEPLOYMENT_TAG, ""),
             workers=workers or default_parallel_runs(settings.capture.stabilize_time),
-            per_group=settings.schedule.max_concurrent_per_deployment,
-            progress=progress,
+            per_group=per_deployment,
+            progress=each_device,
         )
-        return sorted(runs, key=lambda r: r.device_id)
+        return sorted((run for device_runs in runs for run in device_runs), key=lambda r: r.device_id)
 
     def collect_references(
         self,
@@ -128,10 +155,11 @@ class Platform:
         self.sync_devices()
         extra = {**({REBASE_TAG: "true"} if rebase else {}), **({REGIME_TAG: regime} if regime else {})}
         jobs = [
-            ("reference_scan_job", dev.id, {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id, **extra})
+            Job("reference_scan_job", dev.id, {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id, **extra}, [dev.id])
             for dep, dev in self.select_devices(device_ids)
         ]
-        return self._execute_many(jobs, workers, progress)
+        # the run queue's limit per deployment: one cluster's port-forwards
+        return self._execute_many(jobs, workers, progress, self.config.settings.schedule.max_concurrent_per_deployment)
 
     def run_check_cycle(
         self,
@@ -142,22 +170,28 @@ class Platform:
         realert: bool = False,
         progress: Callable[[int, int, CheckRun], None] | None = None,
     ) -> list[CheckRun]:
-        """One check per device for one time partition, devices in parallel (they mostly wait)."""
+        """One check per device for one time partition: one run per deployment, deployments in
+        parallel, each checking its devices [schedule] max_concurrent_per_deployment at once (they
+        mostly wait). `device_ids`: only these devices (each deployment's run is told them)."""
         self.fail_dead_runs()
         self.sync_devices()
         tags_extra = {REALERT_TAG: "true"} if realert else {}
+        by_deployment: dict[str, list[str]] = {}
+        for dep, dev in self.select_devices(device_ids):
+            by_deployment.setdefault(dep.name, []).append(dev.id)
         jobs = [
-            (
+            Job(
                 job_name,
-                str(check_partition_key(dev.id, time_key)),
-                {DEPLOYMENT_TAG: dep.name, DEVICE_TAG: dev.id, **tags_extra},
+                str(check_partition_key(name, time_key)),
+                {DEPLOYMENT_TAG: name, **tags_extra},
+                devices,
+                chosen=bool(device_ids),
             )
-            for dep, dev in self.select_devices(device_ids)
+            for name, devices in by_deployment.items()
         ]
-        runs = self._execute_many(jobs, workers, progress)
-        for run in runs:
-            if not run.succeeded and run.run_id:
-                self._record_failed(run)
+        runs = self._execute_many(jobs, workers, progress, 1)
+        for run_id in dict.fromkeys(run.run_id for run in runs if not run.succeeded and run.run_id):
+            self._record_failed(next(run for run in runs if run.run_id == run_id))
         return runs
 
     def fail_dead_runs(self) -> list[CheckRun]:
@@ -165,15 +199,13 @@ class Platform:
         given their failed row (and so their ❌) here, as record_failed_checks does in the daemon."""
         swept = []
         for dead in fail_dead_check_runs(self.instance, self.config):
-            run = CheckRun(
-                dead.run.tags.get(DEVICE_TAG, ""),
-                dead.run.tags.get("dagster/partition", ""),
-                dead.run.run_id,
-                False,
-                dead.reason,
-            )
-            self._record_failed(run)
-            swept.append(run)
+            planned = run_check_devices(dead.run, self.config)
+            partition = dead.run.tags.get("dagster/partition", "")
+            runs = [
+                CheckRun(d, partition, dead.run.run_id, False, dead.reason) for d in (planned[2] if planned else [])
+            ]
+            self._record_failed(runs[0] if runs else CheckRun("", partition, dead.run.run_id, False, dead.reason))
+            swept += runs
         return swept
 
     def _record_failed(self, run: CheckRun) -> None:

@@ -79,6 +79,28 @@ class CaptureOutcome(BaseModel):
         return self.failure_log is None
 
 
+class DeploymentCaptures(BaseModel):
+    """What query_capture hands calibration_offsets for one deployment and check time: each
+    device's capture outcome, by device id."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    deployment_name: str
+    time_key: str
+    outcomes: dict[str, CaptureOutcome] = {}
+
+
+# The order a deployment's statuses are summed up in: its run and its partition show the worst.
+_WORST_FIRST = (CheckStatus.breach, CheckStatus.failed, CheckStatus.inconclusive, CheckStatus.ok)
+
+
+def worst_status(statuses: Sequence[str | CheckStatus]) -> CheckStatus | None:
+    """The status a group of checks is summed up by (a breach before a failure before an
+    inconclusive check before ok); None for no checks."""
+    present = {CheckStatus(s) for s in statuses}
+    return next((s for s in _WORST_FIRST if s in present), None)
+
+
 def no_reference_reason(device_id: str, detail: object) -> str:
     # the advice before the details: Slack shortens long reasons from the end
     return f"no usable reference scan for {device_id}; run `calmon collect-references --device {device_id}` ({detail})"

@@ -150,13 +150,13 @@ def test_backfill_replaces_rows_without_duplicates_or_alerts(platform):
     table = platform.resources["results_table"].get_client()
     before = {r.device_id: r for r in table.all_rows() if r.check_partition == HOUR_1}
     job = platform.defs.resolve_job_def("reprocess_offsets")
-    for device_id in ("cam-ok", "cam-bad"):
-        result = job.execute_in_process(
-            partition_key=str(check_partition_key(device_id, HOUR_1)),
-            instance=platform.instance,
-            tags={"dagster/backfill": "testbackfill"},
-        )
-        assert result.success
+    # a backfill re-estimates a deployment's check: every device of the partition, in one run
+    result = job.execute_in_process(
+        partition_key=str(check_partition_key("harbor", HOUR_1)),
+        instance=platform.instance,
+        tags={"dagster/backfill": "testbackfill"},
+    )
+    assert result.success
     rows = [r for r in table.all_rows() if r.check_partition == HOUR_1]
     assert sorted(r.device_id for r in rows) == ["cam-act", "cam-bad", "cam-ok"]  # still one each
     after = {r.device_id: r for r in rows}
@@ -227,11 +227,8 @@ def test_schedule_requests_one_run_per_enabled_device(platform):
     ) as context:
         requests = list(schedule.evaluate_tick(context).run_requests or [])
     assert key_for(tick) == "2026-11-24-13:00"
-    assert sorted(r.partition_key for r in requests) == [
-        "cam-act|2026-11-24-13:00",
-        "cam-bad|2026-11-24-13:00",
-        "cam-ok|2026-11-24-13:00",
-    ]
+    # one run per deployment, checking all its devices
+    assert sorted(r.partition_key for r in requests) == ["city|2026-11-24-13:00", "harbor|2026-11-24-13:00"]
     assert {r.tags["calmon/deployment"] for r in requests} == {"harbor", "city"}
 
 
@@ -319,7 +316,7 @@ def test_webserver_shows_graph_partitions_and_pictures(platform, site, s3_endpoi
         by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
         assert set(by_key) >= {"reference_scan", "query_capture", "calibration_offsets"}
         assert {d["name"] for d in by_key["calibration_offsets"]["partitionDefinition"]["dimensionTypes"]} == {
-            "device",
+            "deployment",
             "time",
         }
         assert {"/".join(k["path"]) for k in by_key["calibration_offsets"]["dependencyKeys"]} == {

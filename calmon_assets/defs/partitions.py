@@ -1,4 +1,7 @@
-"""Partitions: devices (dynamic, synced from devices.yaml) and devices x check time.
+"""Partitions: devices (dynamic, synced from devices.yaml) for reference scans, and deployments x
+check time for checks: one run checks a deployment's devices for one check time, so a fleet of
+1,000 cameras in 10 deployments makes 87,600 partitions a year per asset instead of 8.76 million
+(README, "The model that holds").
 
 Partition definitions are fixed when the code location loads, so the cadence and the first day come
 from the site settings of $CALMON_CONFIG_DIR, read by the same loader as the resources;
@@ -23,10 +26,12 @@ from calmon_core.config import ConfigError, ScheduleSettings, Settings
 from calmon_core.layout import PARTITIONS_START_KEY
 from resources.object_store import ObjectNotFoundError, ObjectStoreError
 
-DEVICE_DIM = "device"
+DEPLOYMENT_DIM = "deployment"
+DEVICE_DIM = "device"  # of the device x time partitions checks had before (legacy_check_partitions)
 TIME_DIM = "time"
 
 device_partitions = dg.DynamicPartitionsDefinition(name="devices")
+deployment_partitions = dg.DynamicPartitionsDefinition(name="deployments")
 
 
 def partitions_start_date(settings: Settings, today: date | None = None) -> str:
@@ -66,7 +71,11 @@ PARTITION_SCHEDULE = ScheduleSettings.model_validate(
     {**_loaded.schedule.model_dump(), "start_date": partitions_start_date(_loaded)}
 )
 check_time_partitions = time_partitions(PARTITION_SCHEDULE.cadence, PARTITION_SCHEDULE.start_date)  # type: ignore[arg-type]
-check_partitions = dg.MultiPartitionsDefinition({DEVICE_DIM: device_partitions, TIME_DIM: check_time_partitions})
+check_partitions = dg.MultiPartitionsDefinition(
+    {DEPLOYMENT_DIM: deployment_partitions, TIME_DIM: check_time_partitions}
+)
+# The partitions of checks materialized before deployments x time: their events stay readable history.
+legacy_check_partitions = dg.MultiPartitionsDefinition({DEVICE_DIM: device_partitions, TIME_DIM: check_time_partitions})
 
 
 def same_partitions(settings: Settings) -> bool:
@@ -77,8 +86,14 @@ def same_partitions(settings: Settings) -> bool:
     )
 
 
-def check_partition_key(device_id: str, time_key: str) -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({DEVICE_DIM: device_id, TIME_DIM: time_key})
+def check_partition_key(deployment_name: str, time_key: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({DEPLOYMENT_DIM: deployment_name, TIME_DIM: time_key})
+
+
+def check_partition_parts(partition: str) -> tuple[str, str] | None:
+    """(deployment, time key) of a check partition's key string; None for any other string."""
+    deployment, sep, time_key = (partition or "").partition("|")
+    return (deployment, time_key) if sep and deployment and time_key else None
 
 
 def current_time_key(moment: datetime) -> str:

@@ -1,4 +1,5 @@
-"""The asset checks of calibration_offsets, and the metadata of a check's result."""
+"""The asset checks of calibration_offsets, and the metadata of a check's results: per device, and
+summed up per deployment and check time (the partition)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import dagster as dg
 from calmon_assets.defs.checks.measure import Measurement
 from calmon_assets.defs.metadata import PREVIEW_WIDTH_PX, picture_metadata, reading
 from calmon_assets.defs.partitions import check_partitions
-from calmon_core.check import is_breach
+from calmon_core.check import is_breach, worst_status
 from calmon_core.models import CalibrationResult, CheckStatus
 from calmon_core.plots import offset_trend_png, thumbnail_png
 
@@ -19,8 +20,9 @@ CHECK_WITHIN_THRESHOLD = "within_threshold"
 CHECK_CONCLUSIVE = "estimate_conclusive"
 CHECK_REFERENCE_FRESH = "reference_fresh"
 
-# Partitioned like the asset (device x time): each check is evaluated per device and check time, so
-# the UI shows a breach on its own partition instead of one latest result for the whole fleet.
+# Partitioned like the asset (deployment x time): each check is evaluated per deployment and check
+# time, over its devices, so the UI shows a breach on its own partition, naming the device, instead
+# of one latest result for the whole fleet.
 CHECK_SPECS = [
     dg.AssetCheckSpec(
         CHECK_WITHIN_THRESHOLD,
@@ -173,3 +175,152 @@ def result_metadata(
         metadata.update(picture_metadata("trend", trend, trend_uri, "offset trend", pictures, "image/png"))
     log.info(f"{row.device_id} {row.check_partition}: {metadata['status']} {json.dumps(row.offsets())}")
     return metadata
+
+
+# The metadata key of a deployment's per-device results: what the sensors read of a materialization.
+CHECKS_KEY = "checks"
+_SUMMED_UP = (CHECK_WITHIN_THRESHOLD, CHECK_CONCLUSIVE, CHECK_REFERENCE_FRESH)
+
+
+def _path(value: Any) -> str | None:
+    return getattr(value, "path", None) if value is not None else None
+
+
+def device_summary(row: CalibrationResult, metadata: dict[str, Any]) -> dict[str, Any]:
+    """One device's result as plain values, for the deployment's CHECKS_KEY metadata."""
+    summary: dict[str, Any] = {
+        "status": CheckStatus(row.status).value,
+        "offsets_deg": row.offsets(),
+        "uncertainty_deg": row.uncertainties(),
+        "inliers": row.inliers,
+        "failure_log": row.failure_log or "",
+        "files": row.files_location or "",
+    }
+    for key in ("diagnostic_file", "trend_file"):
+        if uri := _path(metadata.get(key)):
+            summary[key] = uri
+    if "correction" in metadata:
+        summary["correction"] = str(metadata["correction"])
+    return summary
+
+
+def _cell(value: float | None, sigma: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.3f}°" + (f" ± {sigma:.3f}" if sigma is not None else "")
+
+
+def _devices_table(per_device: dict[str, tuple[CalibrationResult, Measurement, dict[str, Any]]]) -> str:
+    lines = ["| device | status | yaw | pitch | roll | inliers | pictures / why |", "|---|---|---|---|---|---|---|"]
+    for device_id, (row, _, metadata) in per_device.items():
+        sigmas = row.uncertainties()
+        links = [f"[{name}]({uri})" for name in ("diagnostic", "trend") if (uri := _path(metadata.get(f"{name}_file")))]
+        why = (row.failure_log or "").replace("|", "/").replace("\n", " ")[:160]
+        cells = [
+            device_id,
+            CheckStatus(row.status).value,
+            *(_cell(getattr(row, f"{a}_offset"), sigmas[a]) for a in ("yaw", "pitch", "roll")),
+            str(row.inliers) if row.inliers is not None else "",
+            " ".join(links) or why,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def deployment_metadata(
+    per_device: dict[str, tuple[CalibrationResult, Measurement, dict[str, Any]]], pictures: str = "preview"
+) -> dict[str, Any]:
+    """The partition's metadata: its worst status, a table of its devices, each device's result
+    (CHECKS_KEY) and the pictures of its worst device."""
+    rows = [row for row, _, _ in per_device.values()]
+    worst = worst_status([row.status for row in rows])
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[CheckStatus(row.status).value] = counts.get(CheckStatus(row.status).value, 0) + 1
+    metadata: dict[str, Any] = {
+        "status": worst.value if worst else "none",
+        "statuses": ", ".join(f"{status} {n}" for status, n in sorted(counts.items())),
+        "deployment": rows[0].deployment_name if rows else "",
+        "check_time": rows[0].check_partition if rows else "",
+        "devices": dg.MetadataValue.md(_devices_table(per_device)),
+        CHECKS_KEY: dg.MetadataValue.json(
+            {device_id: device_summary(row, metadata) for device_id, (row, _, metadata) in per_device.items()}
+        ),
+    }
+    if worst is not None:
+        device_id = next(d for d, (row, _, _) in per_device.items() if CheckStatus(row.status) is worst)
+        metadata["worst_device"] = device_id
+        device_metadata = per_device[device_id][2]
+        for key in ("diagnostic", "diagnostic_file", "trend", "trend_file"):
+            if key in device_metadata:
+                metadata[key] = device_metadata[key]
+    return metadata
+
+
+def deployment_check_results(
+    per_device: dict[str, tuple[CalibrationResult, Measurement, dict[str, Any]]], max_age_days: float
+) -> list[dg.AssetCheckResult]:
+    """Each asset check once for the partition, over its devices: passed when every device passed;
+    the description names the devices that did not pass first, then the others."""
+    results: dict[str, list[dg.AssetCheckResult]] = {name: [] for name in _SUMMED_UP}
+    for row, measurement, _ in per_device.values():
+        for result in check_results(row, measurement.reference_age_days, max_age_days):
+            results[result.check_name].append(result)
+    summed = []
+    for name, device_results in results.items():
+        if not device_results:
+            continue
+        failing = [r for r in device_results if not r.passed]
+        lines = [r.description or "" for r in failing + [r for r in device_results if r.passed]]
+        head = (
+            f"{len(failing)} of {len(device_results)} device(s) did not pass"
+            if failing
+            else f"all {len(device_results)} device(s) passed"
+        )
+        first = device_results[0].metadata or {}
+        summed.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=not failing,
+                severity=device_results[0].severity,
+                description="\n".join([head, *lines]),
+                metadata={
+                    "deployment": first.get("deployment", ""),
+                    "check_time": first.get("check_time", ""),
+                    "failing_devices": ", ".join(str((r.metadata or {}).get("device")) for r in failing) or "none",
+                    "devices": dg.MetadataValue.json(
+                        {
+                            str((r.metadata or {}).get("device")): {"passed": r.passed, "description": r.description}
+                            for r in device_results
+                        }
+                    ),
+                },
+            )
+        )
+    return summed
+
+
+def capture_summary_metadata(captured: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
+    """query_capture's metadata for a deployment: a table of its devices' captures, and the first
+    captured frame's preview."""
+    lines = ["| device | captured | mode | frames | waited | files / why |", "|---|---|---|---|---|---|"]
+    summary: dict[str, Any] = {}
+    first_frame: dict[str, Any] = {}
+    for outcome, metadata in captured:
+        ok = outcome.ok
+        where = outcome.files_location or outcome.storage_error or outcome.failure_log or ""
+        waited = f"{outcome.waited_seconds:.1f} s" if outcome.waited_seconds is not None else ""
+        frames = str(len(outcome.capture_positions)) if ok else ""
+        cells = [outcome.device_id, "yes" if ok else "no", outcome.mode, frames, waited, where.replace("|", "/")[:160]]
+        lines.append("| " + " | ".join(cells) + " |")
+        summary[outcome.device_id] = {"ok": ok, "waited_seconds": outcome.waited_seconds, "files": where}
+        if ok and not first_frame:
+            first_frame = {k: v for k, v in metadata.items() if k in ("frame", "frame_file")}
+    captured_count = sum(1 for outcome, _ in captured if outcome.ok)
+    return {
+        "ok": captured_count == len(captured),
+        "captured": f"{captured_count} of {len(captured)}",
+        "devices": dg.MetadataValue.md("\n".join(lines)),
+        "captures": dg.MetadataValue.json(summary),
+        **first_frame,
+    }

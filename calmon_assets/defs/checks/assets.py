@@ -1,33 +1,39 @@
-"""The check's assets (device x time): query_capture takes and stores the capture; calibration_offsets
-estimates the offsets and writes the check's row. Thin by design: the rules live in calmon_core.check."""
+"""The check's assets (deployment x time): query_capture takes and stores each device's capture;
+calibration_offsets estimates each device's offsets and writes the deployment's rows. One run
+checks one deployment's devices, at most [schedule] max_concurrent_per_deployment at once (one
+cluster's port-forwards). Thin by design: the rules live in calmon_core.check."""
 
-import time
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any, TypeVar
 
 import dagster as dg
+from pydantic import Field
 
-from calmon_assets.defs.checks.asset_checks import CHECK_SPECS, check_results, result_metadata
-from calmon_assets.defs.checks.capture import (
-    capture_metadata,
-    capture_stops,
-    keep_capture,
-    reresolved_connections,
-    store_capture,
-    take_capture,
+from calmon_assets.defs.checks.asset_checks import (
+    CHECK_SPECS,
+    capture_summary_metadata,
+    deployment_check_results,
+    deployment_metadata,
+    result_metadata,
 )
+from calmon_assets.defs.checks.capture import capture_device
 from calmon_assets.defs.checks.corrections import publish_correction
 from calmon_assets.defs.checks.dead_runs import claim_run
-from calmon_assets.defs.checks.measure import diagnostics_key, measure_offsets
-from calmon_assets.defs.metadata import reading, workdir
-from calmon_assets.defs.partitions import DEVICE_DIM, TIME_DIM, check_partitions, check_window_start
+from calmon_assets.defs.checks.measure import Measurement, diagnostics_key, measure_offsets
+from calmon_assets.defs.metadata import workdir
+from calmon_assets.defs.partitions import DEPLOYMENT_DIM, TIME_DIM, check_partitions, check_window_start
 from calmon_assets.defs.runs import BACKFILL_TAG, CHECK_STATUS_TAG
 from calmon_assets.defs.site_config import SiteConfigResource
 from calmon_core.alert_policy import forecast_columns
-from calmon_core.check import CaptureOutcome, CheckPolicy, evaluate_check
+from calmon_core.check import CaptureOutcome, CheckPolicy, DeploymentCaptures, evaluate_check, worst_status
+from calmon_core.config import CalmonConfig, ConfigError, Deployment, Device
 from calmon_core.corrections import CONCLUSIVE
 from calmon_core.estimation import ALGORITHM_VERSION
-from calmon_core.layout import format_timestamp, query_scan_prefix
-from calmon_core.models import CheckStatus
+from calmon_core.layout import format_timestamp
+from calmon_core.models import CalibrationResult
 from resources.camera import CameraResource
 from resources.kubectl import KubectlResource
 from resources.mqtt import MqttResource
@@ -38,140 +44,200 @@ GROUP = "calibration"
 # Earlier rows of the device the row's trend and forecast are fitted on (the forecast window is 72 checks).
 FORECAST_HISTORY_ROWS = 200
 
+Item = TypeVar("Item")
+Out = TypeVar("Out")
+
+
+class CheckConfig(dg.Config):
+    devices: list[str] = Field(
+        default=[],
+        description="Only these devices of the deployment (a re-check or re-estimate of one camera); "
+        "empty: every enabled device of the deployment in devices.yaml.",
+    )
+
 
 def _partition(context: dg.AssetExecutionContext) -> tuple[str, str, datetime]:
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
-    return keys[DEVICE_DIM], keys[TIME_DIM], check_window_start(keys[TIME_DIM])
+    return keys[DEPLOYMENT_DIM], keys[TIME_DIM], check_window_start(keys[TIME_DIM])
+
+
+def run_devices(config: CalmonConfig, deployment_name: str, chosen: list[str]) -> tuple[Deployment, list[Device]]:
+    """The deployment of a check run and the devices it covers: the chosen ones, else its enabled ones."""
+    deployment = next((d for d in config.fleet.deployments if d.name == deployment_name), None)
+    if deployment is None:
+        raise ConfigError([f"deployment {deployment_name!r} is not in devices.yaml"])
+    if not chosen:
+        return deployment, [d for d in deployment.devices if d.enabled]
+    known = {d.id: d for d in deployment.devices}
+    unknown = [d for d in chosen if d not in known]
+    if unknown:
+        raise ConfigError([f"not devices of deployment {deployment_name!r} in devices.yaml: {', '.join(unknown)}"])
+    return deployment, [known[d] for d in chosen]
+
+
+def each(work: Callable[[Item], Out], items: list[Item], workers: int) -> list[Out]:
+    """work(item) for every item, `workers` at once, results in the items' order."""
+    if len(items) <= 1 or workers <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="calmon-check") as pool:
+        return list(pool.map(work, items))
+
+
+def _unexpected(device_id: str, stage: str, exc: Exception) -> str:
+    # one device's bug or outage must not cost the deployment's other checks their rows
+    return f"{stage} failed: device {device_id}: unexpected {type(exc).__name__}: {exc}"
 
 
 @dg.asset(
     partitions_def=check_partitions,
     group_name=GROUP,
     kinds={"python", "s3"},
-    description="One query capture for a check: frames taken once the camera's telemetry was "
-    "still (passive) or at each PTZ stop (active), stored under query_scan/{timestamp}/. The value "
-    "is the capture's outcome, which calibration_offsets turns into a results row.",
+    description="The query captures of one deployment's check: for each device, frames taken once "
+    "its telemetry was still (passive) or at each PTZ stop (active), stored under "
+    "{deployment}/{device}/query_scan/{timestamp}/. The value is each device's capture outcome, "
+    "which calibration_offsets turns into its results row.",
 )
 def query_capture(
     context: dg.AssetExecutionContext,
+    config: CheckConfig,
     site: SiteConfigResource,
     kubectl: KubectlResource,
     mqtt: MqttResource,
     camera: CameraResource,
     object_store: ObjectStoreResource,
-) -> dg.Output[CaptureOutcome]:
-    device_id, time_key, window_start = _partition(context)
-    config = site.load()
-    claim_run(context, config.settings.execution.executor)
-    deployment, device = config.fleet.find(device_id)
-    stamp = format_timestamp(window_start)
-    stops = capture_stops(config, device)
-    outcome = CaptureOutcome(
-        deployment_name=deployment.name,
-        device_id=device_id,
+) -> dg.Output[DeploymentCaptures]:
+    deployment_name, time_key, window_start = _partition(context)
+    site_config = site.load()
+    claim_run(context, site_config.settings.execution.executor)
+    deployment, devices = run_devices(site_config, deployment_name, config.devices)
+    store = object_store.get_client()
+
+    def capture_one(device: Device) -> tuple[CaptureOutcome, dict[str, Any]]:
+        try:
+            return capture_device(
+                site_config, deployment, device, (kubectl, mqtt, camera), store, time_key, window_start, context.log
+            )
+        except Exception as exc:
+            reason = _unexpected(device.id, "capture", exc)
+            context.log.error(f"{device.id} {time_key}: {reason}")
+            outcome = CaptureOutcome(
+                deployment_name=deployment_name,
+                device_id=device.id,
+                time_key=time_key,
+                query_key=format_timestamp(window_start),
+                mode=device.mode,
+                failure_log=reason,
+            )
+            return outcome, {"ok": False, "failure_log": reason}
+
+    captured = each(capture_one, devices, site_config.settings.schedule.max_concurrent_per_deployment)
+    captures = DeploymentCaptures(
+        deployment_name=deployment_name,
         time_key=time_key,
-        query_key=stamp,
-        mode="active" if stops else "passive",
+        outcomes={outcome.device_id: outcome for outcome, _ in captured},
     )
-    work = workdir(config.settings.capture.workdir, deployment.name, device_id, "query_scan")
-    started = time.monotonic()
-    capture = take_capture(config, deployment, device, (kubectl, mqtt, camera), work, stops)
-    if isinstance(capture, str):
-        outcome = outcome.model_copy(
-            update={"failure_log": capture, "waited_seconds": round(time.monotonic() - started, 1)}
-        )
-        context.log.warning(f"{device_id} {time_key}: {capture}")
-        metadata = {"ok": False, "failure_log": capture, "waited": reading(outcome.waited_seconds, " s", 1)}
-        return dg.Output(outcome, metadata=metadata)
-    if moved := reresolved_connections(capture):
-        context.log.warning(
-            f"{device_id} {time_key}: connection lost mid-check and restored at a "
-            f"re-resolved address (port-forward restarted): {moved}"
-        )
-    folder = work / stamp
-    outcome = keep_capture(capture, folder, outcome)
-    outcome = store_capture(
-        object_store.get_client(), folder, query_scan_prefix(deployment.name, device_id, stamp), outcome
-    )
-    if outcome.storage_error:
-        context.log.warning(f"{device_id} {time_key}: {outcome.storage_error}")
-    return dg.Output(outcome, metadata=capture_metadata(capture, outcome, folder, config.settings.ui.pictures))
+    return dg.Output(captures, metadata=capture_summary_metadata(captured))
+
+
+def _outcomes(value: DeploymentCaptures | dict, chosen: list[str]) -> list[CaptureOutcome]:
+    captures = DeploymentCaptures.model_validate(value) if isinstance(value, dict) else value
+    outcomes = sorted(captures.outcomes.values(), key=lambda o: o.device_id)
+    if chosen:
+        missing = sorted(set(chosen) - {o.device_id for o in outcomes})
+        if missing:
+            raise ConfigError([f"no query capture of {', '.join(missing)} in this partition to re-estimate"])
+        outcomes = [o for o in outcomes if o.device_id in chosen]
+    return outcomes
 
 
 @dg.asset(
     partitions_def=check_partitions,
     group_name=GROUP,
     kinds={"python", "iceberg"},
-    # Any: query captures stored before CaptureOutcome existed are dicts of the same fields
+    # Any: the value is DeploymentCaptures, or its dict from another version
     ins={"query_capture": dg.AssetIn(dagster_type=dg.Any)},
-    deps=[
-        dg.AssetDep(
-            "reference_scan",
-            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=DEVICE_DIM),
-        )
-    ],
+    deps=[dg.AssetDep("reference_scan", partition_mapping=dg.AllPartitionMapping())],
     check_specs=CHECK_SPECS,
-    description="The check's result: pitch/yaw/roll offsets (true − reported) estimated from the "
-    "query capture against the reference scan, written as one row of the results table "
-    "(idempotent per device and check time).",
+    description="The check's results: each device's pitch/yaw/roll offsets (true − reported) "
+    "estimated from its query capture against its reference scan, written as one row per device "
+    "of the results table (idempotent per device and check time).",
 )
 def calibration_offsets(
     context: dg.AssetExecutionContext,
-    query_capture: CaptureOutcome,
+    config: CheckConfig,
+    query_capture: DeploymentCaptures,
     site: SiteConfigResource,
     object_store: ObjectStoreResource,
     results_table: ResultsTableResource,
     kubectl: KubectlResource,
     mqtt: MqttResource,
 ) -> dg.MaterializeResult:
-    _, _, window_start = _partition(context)
-    config = site.load()
-    settings = config.settings
+    _, time_key, window_start = _partition(context)
+    site_config = site.load()
+    settings = site_config.settings
     claim_run(context, settings.execution.executor)
     policy = CheckPolicy(threshold_deg=settings.check.threshold_deg)
-    outcome = CaptureOutcome.model_validate(query_capture) if isinstance(query_capture, dict) else query_capture
+    outcomes = _outcomes(query_capture, config.devices)
     cache_root = workdir(settings.capture.workdir, "cache")
+    backfill = BACKFILL_TAG in context.run.tags
     # the bank grows from the light of now: a backfill re-estimating months of old captures would
     # fill it with frames of other seasons
-    grow = settings.check.grow_bank and BACKFILL_TAG not in context.run.tags
-    measurement = measure_offsets(
-        object_store.get_client(), outcome, cache_root, policy.threshold_deg, context.log, grow_bank=grow
-    )
-    row = evaluate_check(
-        outcome,
-        measurement.estimate,
-        policy,
-        check_time=window_start,
-        algorithm_version=ALGORITHM_VERSION,
-        failure=measurement.failure,
-        notes=measurement.notes,
-        run_id=context.run.run_id,
-        gauge_id=measurement.gauge_id,
-    )
-    table = results_table.get_client()
-    history = table.history(row.device_id, limit=FORECAST_HISTORY_ROWS)
-    row = row.model_copy(update=forecast_columns(row, history, settings.alerts))
-    table.write([row])
-    context.instance.add_run_tags(context.run.run_id, {CHECK_STATUS_TAG: CheckStatus(row.status).value})
+    grow = settings.check.grow_bank and not backfill
     store = object_store.get_client()
 
-    def store_picture(data: bytes, name: str) -> str | None:
-        if not outcome.files_location:
-            return None
+    def measure_one(outcome: CaptureOutcome):
         try:
-            store.put_bytes(diagnostics_key(outcome, name), data)
-            return store.uri(diagnostics_key(outcome, name))
-        except Exception as exc:  # a missing picture must not lose the row
-            context.log.warning(f"{name} not stored: {exc}")
-            return None
-
-    metadata = result_metadata(row, measurement, history, context.log, settings.ui.pictures, store_picture)
-    # a backfill re-estimates old checks: the current correction is the next scheduled check's to post
-    if settings.corrections.mqtt_topic and row.status in CONCLUSIVE and BACKFILL_TAG not in context.run.tags:
-        metadata["correction"] = publish_correction(
-            config, row, history, measurement.gauge_id, kubectl, mqtt, context.log
+            measurement = measure_offsets(store, outcome, cache_root, policy.threshold_deg, context.log, grow_bank=grow)
+        except Exception as exc:
+            measurement = Measurement(failure=_unexpected(outcome.device_id, "estimate", exc))
+            context.log.error(f"{outcome.device_id} {time_key}: {measurement.failure}")
+        row = evaluate_check(
+            outcome,
+            measurement.estimate,
+            policy,
+            check_time=window_start,
+            algorithm_version=ALGORITHM_VERSION,
+            failure=measurement.failure,
+            notes=measurement.notes,
+            run_id=context.run.run_id,
+            gauge_id=measurement.gauge_id,
         )
+        return outcome, measurement, row
+
+    # the estimates take CPU slots (cpu_slots); the threads beyond them fetch references meanwhile
+    measured = each(measure_one, outcomes, 2 * (os.cpu_count() or 1))
+    table = results_table.get_client()
+    histories = table.histories([row.device_id for _, _, row in measured], FORECAST_HISTORY_ROWS)
+    rows: list[CalibrationResult] = []
+    for _, _, row in measured:
+        rows.append(row.model_copy(update=forecast_columns(row, histories.get(row.device_id, []), settings.alerts)))
+    table.write(rows)
+    worst = worst_status([row.status for row in rows])
+    if worst is not None:
+        context.instance.add_run_tags(context.run.run_id, {CHECK_STATUS_TAG: worst.value})
+
+    per_device = {}
+    for (outcome, measurement, _), row in zip(measured, rows, strict=True):
+        history = histories.get(row.device_id, [])
+
+        def store_picture(data: bytes, name: str, outcome: CaptureOutcome = outcome) -> str | None:
+            if not outcome.files_location:
+                return None
+            try:
+                store.put_bytes(diagnostics_key(outcome, name), data)
+                return store.uri(diagnostics_key(outcome, name))
+            except Exception as exc:  # a missing picture must not lose the row
+                context.log.warning(f"{outcome.device_id}: {name} not stored: {exc}")
+                return None
+
+        metadata = result_metadata(row, measurement, history, context.log, settings.ui.pictures, store_picture)
+        # a backfill re-estimates old checks: the current correction is the next scheduled check's to post
+        if settings.corrections.mqtt_topic and row.status in CONCLUSIVE and not backfill:
+            metadata["correction"] = publish_correction(
+                site_config, row, history, measurement.gauge_id, kubectl, mqtt, context.log
+            )
+        per_device[row.device_id] = (row, measurement, metadata)
     return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=check_results(row, measurement.reference_age_days, settings.schedule.reference_max_age_days),
+        metadata=deployment_metadata(per_device, settings.ui.pictures),
+        check_results=deployment_check_results(per_device, settings.schedule.reference_max_age_days),
     )

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import shutil
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from calmon_assets.defs.devices.connect import device_extractor
-from calmon_assets.defs.metadata import PREVIEW_WIDTH_PX, picture_metadata, reading
+from calmon_assets.defs.metadata import PREVIEW_WIDTH_PX, picture_metadata, reading, workdir
 from calmon_core.capture_format import read_capture
 from calmon_core.capture_ports import CaptureFailed
 from calmon_core.check import CaptureOutcome
 from calmon_core.config import CalmonConfig, Deployment, Device
 from calmon_core.extraction import ExtractedCapture
+from calmon_core.layout import format_timestamp, query_scan_prefix
 from calmon_core.plots import thumbnail_png
 from resources.camera import CameraError, CameraResource
 from resources.kubectl import KubectlError, KubectlResource
@@ -104,3 +107,46 @@ def capture_metadata(
         uri = f"{outcome.files_location.rstrip('/')}/{first}" if outcome.files_location else None
         metadata.update(picture_metadata("frame", preview, uri, "query frame", pictures))
     return metadata
+
+
+def capture_device(
+    config: CalmonConfig,
+    deployment: Deployment,
+    device: Device,
+    connections: tuple[KubectlResource, MqttResource, CameraResource],
+    store: ObjectStore,
+    time_key: str,
+    window_start: datetime,
+    log,
+) -> tuple[CaptureOutcome, dict[str, Any]]:
+    """One device's capture for the check at `time_key`, taken and stored: its outcome (a failure
+    in words when there is none) and its metadata."""
+    stamp = format_timestamp(window_start)
+    stops = capture_stops(config, device)
+    outcome = CaptureOutcome(
+        deployment_name=deployment.name,
+        device_id=device.id,
+        time_key=time_key,
+        query_key=stamp,
+        mode="active" if stops else "passive",
+    )
+    work = workdir(config.settings.capture.workdir, deployment.name, device.id, "query_scan")
+    started = time.monotonic()
+    capture = take_capture(config, deployment, device, connections, work, stops)
+    if isinstance(capture, str):
+        outcome = outcome.model_copy(
+            update={"failure_log": capture, "waited_seconds": round(time.monotonic() - started, 1)}
+        )
+        log.warning(f"{device.id} {time_key}: {capture}")
+        return outcome, {"ok": False, "failure_log": capture, "waited": reading(outcome.waited_seconds, " s", 1)}
+    if moved := reresolved_connections(capture):
+        log.warning(
+            f"{device.id} {time_key}: connection lost mid-check and restored at a "
+            f"re-resolved address (port-forward restarted): {moved}"
+        )
+    folder = work / stamp
+    outcome = keep_capture(capture, folder, outcome)
+    outcome = store_capture(store, folder, query_scan_prefix(deployment.name, device.id, stamp), outcome)
+    if outcome.storage_error:
+        log.warning(f"{device.id} {time_key}: {outcome.storage_error}")
+    return outcome, capture_metadata(capture, outcome, folder, config.settings.ui.pictures)

@@ -8,7 +8,7 @@ calibration_check_job = dg.define_asset_job(
     "calibration_check",
     selection=dg.AssetSelection.assets("query_capture", "calibration_offsets"),
     partitions_def=check_partitions,
-    description="One calibration check of one device for one time partition.",
+    description="One calibration check of one deployment's devices for one time partition.",
 )
 
 reprocess_offsets_job = dg.define_asset_job(

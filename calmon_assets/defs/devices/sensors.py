@@ -1,9 +1,8 @@
-"""The sync_devices sensor: device partitions follow devices.yaml."""
+"""The sync_devices sensor: device and deployment partitions follow devices.yaml."""
 
 import dagster as dg
 
 from calmon_assets.defs.devices.sync import plan_device_sync
-from calmon_assets.defs.partitions import device_partitions
 from calmon_assets.defs.site_config import SiteConfigResource
 from calmon_core.config import ConfigError
 
@@ -12,8 +11,9 @@ from calmon_core.config import ConfigError
     name="sync_devices",
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Adds a device partition for every device in devices.yaml. Devices removed from "
-    "the file keep their partitions, so their history is never silently deleted.",
+    description="Adds a device partition for every device in devices.yaml, and a deployment "
+    "partition for every deployment. Those removed from the file keep their partitions, so their "
+    "history is never silently deleted.",
 )
 def sync_devices_sensor(context: dg.SensorEvaluationContext, site: SiteConfigResource):
     try:
@@ -23,6 +23,7 @@ def sync_devices_sensor(context: dg.SensorEvaluationContext, site: SiteConfigRes
     plan = plan_device_sync(context.instance, fleet)
     if plan.removed_from_config:
         context.log.info(f"not in devices.yaml any more (history kept): {plan.removed_from_config}")
-    if not plan.added:
-        return dg.SkipReason("device partitions already match devices.yaml")
-    return dg.SensorResult(dynamic_partitions_requests=[device_partitions.build_add_request(plan.added)])
+    requests = plan.requests()
+    if not requests:
+        return dg.SkipReason("device and deployment partitions already match devices.yaml")
+    return dg.SensorResult(dynamic_partitions_requests=requests)
