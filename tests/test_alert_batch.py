@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from calmon_assets.defs.alerts.sensors import OFFSETS, alerts_for_new_results
+from calmon_assets.defs.checks.asset_checks import CHECKS_KEY
 from calmon_assets.defs.partitions import check_partition_key
 from calmon_core.alerts import AlertPolicy
 from calmon_core.check import failed_check
@@ -49,13 +50,28 @@ def row(device: str, hour: int, yaw: float) -> CalibrationResult:
 
 
 def report(instance: dg.DagsterInstance, device: str, hour: int, status: str) -> int:
-    """A calibration_offsets result of (device, hour); its storage id."""
+    """A calibration_offsets result of (device, hour) alone in its deployment's partition; its storage id."""
+    return report_deployment(instance, hour, {device: status})
+
+
+def report_deployment(instance: dg.DagsterInstance, hour: int, statuses: dict[str, str]) -> int:
+    """A calibration_offsets result of harbor's partition at `hour`, holding these devices'
+    results; its storage id."""
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
-            asset_key=OFFSETS, partition=str(check_partition_key(device, time_key(hour))), metadata={"status": status}
+            asset_key=OFFSETS,
+            partition=str(check_partition_key("harbor", time_key(hour))),
+            metadata={
+                "status": "breach" if "breach" in statuses.values() else "ok",
+                CHECKS_KEY: dg.MetadataValue.json({device: {"status": status} for device, status in statuses.items()}),
+            },
         )
     )
     return instance.fetch_materializations(OFFSETS, limit=1).records[0].storage_id
+
+
+def new_table(tmp_path) -> ResultsTable:
+    return ResultsTable(ResultsSettings(warehouse=str(tmp_path / "warehouse"), sqlite_path=str(tmp_path / "c.db")))
 
 
 def test_a_batch_is_decided_result_by_result(tmp_path):
@@ -88,8 +104,53 @@ def test_a_batch_is_decided_result_by_result(tmp_path):
         )
     finally:
         webhook.stop()
-    assert new_cursor == instance.fetch_materializations(OFFSETS, limit=1).records[0].storage_id
+    assert new_cursor == str(instance.fetch_materializations(OFFSETS, limit=1).records[0].storage_id)
     assert len(sent) == 2 and webhook.texts() == sent
     assert "cam-a" in sent[0] and "recovered" in sent[0].lower()
     assert "cam-c" in sent[1] and "camera offline" in sent[1]
+    instance.dispose()
+
+
+def test_an_outage_inside_a_deployment_resends_none_of_its_delivered_results(tmp_path):
+    """One materialization holds a deployment's results; Slack going down at its second device
+    leaves the cursor inside it: the next tick posts the second and third, not the first again."""
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    table = new_table(tmp_path)
+    table.write([row("cam-a", 0, 0.8), row("cam-b", 0, -0.9), row("cam-c", 0, 0.7)])
+    storage_id = report_deployment(instance, 0, {"cam-a": "breach", "cam-b": "breach", "cam-c": "breach"})
+    policy = AlertPolicy()  # a message per check
+    # the first message goes through; the second meets a Slack down for all its attempts
+    webhook = ScriptedWebhook(script=[(200, {})] + [(503, {})] * 2)
+    try:
+        notifier = SlackNotifier(webhook.url, echo=None, max_attempts=2, backoff_seconds=0.0)
+        cursor, sent = alerts_for_new_results(instance, "0", table, notifier, policy)
+        assert len(sent) == 1 and "cam-a" in sent[0]
+        assert cursor == "0:cam-a"  # before the record, but past its first device
+        cursor, sent = alerts_for_new_results(instance, cursor, table, notifier, policy)
+    finally:
+        webhook.stop()
+    assert [("cam-b" in t, "cam-c" in t) for t in sent] == [(True, False), (False, True)]
+    assert cursor == str(storage_id)
+    assert sum("cam-a" in r.payload.get("text", "") for r in webhook.requests) == 1
+    instance.dispose()
+
+
+def test_results_of_the_device_partitions_checks_had_before_are_still_alerted(tmp_path):
+    """A materialization of a device x time partition (an instance from before deployments x time)
+    is one device's result, alerted as before."""
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    table = new_table(tmp_path)
+    table.write([row("cam-a", 0, 0.8)])
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=OFFSETS, partition=f"cam-a|{time_key(0)}", metadata={"status": "breach"})
+    )
+    webhook = ScriptedWebhook()
+    try:
+        policy = AlertPolicy()
+        _, sent = alerts_for_new_results(instance, 0, table, SlackNotifier(webhook.url, echo=None), policy)
+    finally:
+        webhook.stop()
+    assert len(sent) == 1 and "cam-a" in sent[0] and "🚨" in sent[0]
     instance.dispose()

@@ -75,12 +75,13 @@ def test_state_changes_only_and_a_backfill_does_not_realert(site):
     assert all(r.succeeded for r in runs)
     assert [_headline(t) for t in platform.send_alerts()] == ["✅ *harbor* / *cam-moves*: recovered, back within 0.5°"]
 
-    # a backfill re-estimates the breach partition: the same state change is not news again
+    # a backfill re-estimates the breach partition's camera: the same state change is not news again
     job = platform.defs.resolve_job_def("reprocess_offsets")
     result = job.execute_in_process(
-        partition_key=str(check_partition_key("cam-moves", HOURS[2])),
+        partition_key=str(check_partition_key("harbor", HOURS[2])),
         instance=platform.instance,
         tags={"dagster/backfill": "test-backfill"},
+        run_config={"ops": {"calibration_offsets": {"config": {"devices": ["cam-moves"]}}}},
     )
     assert result.success
     assert platform.send_alerts() == []

@@ -71,12 +71,13 @@ def kill_monitor_mid_cycle(site, time_key: str) -> dg.DagsterRun:
 
 
 def kill_job_execute_mid_run(site, time_key: str) -> dg.DagsterRun:
-    """The check job run by Dagster's own run worker in process (`dagster job execute`, as the
-    daemon's run launcher runs `dagster api execute_run`), SIGKILLed while its capture waits."""
+    """The check job of STALLED's deployment run by Dagster's own run worker in process (`dagster
+    job execute`, as the daemon's run launcher runs `dagster api execute_run`), SIGKILLed while
+    STALLED's capture waits."""
     from calmon_assets.defs.partitions import check_partition_key
 
-    key = check_partition_key(STALLED, time_key)
-    tags = {"dagster/partition": str(key), "dagster/partition/device": STALLED, "dagster/partition/time": time_key}
+    key = check_partition_key("yard", time_key)
+    tags = {"dagster/partition": str(key), "dagster/partition/deployment": "yard", "dagster/partition/time": time_key}
     command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "calmon_assets.definitions"]
     command += ["-j", "calibration_check", "--tags", json.dumps(tags)]
     return kill_mid_run(site, command, time_key, env={**os.environ, "CALMON_CONFIG_DIR": str(site.config_dir)})

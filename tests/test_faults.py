@@ -161,15 +161,16 @@ def assert_failed_message(text: str, row: CalibrationResult, *phrases: str) -> N
 
 
 def capture_telemetry(platform, device_id: str, time_key: str) -> dict:
-    """The telemetry summary in the query_capture materialization's metadata."""
+    """The device's telemetry summary in its deployment's query_capture materialization's metadata."""
+    deployment = platform.config.fleet.find(device_id)[0].name
     records = platform.instance.fetch_materializations(
         dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey("query_capture"), asset_partitions=[str(check_partition_key(device_id, time_key))]
+            asset_key=dg.AssetKey("query_capture"), asset_partitions=[str(check_partition_key(deployment, time_key))]
         ),
         limit=1,
     ).records
-    assert records, f"no query_capture for {device_id} {time_key}"
-    return records[0].asset_materialization.metadata["telemetry"].value
+    assert records, f"no query_capture for {deployment} {time_key}"
+    return records[0].asset_materialization.metadata["captures"].value[device_id]["telemetry"]
 
 
 def wait_for(what: str, condition: Callable[[], T], timeout: float = 30.0) -> T:

@@ -374,18 +374,17 @@ def test_slack_down_keeps_rows_logs_without_url_and_delivers_later(platform, web
 
 
 def test_a_run_that_dies_gets_its_row_and_its_message_even_while_slack_is_down(platform, site, webhook):
-    """A check run that dies of something nobody planned for (here: the site's work folder for the
-    device is a file, so the capture has nowhere to go) ends as a failed row and a ❌ through
-    both paths: `calmon monitor` (in-process runs) and the daemon's record_failed_checks sensor.
-    Slack is down when it happens; the ❌ waits for it like every other result."""
+    """A check run that dies of something nobody planned for (here: the site's reference cache
+    folder is a file, so no estimate of the run has anywhere to go) ends as failed rows and ❌s
+    through both paths: `calmon monitor` (in-process runs) and the daemon's record_failed_checks
+    sensor. Slack is down when it happens; the ❌ waits for it like every other result."""
     from calmon_assets.defs.checks.failed_runs import record_failed_checks_sensor
 
-    work = {d: site.root / "work" / DEPLOYMENT[d] / d / "query_scan" for d in (CAM_A, CAM_C)}
-    for folder in work.values():
-        if folder.exists():
-            shutil.move(folder, folder.with_name("query_scan.saved"))
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        folder.write_text("not a folder")
+    cache = site.root / "work" / "cache"
+    saved = cache.with_name("cache.saved")
+    if cache.exists():
+        shutil.move(cache, saved)
+    cache.write_text("not a folder")
     webhook.script = [(500, {})] * 4
     try:
         # the CLI's path
@@ -393,7 +392,7 @@ def test_a_run_that_dies_gets_its_row_and_its_message_even_while_slack_is_down(p
         # the daemon's path: a launched run fails, the run-failure sensor sees it
         job = platform.defs.resolve_job_def("calibration_check")
         result = job.execute_in_process(
-            partition_key=str(check_partition_key(CAM_C, HOUR_RUN_CRASH)),
+            partition_key=str(check_partition_key(DEPLOYMENT[CAM_C], HOUR_RUN_CRASH)),
             instance=platform.instance,
             tags={"calmon/deployment": DEPLOYMENT[CAM_C]},
             raise_on_error=False,
@@ -410,32 +409,33 @@ def test_a_run_that_dies_gets_its_row_and_its_message_even_while_slack_is_down(p
             ) as context:
                 record_failed_checks_sensor(context.for_run_failure())
     finally:
-        for folder in work.values():
-            folder.unlink()
-            if folder.with_name("query_scan.saved").exists():
-                shutil.move(folder.with_name("query_scan.saved"), folder)
-    assert not run_a.succeeded and "query_scan" in run_a.error
+        cache.unlink()
+        if saved.exists():
+            shutil.move(saved, cache)
+    assert not run_a.succeeded and str(cache) in run_a.error
     rows = rows_of(platform, HOUR_RUN_CRASH)
-    assert sorted(rows) == [CAM_A, CAM_C] and all(len(v) == 1 for v in rows.values())
-    run_ids = {CAM_A: run_a.run_id, CAM_C: result.run_id}
+    # the city run covers every enabled device of its deployment
+    city = sorted(d for d, dep in DEPLOYMENT.items() if dep == DEPLOYMENT[CAM_C] and d != CAM_NEW)
+    assert sorted(rows) == sorted([CAM_A, *city]) and all(len(v) == 1 for v in rows.values())
+    run_ids = {CAM_A: run_a.run_id, **{d: result.run_id for d in city}}
     for device_id, (row,) in rows.items():
         assert row.success is False and row.status == CheckStatus.failed and row.run_id == run_ids[device_id]
-        assert row.failure_log.startswith(f"check run {run_ids[device_id][:8]} failed: query_capture: ")
-        assert str(work[device_id]) in row.failure_log  # names the path that broke it
+        assert row.failure_log.startswith(f"check run {run_ids[device_id][:8]} failed: calibration_offsets: ")
+        assert str(cache) in row.failure_log  # names the path that broke it
     # Slack is down: the first ❌ is held after its retries, nothing is lost
     assert platform.send_alerts() == [] and len(webhook.requests) == 4
-    # Slack is back: one ❌ per dead run, then nothing more
+    # Slack is back: one ❌ per device of the dead runs, then nothing more
     later = platform.send_alerts()
     for device_id, (row,) in rows.items():
         text = message_for(later, device_id)
         assert text.splitlines()[0] == headline(row) and row.failure_log[:60] in text
-    assert len(later) == 2 and platform.send_alerts() == []
-    # and the partition shows the failed row in the UI, not nothing
-    for device_id in rows:
+    assert len(later) == len(rows) and platform.send_alerts() == []
+    # and the partitions show the failed rows in the UI, not nothing
+    for deployment in {DEPLOYMENT[d] for d in rows}:
         record = platform.instance.fetch_materializations(
             dg.AssetRecordsFilter(
                 asset_key=dg.AssetKey("calibration_offsets"),
-                asset_partitions=[str(check_partition_key(device_id, HOUR_RUN_CRASH))],
+                asset_partitions=[str(check_partition_key(deployment, HOUR_RUN_CRASH))],
             ),
             limit=5,
         ).records
@@ -582,11 +582,11 @@ def test_devices_yaml_edited_between_ticks(platform, site, flaky_cycle):
         write_devices(site, without=[CAM_B])  # cam-b removed, cam-new added
         key_1 = current_time_key(TICK_1)
         requests = tick(platform, TICK_1, site.config_dir)
-        assert sorted(str(r.partition_key) for r in requests) == [f"{d}|{key_1}" for d in (CAM_A, CAM_C, CAM_NEW)]
+        # one run per deployment, tagged with it: the new device is checked with its deployment
+        assert sorted(str(r.partition_key) for r in requests) == [f"{d}|{key_1}" for d in ("city", "harbor")]
         assert {str(r.partition_key).split("|")[0]: r.tags["calmon/deployment"] for r in requests} == {
-            CAM_A: "harbor",
-            CAM_C: "city",
-            CAM_NEW: "harbor",
+            "city": "city",
+            "harbor": "harbor",
         }
         assert all(launch(platform, requests))
         rows = rows_of(platform, key_1)
@@ -612,7 +612,7 @@ def test_devices_yaml_edited_between_ticks(platform, site, flaky_cycle):
         assert [r.succeeded for r in collected] == [True]
         key_2 = current_time_key(TICK_2)
         requests = tick(platform, TICK_2, site.config_dir)
-        assert sorted(str(r.partition_key) for r in requests) == [f"{d}|{key_2}" for d in (CAM_A, CAM_C, CAM_NEW)]
+        assert sorted(str(r.partition_key) for r in requests) == [f"{d}|{key_2}" for d in ("city", "harbor")]
         assert all(launch(platform, requests))
         rows = rows_of(platform, key_2)
         assert sorted(rows) == [CAM_A, CAM_C, CAM_NEW] and all(len(v) == 1 for v in rows.values())

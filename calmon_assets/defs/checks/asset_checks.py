@@ -314,6 +314,8 @@ def capture_summary_metadata(captured: list[tuple[Any, dict[str, Any]]]) -> dict
         cells = [outcome.device_id, "yes" if ok else "no", outcome.mode, frames, waited, where.replace("|", "/")[:160]]
         lines.append("| " + " | ".join(cells) + " |")
         summary[outcome.device_id] = {"ok": ok, "waited_seconds": outcome.waited_seconds, "files": where}
+        if (telemetry := metadata.get("telemetry")) is not None:
+            summary[outcome.device_id]["telemetry"] = telemetry.value
         if ok and not first_frame:
             first_frame = {k: v for k, v in metadata.items() if k in ("frame", "frame_file")}
     captured_count = sum(1 for outcome, _ in captured if outcome.ok)
