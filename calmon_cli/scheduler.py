@@ -51,6 +51,8 @@ RUN_IMPORTS = (
     "dagster._core.instance.runs.run_domain",
     "dagster._core.system_config.composite_descent",
     "dagster._core.definitions.repository_definition.repository_data_builder",
+    "dagster._core.launcher.sync_in_memory_run_launcher",  # build_input_context (a partition's stored value)
+    "dagster._utils.hosted_user_process",
     "dateutil.rrule",
     "netrc",
     "xml.parsers.expat",

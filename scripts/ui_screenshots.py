@@ -32,6 +32,7 @@ CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 CHROMEDRIVER = "chromedriver"
 WINDOW = (1600, 1100)
 BREACHED = "cam-bad"
+BREACHED_DEPLOYMENT = "harbor"
 
 
 @dataclass(frozen=True)
@@ -291,12 +292,9 @@ def simulated_site(root: Path, cycles: int = 3, start_date: str | None = None):
                     raise RuntimeError(f"reference scans failed: {failed}")
                 now = datetime.now(UTC)
                 keys = [current_time_key(now - timedelta(hours=h)) for h in range(cycles - 1, -1, -1)]
-                others = [d for d in fleet.cameras if d != BREACHED]
                 for number, key in enumerate(keys):
                     fleet.cameras["cam-drift"].set_true_offset(0.2 + 0.1 * number, 0.0, 0.0)
-                    # the breached camera last: a check's overview shows its latest execution
-                    platform.run_check_cycle(key, device_ids=others)
-                    platform.run_check_cycle(key, device_ids=[BREACHED])
+                    platform.run_check_cycle(key)
                     platform.send_alerts()
                 platform.refresh_fleet_health()
                 yield config_dir, home, keys
@@ -324,13 +322,16 @@ def main(argv: list[str] | None = None) -> int:
             from calmon_assets.defs.partitions import current_time_key
 
             texts = screenshot_ui(
-                root / "configs", root / "dagster_home", out, f"{BREACHED}|{current_time_key(datetime.now(UTC))}"
+                root / "configs",
+                root / "dagster_home",
+                out,
+                f"{BREACHED_DEPLOYMENT}|{current_time_key(datetime.now(UTC))}",
             )
         else:
             # partitions from yesterday: the UI as a site that started monitoring recently sees it
             yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
             with simulated_site(root, start_date=yesterday) as (config_dir, home, keys):
-                texts = screenshot_ui(config_dir, home, out, f"{BREACHED}|{keys[-1]}")
+                texts = screenshot_ui(config_dir, home, out, f"{BREACHED_DEPLOYMENT}|{keys[-1]}")
     for name in texts:
         print(f"{name}: {out / (name + '.png')}")
     return 0

@@ -241,7 +241,7 @@ def test_runs_in_fresh_pods_share_only_postgres_s3_and_glue(
 
             # 2. the schedule's check cycle
             checks = schedule_runs(instance, location, repository, TICK)
-            assert len(checks) == 2
+            assert len(checks) == 2  # one run per deployment
             run_pods(instance, workspace, checks)
             results = ResultsTable(
                 ResultsSettings(catalog="glue", warehouse=f"s3://{BUCKET}/iceberg/"),
@@ -289,6 +289,7 @@ def test_runs_in_fresh_pods_share_only_postgres_s3_and_glue(
     finally:
         fleet.stop()
         slack.stop()
+    # a pod per reference scan, per deployment's check run and per deployment's backfill run
     assert len(kubelet.pods) == 6 and all(files_under(pod) for pod in kubelet.pods)
 
 
@@ -299,8 +300,8 @@ def partition_run(instance, location, repository, job, partition_key: str, backf
 
     tags = {**job.run_tags, PARTITION_NAME_TAG: partition_key}
     if "|" in partition_key:
-        device_id, time_key = partition_key.split("|")
-        tags.update({f"{PARTITION_NAME_TAG}/device": device_id, f"{PARTITION_NAME_TAG}/time": time_key})
+        deployment, time_key = partition_key.split("|")
+        tags.update({f"{PARTITION_NAME_TAG}/deployment": deployment, f"{PARTITION_NAME_TAG}/time": time_key})
     if backfill:
         tags[BACKFILL_ID_TAG] = backfill
     plan = location.get_execution_plan(job, {}, step_keys_to_execute=None, known_state=None)

@@ -166,6 +166,36 @@ def test_backfill_replaces_rows_without_duplicates_or_alerts(platform):
     assert platform.send_alerts() == []  # a backfill does not re-alert
 
 
+def test_an_hour_without_a_stored_capture_value_is_re_estimated_from_the_object_store(platform):
+    """An hour checked before checks were partitioned by deployment has no deployment-wide
+    query_capture value: a backfill of it finds each device's capture under query_scan/."""
+    table = platform.resources["results_table"].get_client()
+    before = {r.device_id: r for r in table.all_rows() if r.check_partition == HOUR_1}
+    s3 = boto3.client("s3", endpoint_url=store_endpoint(platform), region_name="us-east-1")
+    bucket = "camera-calibration-monitoring"
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="dagster/io/query_capture/harbor/").get("Contents", [])
+    values = {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+    assert any(HOUR_1 in key for key in values)  # the S3 IO manager keeps the values in the bucket
+    for key in values:
+        s3.delete_object(Bucket=bucket, Key=key)
+    try:
+        result = platform.defs.resolve_job_def("reprocess_offsets").execute_in_process(
+            partition_key=str(check_partition_key("harbor", HOUR_1)),
+            instance=platform.instance,
+            tags={"dagster/backfill": "from-the-store"},
+        )
+    finally:
+        for key, data in values.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
+    assert result.success
+    after = {r.device_id: r for r in table.all_rows() if r.check_partition == HOUR_1}
+    for device_id in ("cam-ok", "cam-bad"):
+        assert after[device_id].run_id == result.run_id != before[device_id].run_id
+        assert after[device_id].success and after[device_id].files_location == before[device_id].files_location
+        assert after[device_id].yaw_offset == pytest.approx(before[device_id].yaw_offset, abs=0.005)
+    assert after["cam-act"] == before["cam-act"]  # another deployment's row is not touched
+
+
 def test_recovery_and_failed_check(platform, site):
     site.fleet.cameras["cam-bad"].set_true_offset(0.0, 0.0, 0.0)
     site.fleet.cameras["cam-ok"].set_faults(offline=True)
@@ -183,6 +213,25 @@ def test_recovery_and_failed_check(platform, site):
     sent = platform.send_alerts()
     assert any("❌" in t and "cam-ok" in t for t in sent)
     assert any("cam-bad" in t and "recover" in t.lower() for t in sent)
+
+
+def test_a_recheck_of_one_camera_keeps_the_partitions_other_captures(platform):
+    """`calmon monitor --device cam-ok` re-checks cam-ok alone in harbor's partition; a later
+    backfill of the partition still re-estimates cam-bad from the capture taken before."""
+    table = platform.resources["results_table"].get_client()
+    earlier_bad = table.read("cam-bad", HOUR_2)
+    (run,) = platform.run_check_cycle(HOUR_2, device_ids=["cam-ok"])
+    assert run.succeeded and run.outcome == "ok" and table.read("cam-ok", HOUR_2).run_id == run.run_id
+    assert table.read("cam-bad", HOUR_2) == earlier_bad  # not re-checked
+    result = platform.defs.resolve_job_def("reprocess_offsets").execute_in_process(
+        partition_key=str(check_partition_key("harbor", HOUR_2)),
+        instance=platform.instance,
+        tags={"dagster/backfill": "both"},
+    )
+    assert result.success
+    rows = {d: table.read(d, HOUR_2) for d in ("cam-ok", "cam-bad")}
+    assert {d: r.run_id for d, r in rows.items()} == {"cam-ok": result.run_id, "cam-bad": result.run_id}
+    assert rows["cam-bad"].files_location == earlier_bad.files_location and rows["cam-bad"].status == CheckStatus.ok
 
 
 def test_missing_reference_is_a_failed_row(platform, site):

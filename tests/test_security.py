@@ -217,7 +217,8 @@ def test_no_secret_anywhere_after_a_cycle(secure_site, capfd, caplog):
 
     instance = platform.instance
     run_ids = [run.run_id for run in instance.get_runs()]
-    assert len(run_ids) == len(references) + len(runs)
+    # a run per reference scan, a check run per deployment
+    assert len(run_ids) == len(references) + len({run.run_id for run in runs})
     for run_id in run_ids:
         check(f"run {run_id}", dg.serialize_value(instance.get_run_by_id(run_id)))
         entries = instance.all_logs(run_id)

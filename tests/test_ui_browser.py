@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,10 +41,7 @@ def site(tmp_path_factory, shared_broker):
     ini.write_text(ini.read_text() + f"\n[corrections]\nmqtt_topic = {TOPIC}\n")
     platform = s.platform_with_references()
     for hour in HOURS:
-        # the breached camera last: a check's overview page shows its latest execution
-        runs = platform.run_check_cycle(hour, device_ids=["cam-ok"]) + platform.run_check_cycle(
-            hour, device_ids=["cam-bad"]
-        )
+        runs = platform.run_check_cycle(hour)  # one run: the deployment's two cameras
         assert [r.error for r in runs if not r.succeeded] == []
         platform.send_alerts()
     platform.refresh_fleet_health()
@@ -55,26 +53,28 @@ def site(tmp_path_factory, shared_broker):
 def test_cli_runs_belong_to_their_job_and_say_what_the_check_found(site):
     _, platform = site
     runs = platform.instance.get_runs(dg.RunsFilter(job_name="calibration_check"))
-    assert len(runs) == 2 * len(HOURS)
+    assert len(runs) == len(HOURS)  # one per deployment and hour
     locations = {r.remote_job_origin.location_name for r in runs if r.remote_job_origin is not None}
     assert locations == {"calmon_assets.definitions:defs"}  # workspace.yaml's code location
     assert all(r.remote_job_origin is not None and r.job_code_origin is not None for r in runs)
-    status = {(r.tags["calmon/device"], r.tags["dagster/partition"]): r.tags.get(CHECK_STATUS_TAG) for r in runs}
-    assert {s for (d, _), s in status.items() if d == "cam-bad"} == {"breach"}
-    assert {s for (d, _), s in status.items() if d == "cam-ok"} == {"ok"}
+    # the run says the worst its checks found
+    assert {r.tags["dagster/partition"]: r.tags.get(CHECK_STATUS_TAG) for r in runs} == {
+        f"harbor|{hour}": "breach" for hour in HOURS
+    }
 
 
-def test_checks_are_evaluated_per_device_and_partition(site):
+def test_checks_are_evaluated_per_partition_naming_the_device(site):
     _, platform = site
     key = dg.AssetCheckKey(dg.AssetKey("calibration_offsets"), "within_threshold")
     records = platform.instance.event_log_storage.get_asset_check_execution_history(key, limit=20)
     by_partition = {r.event.dagster_event.event_specific_data.partition: r for r in records}  # type: ignore[union-attr]
-    bad = by_partition[f"cam-bad|{HOURS[-1]}"].event.dagster_event.event_specific_data  # type: ignore[union-attr]
-    ok = by_partition[f"cam-ok|{HOURS[-1]}"].event.dagster_event.event_specific_data  # type: ignore[union-attr]
+    bad = by_partition[f"harbor|{HOURS[-1]}"].event.dagster_event.event_specific_data  # type: ignore[union-attr]
     assert bad.passed is False and bad.severity == dg.AssetCheckSeverity.ERROR
-    assert bad.description.startswith(f"cam-bad at {HOURS[-1]}: BREACH")
-    assert bad.metadata["device"].value == "cam-bad" and bad.metadata["check_time"].value == HOURS[-1]
-    assert ok.passed is True and ok.description.startswith(f"cam-ok at {HOURS[-1]}: within")
+    head, first, second = bad.description.splitlines()
+    assert head == "1 of 2 device(s) did not pass"
+    assert first.startswith(f"cam-bad at {HOURS[-1]}: BREACH") and second.startswith(f"cam-ok at {HOURS[-1]}: within")
+    assert bad.metadata["failing_devices"].value == "cam-bad" and bad.metadata["check_time"].value == HOURS[-1]
+    assert {d: v["passed"] for d, v in bad.metadata["devices"].value.items()} == {"cam-bad": False, "cam-ok": True}
 
 
 def test_calibration_offsets_metadata_has_no_numbers_for_plots_to_join(site):
@@ -83,7 +83,10 @@ def test_calibration_offsets_metadata_has_no_numbers_for_plots_to_join(site):
     metadata = event.asset_materialization.metadata
     numeric = [k for k, v in metadata.items() if isinstance(v, (dg.FloatMetadataValue, dg.IntMetadataValue))]
     assert numeric == []
-    assert metadata["yaw_offset"].value.endswith("°")
+    # each device's row of the partition's table, its offsets as text
+    table = metadata["devices"].value
+    assert re.search(r"\| cam-bad \| breach \| \+0\.[78]\d\d° ± 0\.\d+ \|", table) and "| cam-ok | ok |" in table
+    assert metadata["worst_device"].value == "cam-bad" and metadata["status"].value == "breach"
 
 
 def test_each_conclusive_check_leaves_the_current_correction_retained_on_the_broker(site, shared_broker):
@@ -110,7 +113,7 @@ def test_the_ui_in_a_real_browser_shows_the_fleet_and_the_breach(site, tmp_path)
     s, _ = site
     # CALMON_UI_SCREENSHOTS: keep them there to look at (default: the test's temporary folder)
     out = Path(os.environ.get("CALMON_UI_SCREENSHOTS") or tmp_path / "screenshots")
-    texts = screenshot_ui(s.config_dir, s.root / "dagster_home", out, f"cam-bad|{HOURS[-1]}")
+    texts = screenshot_ui(s.config_dir, s.root / "dagster_home", out, f"harbor|{HOURS[-1]}")
     assert sorted(p.name for p in out.glob("*.png")) == [
         "breached_check.png",
         "breached_check_partitions.png",
@@ -124,6 +127,6 @@ def test_the_ui_in_a_real_browser_shows_the_fleet_and_the_breach(site, tmp_path)
     assert "cam-bad" in texts["offsets_partitions"] and "cam-ok" in texts["offsets_partitions"]
     check = texts["breached_check"]
     assert f"cam-bad at {HOURS[-1]}: BREACH" in check and "Failed" in check
-    # the check's partitions: cam-bad's checks failed, cam-ok's passed
+    # the check's partitions: harbor's failed every hour, on cam-bad
     partitions = texts["breached_check_partitions"]
-    assert f"Failed ({len(HOURS)})" in partitions and f"Passed ({len(HOURS)})" in partitions
+    assert f"Failed ({len(HOURS)})" in partitions

@@ -27,7 +27,7 @@ from calmon_core.layout import PARTITIONS_START_KEY
 from resources.object_store import ObjectNotFoundError, ObjectStoreError
 
 DEPLOYMENT_DIM = "deployment"
-DEVICE_DIM = "device"  # of the device x time partitions checks had before (legacy_check_partitions)
+DEVICE_DIM = "device"  # of the device x time partitions checks had before: their runs and events stay readable
 TIME_DIM = "time"
 
 device_partitions = dg.DynamicPartitionsDefinition(name="devices")
@@ -74,8 +74,6 @@ check_time_partitions = time_partitions(PARTITION_SCHEDULE.cadence, PARTITION_SC
 check_partitions = dg.MultiPartitionsDefinition(
     {DEPLOYMENT_DIM: deployment_partitions, TIME_DIM: check_time_partitions}
 )
-# The partitions of checks materialized before deployments x time: their events stay readable history.
-legacy_check_partitions = dg.MultiPartitionsDefinition({DEVICE_DIM: device_partitions, TIME_DIM: check_time_partitions})
 
 
 def same_partitions(settings: Settings) -> bool:

@@ -177,7 +177,9 @@ def _print_fleet_view(platform, root: Path, config_dir: Path) -> None:
     print(f"  {metadata['devices'].value} devices: {counts}")
     print(f"  open it: DAGSTER_HOME={root / 'dagster_home'} calmon dev --config {config_dir}")
     print("  then http://127.0.0.1:3000/assets/fleet_health (table, heat map, worst devices' trends)")
-    print("  and http://127.0.0.1:3000/assets/calibration_offsets?view=partitions (every check, per device)")
+    print(
+        "  and http://127.0.0.1:3000/assets/calibration_offsets?view=partitions (every check, per deployment and hour: each device in its table)"
+    )
     _print("daily digest (what the slack_digest sensor posts at [alerts] digest_hour)")
     print("  " + str(metadata["digest"].value).replace("\n", "\n  "))
 

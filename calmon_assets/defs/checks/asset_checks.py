@@ -182,6 +182,15 @@ CHECKS_KEY = "checks"
 _SUMMED_UP = (CHECK_WITHIN_THRESHOLD, CHECK_CONCLUSIVE, CHECK_REFERENCE_FRESH)
 
 
+def _plain(value: Any) -> Any:
+    """A metadata entry's plain value (entries given as plain values already are)."""
+    return value.value if isinstance(value, dg.MetadataValue) else value
+
+
+def _device_of(result: dg.AssetCheckResult) -> str:
+    return str(_plain((result.metadata or {}).get("device")))
+
+
 def _path(value: Any) -> str | None:
     return getattr(value, "path", None) if value is not None else None
 
@@ -277,7 +286,7 @@ def deployment_check_results(
             if failing
             else f"all {len(device_results)} device(s) passed"
         )
-        first = device_results[0].metadata or {}
+        first = {k: _plain(v) for k, v in (device_results[0].metadata or {}).items()}
         summed.append(
             dg.AssetCheckResult(
                 check_name=name,
@@ -287,12 +296,9 @@ def deployment_check_results(
                 metadata={
                     "deployment": first.get("deployment", ""),
                     "check_time": first.get("check_time", ""),
-                    "failing_devices": ", ".join(str((r.metadata or {}).get("device")) for r in failing) or "none",
+                    "failing_devices": ", ".join(_device_of(r) for r in failing) or "none",
                     "devices": dg.MetadataValue.json(
-                        {
-                            str((r.metadata or {}).get("device")): {"passed": r.passed, "description": r.description}
-                            for r in device_results
-                        }
+                        {_device_of(r): {"passed": r.passed, "description": r.description} for r in device_results}
                     ),
                 },
             )

@@ -32,7 +32,7 @@ from calmon_core.check import CaptureOutcome, CheckPolicy, DeploymentCaptures, e
 from calmon_core.config import CalmonConfig, ConfigError, Deployment, Device
 from calmon_core.corrections import CONCLUSIVE
 from calmon_core.estimation import ALGORITHM_VERSION
-from calmon_core.layout import format_timestamp
+from calmon_core.layout import format_timestamp, query_scan_prefix
 from calmon_core.models import CalibrationResult
 from resources.camera import CameraResource
 from resources.kubectl import KubectlResource
@@ -131,16 +131,78 @@ def query_capture(
             return outcome, {"ok": False, "failure_log": reason}
 
     captured = each(capture_one, devices, site_config.settings.schedule.max_concurrent_per_deployment)
+    # a run of some devices keeps the partition's other captures, for a later re-estimate of them
+    earlier = _earlier_captures(context) if config.devices else {}
     captures = DeploymentCaptures(
         deployment_name=deployment_name,
         time_key=time_key,
-        outcomes={outcome.device_id: outcome for outcome, _ in captured},
+        outcomes={**earlier, **{outcome.device_id: outcome for outcome, _ in captured}},
     )
     return dg.Output(captures, metadata=capture_summary_metadata(captured))
 
 
-def _outcomes(value: DeploymentCaptures | dict, chosen: list[str]) -> list[CaptureOutcome]:
-    captures = DeploymentCaptures.model_validate(value) if isinstance(value, dict) else value
+def _stored_value(context: dg.AssetExecutionContext, io_manager) -> DeploymentCaptures | None:
+    """The partition's stored query_capture value, if one was stored and can be read."""
+    partition = str(context.partition_key)
+    stored = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("query_capture"), asset_partitions=[partition]), limit=1
+    )
+    if not stored.records:
+        return None
+    try:
+        value = io_manager.load_input(
+            dg.build_input_context(
+                asset_key=dg.AssetKey("query_capture"),
+                partition_key=partition,
+                asset_partitions_def=check_partitions,
+                instance=context.instance,
+            )
+        )
+        return DeploymentCaptures.model_validate(value) if isinstance(value, dict) else value
+    except Exception as exc:  # a value of the device partitions checks had before, or unreadable
+        context.log.info(f"no query_capture value of {partition} to read ({type(exc).__name__})")
+        return None
+
+
+def _earlier_captures(context: dg.AssetExecutionContext) -> dict[str, CaptureOutcome]:
+    """The partition's captures stored before this run (none: none yet)."""
+    captures = _stored_value(context, context.resources.io_manager)
+    return dict(captures.outcomes) if isinstance(captures, DeploymentCaptures) else {}
+
+
+def _stored_captures(
+    context: dg.AssetExecutionContext,
+    io_manager,
+    store,
+    config: CalmonConfig,
+    deployment_name: str,
+    time_key: str,
+    chosen: list[str],
+) -> DeploymentCaptures:
+    """The partition's captures: query_capture's value, else (an hour checked before deployment
+    partitions existed, whose values are per device) the captures found in the object store."""
+    captures = _stored_value(context, io_manager)
+    if isinstance(captures, DeploymentCaptures):
+        return captures
+    context.log.info(f"{context.partition_key}: re-estimating the captures found under query_scan/")
+    stamp = format_timestamp(check_window_start(time_key))
+    _, devices = run_devices(config, deployment_name, chosen)
+    found = {}
+    for device in devices:
+        prefix = query_scan_prefix(deployment_name, device.id, stamp)
+        if store.exists(f"{prefix}/manifest.json"):
+            found[device.id] = CaptureOutcome(
+                deployment_name=deployment_name,
+                device_id=device.id,
+                time_key=time_key,
+                query_key=stamp,
+                mode=device.mode,
+                files_location=store.uri(prefix),
+            )
+    return DeploymentCaptures(deployment_name=deployment_name, time_key=time_key, outcomes=found)
+
+
+def _outcomes(captures: DeploymentCaptures, chosen: list[str]) -> list[CaptureOutcome]:
     outcomes = sorted(captures.outcomes.values(), key=lambda o: o.device_id)
     if chosen:
         missing = sorted(set(chosen) - {o.device_id for o in outcomes})
@@ -154,9 +216,9 @@ def _outcomes(value: DeploymentCaptures | dict, chosen: list[str]) -> list[Captu
     partitions_def=check_partitions,
     group_name=GROUP,
     kinds={"python", "iceberg"},
-    # Any: the value is DeploymentCaptures, or its dict from another version
-    ins={"query_capture": dg.AssetIn(dagster_type=dg.Any)},
-    deps=[dg.AssetDep("reference_scan", partition_mapping=dg.AllPartitionMapping())],
+    # query_capture's value is read by the body: an hour checked before deployment partitions
+    # existed has none, and is re-estimated from the captures in the object store
+    deps=[query_capture, dg.AssetDep("reference_scan", partition_mapping=dg.AllPartitionMapping())],
     check_specs=CHECK_SPECS,
     description="The check's results: each device's pitch/yaw/roll offsets (true − reported) "
     "estimated from its query capture against its reference scan, written as one row per device "
@@ -165,25 +227,26 @@ def _outcomes(value: DeploymentCaptures | dict, chosen: list[str]) -> list[Captu
 def calibration_offsets(
     context: dg.AssetExecutionContext,
     config: CheckConfig,
-    query_capture: DeploymentCaptures,
     site: SiteConfigResource,
     object_store: ObjectStoreResource,
     results_table: ResultsTableResource,
     kubectl: KubectlResource,
     mqtt: MqttResource,
+    io_manager: dg.ResourceParam[Any],
 ) -> dg.MaterializeResult:
-    _, time_key, window_start = _partition(context)
+    deployment_name, time_key, window_start = _partition(context)
     site_config = site.load()
     settings = site_config.settings
     claim_run(context, settings.execution.executor)
     policy = CheckPolicy(threshold_deg=settings.check.threshold_deg)
-    outcomes = _outcomes(query_capture, config.devices)
+    store = object_store.get_client()
+    captures = _stored_captures(context, io_manager, store, site_config, deployment_name, time_key, config.devices)
+    outcomes = _outcomes(captures, config.devices)
     cache_root = workdir(settings.capture.workdir, "cache")
     backfill = BACKFILL_TAG in context.run.tags
     # the bank grows from the light of now: a backfill re-estimating months of old captures would
     # fill it with frames of other seasons
     grow = settings.check.grow_bank and not backfill
-    store = object_store.get_client()
 
     def measure_one(outcome: CaptureOutcome):
         try:
