@@ -70,7 +70,8 @@ def test_checks_are_evaluated_per_partition_naming_the_device(site):
     by_partition = {r.event.dagster_event.event_specific_data.partition: r for r in records}  # type: ignore[union-attr]
     bad = by_partition[f"harbor|{HOURS[-1]}"].event.dagster_event.event_specific_data  # type: ignore[union-attr]
     assert bad.passed is False and bad.severity == dg.AssetCheckSeverity.ERROR
-    head, first, second = bad.description.splitlines()
+    head, devices = bad.description.split(": ", 1)
+    first, second = devices.split("; ")
     assert head == "1 of 2 device(s) did not pass"
     assert first.startswith(f"cam-bad at {HOURS[-1]}: BREACH") and second.startswith(f"cam-ok at {HOURS[-1]}: within")
     assert bad.metadata["failing_devices"].value == "cam-bad" and bad.metadata["check_time"].value == HOURS[-1]

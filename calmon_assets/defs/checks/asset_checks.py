@@ -292,7 +292,8 @@ def deployment_check_results(
                 check_name=name,
                 passed=not failing,
                 severity=device_results[0].severity,
-                description="\n".join([head, *lines]),
+                # one paragraph: the UI shows a description's line breaks as spaces
+                description=f"{head}: " + "; ".join(lines),
                 metadata={
                     "deployment": first.get("deployment", ""),
                     "check_time": first.get("check_time", ""),
