@@ -26,8 +26,9 @@ def add_workers_option(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=None,
-        help="devices checked at once (default: from stabilize_time and the CPUs, "
-        "within [schedule] max_concurrent_per_deployment)",
+        help="runs at once: reference scans (one per device, within [schedule] "
+        "max_concurrent_per_deployment per deployment) or check runs (one per deployment, each "
+        "checking max_concurrent_per_deployment devices at once); default: from stabilize_time and the CPUs",
     )
 
 

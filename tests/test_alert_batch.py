@@ -154,3 +154,29 @@ def test_results_of_the_device_partitions_checks_had_before_are_still_alerted(tm
         webhook.stop()
     assert len(sent) == 1 and "cam-a" in sent[0] and "🚨" in sent[0]
     instance.dispose()
+
+
+def test_a_tick_decides_a_bounded_number_of_results_and_the_next_goes_on(tmp_path):
+    """A fleet's cycle can hold more results than one tick should decide: the cursor stops inside
+    the deployment's results and the next call posts the rest, each once."""
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    table = new_table(tmp_path)
+    table.write([row("cam-a", 0, 0.8), row("cam-b", 0, -0.9), row("cam-c", 0, 0.7)])
+    first = report_deployment(instance, 0, {"cam-a": "breach", "cam-b": "breach"})
+    second = report_deployment(instance, 1, {"cam-c": "breach"})
+    table.write([row("cam-c", 1, 0.7)])
+    webhook = ScriptedWebhook()
+    try:
+        notifier = SlackNotifier(webhook.url, echo=None)
+        cursor, sent = alerts_for_new_results(instance, 0, table, notifier, AlertPolicy(), max_results=1)
+        assert cursor == "0:cam-a" and [("cam-a" in t) for t in sent] == [True]
+        cursor, sent = alerts_for_new_results(instance, cursor, table, notifier, AlertPolicy(), max_results=1)
+        assert cursor == str(first) and [("cam-b" in t) for t in sent] == [True]
+        cursor, sent = alerts_for_new_results(instance, cursor, table, notifier, AlertPolicy(), max_results=1)
+        assert cursor == str(second) and [("cam-c" in t) for t in sent] == [True]
+        assert alerts_for_new_results(instance, cursor, table, notifier, AlertPolicy(), max_results=1) == (cursor, [])
+    finally:
+        webhook.stop()
+    assert len(webhook.requests) == 3
+    instance.dispose()
