@@ -150,14 +150,16 @@ def _stored_value(context: dg.AssetExecutionContext, io_manager) -> DeploymentCa
     if not stored.records:
         return None
     try:
-        value = io_manager.load_input(
-            dg.build_input_context(
-                asset_key=dg.AssetKey("query_capture"),
-                partition_key=partition,
-                asset_partitions_def=check_partitions,
-                instance=context.instance,
-            )
+        load = dg.build_input_context(
+            asset_key=dg.AssetKey("query_capture"),
+            partition_key=partition,
+            asset_partitions_def=check_partitions,
+            instance=context.instance,
         )
+        # the built context logs to a console logger of its own at DEBUG (into the CLI's output);
+        # the run's log manager keeps the run config's levels and the run's event log
+        load._log = context.log  # noqa: SLF001
+        value = io_manager.load_input(load)
         return DeploymentCaptures.model_validate(value) if isinstance(value, dict) else value
     except Exception as exc:  # a value of the device partitions checks had before, or unreadable
         context.log.info(f"no query_capture value of {partition} to read ({type(exc).__name__})")
