@@ -285,7 +285,9 @@ def test_iceberg_commit_conflicts_from_a_concurrent_writer(platform, flaky_cycle
                     ]
                 )
                 written.append(key)
-                stop.wait(0.05)
+                # back to back: the cycle commits once per deployment (twice here), and each of
+                # its commits must meet a table the other writer has just moved
+                stop.wait(0.002)
         except Exception as exc:  # surfaced below
             errors.append(exc)
 

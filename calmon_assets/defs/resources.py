@@ -23,7 +23,14 @@ def _local_values(context: dg.InputContext | dg.OutputContext):
     # the private module holds the plain (non-configurable) manager FilesystemIOManager builds
     from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 
-    return PickledObjectFilesystemIOManager(base_dir=context.step_context.instance.storage_directory())
+    instance = None
+    if isinstance(context, dg.InputContext):
+        try:  # a value read outside its step (a partition's stored captures) has an instance, no step
+            instance = context.instance
+        except dg.DagsterInvariantViolationError:
+            instance = None
+    instance = instance or context.step_context.instance
+    return PickledObjectFilesystemIOManager(base_dir=instance.storage_directory())
 
 
 def _s3_io_manager_with_local_fallback():
