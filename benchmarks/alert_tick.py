@@ -37,10 +37,8 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -49,35 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from dagster_scale import DEPLOYMENTS, History, result_metadata_template  # noqa: E402
+from dagster_scale import DEPLOYMENTS, History, SlackServer, result_metadata_template  # noqa: E402
 from results_table import history_batch  # noqa: E402
-
-
-class SlackServer:
-    """A webhook endpoint that accepts every message (and counts them)."""
-
-    def __init__(self) -> None:
-        self.received = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                server.received += 1
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
 
 
 def results_table(root: Path, name: str):
