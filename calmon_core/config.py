@@ -707,6 +707,9 @@ class Fleet(_Strict):
     def devices(self, enabled_only: bool = False) -> list[tuple[Deployment, Device]]:
         return [(dep, dev) for dep in self.deployments for dev in dep.devices if dev.enabled or not enabled_only]
 
+    def deployment(self, name: str) -> Deployment | None:
+        return next((d for d in self.deployments if d.name == name), None)
+
     def find(self, device_id: str) -> tuple[Deployment, Device]:
         for dep, dev in self.devices():
             if dev.id == device_id:

@@ -63,7 +63,7 @@ def _partition(context: dg.AssetExecutionContext) -> tuple[str, str, datetime]:
 
 def run_devices(config: CalmonConfig, deployment_name: str, chosen: list[str]) -> tuple[Deployment, list[Device]]:
     """The deployment of a check run and the devices it covers: the chosen ones, else its enabled ones."""
-    deployment = next((d for d in config.fleet.deployments if d.name == deployment_name), None)
+    deployment = config.fleet.deployment(deployment_name)
     if deployment is None:
         raise ConfigError([f"deployment {deployment_name!r} is not in devices.yaml"])
     if not chosen:

@@ -56,7 +56,7 @@ def run_check_devices(run: dg.DagsterRun, site_config: CalmonConfig) -> tuple[st
         chosen = chosen or list(((ops.get(step) or {}).get("config") or {}).get("devices") or [])
     if chosen:
         return deployment_name, time_key, chosen
-    deployment = next((d for d in site_config.fleet.deployments if d.name == deployment_name), None)
+    deployment = site_config.fleet.deployment(deployment_name)
     return deployment_name, time_key, [d.id for d in deployment.devices if d.enabled] if deployment else []
 
 
