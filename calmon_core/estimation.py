@@ -28,7 +28,6 @@ from calmon_core.conventions import (
     ypr_from_rotation,
 )
 from calmon_core.features import (
-    QUERY_NFEATURES,
     ReferenceMap,
     build_reference_features,
     cached_features_dir,
@@ -267,9 +266,12 @@ def _coarse_warp_maps(fr, lens_q: Lens, r_wc: np.ndarray, width: int, height: in
     v = (np.arange(-1, ny + 1) + 0.5) * step - 0.5
     size = ((nx + 2) * step, (ny + 2) * step)
     out = []
-    for coarse in _warp_maps(fr, lens_q, r_wc, u, v):
+    map_x, map_y, z = _warp_maps(fr, lens_q, r_wc, u, v)
+    for coarse in (map_x, map_y) if np.all(z > 0) else (map_x, map_y, z):
         fine = cv2.resize(coarse, size, interpolation=cv2.INTER_LINEAR)
         out.append(np.ascontiguousarray(fine[step : step + height, step : step + width]))
+    if len(out) == 2:  # every sample in front of both cameras: so is every pixel between them
+        out.append(np.broadcast_to(np.float32(1.0), (height, width)))
     return tuple(out)
 
 
@@ -291,11 +293,16 @@ def warp_reference(
     return warped, valid
 
 
+HISTOGRAM_STEP_PX = 2  # grey-level distributions from every 2nd pixel of every 2nd row: the same curve, 4x fewer pixels
+
+
 def _match_histogram(source: np.ndarray, target: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """source's grey levels mapped so their distribution over `valid` matches target's (lighting
     and gamma changes would otherwise pull Lucas-Kanade)."""
-    hs = np.bincount(source[valid].ravel(), minlength=256).cumsum().astype(np.float64)
-    ht = np.bincount(target[valid].ravel(), minlength=256).cumsum().astype(np.float64)
+    step = HISTOGRAM_STEP_PX
+    sample = valid[::step, ::step]
+    hs = np.bincount(source[::step, ::step][sample], minlength=256).cumsum().astype(np.float64)
+    ht = np.bincount(target[::step, ::step][sample], minlength=256).cumsum().astype(np.float64)
     hs /= max(hs[-1], 1.0)
     ht /= max(ht[-1], 1.0)
     lut = np.clip(np.searchsorted(ht, hs), 0, 255).astype(np.uint8)
@@ -309,6 +316,7 @@ def photometric_correspondences(
     view under the feature estimate, and query corners are tracked into it (matching.py)."""
     h, w = gray.shape[:2]
     lens_q = k_q if isinstance(k_q, Lens) else Lens.from_matrix(k_q, w, h)
+    level = features.detection_level(gray)
     uvs, bearings = [], []
     for i in frames:
         warped = warp_reference(refmap, i, lens_q, r_wc, w, h)
@@ -318,7 +326,7 @@ def photometric_correspondences(
         if valid.mean() < 0.1:
             continue
         image = _match_histogram(image, gray, valid)
-        uv_q, uv_w = flow_correspondences(gray, image, valid)
+        uv_q, uv_w = flow_correspondences(gray, image, valid, query_level=level)
         if len(uv_q) == 0:
             continue
         uvs.append(uv_q)
@@ -360,7 +368,7 @@ def estimate_frame(
             _failed(frame, reported, 0, f"{frame.image}: {problem}; nothing to match against the reference scan")
         )
     r_rep = rotation_from_ypr(t.yaw, t.pitch, t.roll)
-    feats = detect(gray, refmap.detector, QUERY_NFEATURES, max_width=features.QUERY_DETECT_MAX_WIDTH)
+    feats = detect(gray, refmap.detector, features.QUERY_NFEATURES, max_width=features.QUERY_DETECT_MAX_WIDTH)
     if len(feats) < MIN_INLIERS:
         return FrameSolution(
             _failed(

@@ -106,29 +106,39 @@ class QueryMatcher:
         return pairs[back[:, 0] == pairs[:, 0]]
 
 
+# Lucas-Kanade on the warped reference: displacements are a few pixels at most (the warp is the
+# feature estimate), so two pyramid levels reach them; iterations stop at a thousandth of a pixel
+LK_WINDOW_PX = 21
+LK_MAX_LEVEL = 2
+LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 0.001)
+
+
 def flow_correspondences(
-    query_gray: np.ndarray, warped_ref: np.ndarray, valid: np.ndarray, *, max_points: int = 1000, fb_max_px: float = 0.1
+    query_gray: np.ndarray,
+    warped_ref: np.ndarray,
+    valid: np.ndarray,
+    *,
+    max_points: int = 1000,
+    fb_max_px: float = 0.1,
+    query_level: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel correspondences between a query image and a reference image already warped into
     the query's geometry (so displacements are small): corners of the query tracked with pyramidal
     Lucas-Kanade, kept when tracking back lands within fb_max_px. Returns (query uv, warped uv).
     The corners are picked on the detection level (features.detection_level: any well-textured
-    point tracks as well as the corner itself), the tracking runs at full resolution."""
+    point tracks as well as the corner itself; `query_level` passes it when it is at hand), the
+    tracking runs at full resolution."""
     from calmon_core.features import detection_level, to_full_resolution
 
     mask = cv2.erode(valid.astype(np.uint8), np.ones((31, 31), np.uint8))
-    level, scale = detection_level(query_gray)
+    level, scale = query_level if query_level is not None else detection_level(query_gray)
     if level is not query_gray:
         mask = cv2.resize(mask, level.shape[::-1], interpolation=cv2.INTER_NEAREST)
     corners = cv2.goodFeaturesToTrack(level, max_points, 0.01, 7, mask=mask, blockSize=7)
     if corners is None or len(corners) < 10:
         return np.zeros((0, 2)), np.zeros((0, 2))
     p0 = to_full_resolution(corners.reshape(-1, 2).astype(np.float64), scale).astype(np.float32).reshape(-1, 1, 2)
-    params = {
-        "winSize": (21, 21),
-        "maxLevel": 2,
-        "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 0.001),
-    }
+    params = {"winSize": (LK_WINDOW_PX, LK_WINDOW_PX), "maxLevel": LK_MAX_LEVEL, "criteria": LK_CRITERIA}
     p1, st1, _ = cv2.calcOpticalFlowPyrLK(query_gray, warped_ref, p0, None, **params)
     p2, st2, _ = cv2.calcOpticalFlowPyrLK(warped_ref, query_gray, p1, None, **params)
     fb = np.linalg.norm((p2 - p0).reshape(-1, 2), axis=1)
