@@ -236,8 +236,15 @@ def main() -> None:
         default=features.QUERY_DETECT_MAX_WIDTH,
         help="features.QUERY_DETECT_MAX_WIDTH for this run: the widest level a query's keypoints are detected on",
     )
+    parser.add_argument(
+        "--query-nfeatures",
+        type=int,
+        default=features.QUERY_NFEATURES,
+        help="features.QUERY_NFEATURES for this run: the most keypoints a query frame keeps",
+    )
     args = parser.parse_args()
     features.QUERY_DETECT_MAX_WIDTH = args.query_detect_width
+    features.QUERY_NFEATURES = args.query_nfeatures
     if args.no_reference_refinement:
         import calmon_core.reference_map as reference_map
 
@@ -311,7 +318,7 @@ def main() -> None:
         f"\ncalmon {ALGORITHM_VERSION}; {len(args.scenes.split(','))} scenes x {args.cases} "
         f"query frames per lens and level; errors in degrees (abs), {width}x{height} reference + zoom sweep "
         f"{sweep}, hfov 15-60 queries; queries detected on a level <= {features.QUERY_DETECT_MAX_WIDTH} px "
-        "wide; z = |error|/uncertainty (calmon)"
+        f"wide, at most {features.QUERY_NFEATURES} keypoints; z = |error|/uncertainty (calmon)"
     )
     head = (
         f"{'lens':<8} {'level':>5} {'method':<9} {'n':>4} "
