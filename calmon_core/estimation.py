@@ -50,8 +50,8 @@ from calmon_core.rotation import (
     ypr_covariance,
 )
 
-# level1280: features.DETECT_MAX_WIDTH; q1500: features.QUERY_NFEATURES
-ALGORITHM_VERSION = "calmon-est/1.6-sift-rootsift-rot2pt-focal-lk-level1280-q1500"
+# level1280: features.DETECT_MAX_WIDTH; q2500: features.QUERY_NFEATURES
+ALGORITHM_VERSION = "calmon-est/1.5-sift-rootsift-rot2pt-focal-lk-level1280-q2500"
 AXES = ("yaw", "pitch", "roll")
 
 MIN_INLIERS = 30  # below this a frame is inconclusive

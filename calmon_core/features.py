@@ -32,14 +32,11 @@ COLMAP_DB = "database.db"
 MATCH_INDEX_FILE = "match_index_{:04d}.flann"  # frame i's saved KD-trees (matching.DescriptorIndex)
 FEATURES_VERSION = "calmon-features/4"  # + the photometric preprocessing, see features_version()
 
-# keypoint caps: enough for sub-0.001 deg fits, few enough to match in well under 0.5 s. The
-# feature fit only has to land within Lucas-Kanade's reach, the photometric stage gives the
-# precision: a query's strongest 1500 give the same errors as its strongest 2500 on a pinhole and a
-# typical lens (benchmarks/results/accuracy_query_nfeatures.txt; strong lens: roll p95 0.0107
-# against 0.0084 deg, max 0.0218 against 0.0235) for 23 % less CPU per 1080p frame: descriptors,
-# the search and the fits scale with the count.
+# keypoint caps: enough for sub-0.001 deg fits, few enough to match in well under 0.5 s. A query's
+# strongest 2500 fit as well as its strongest 4000 (benchmarks/accuracy.py, typical lens: p95 0.0039
+# against 0.0059 deg) for 20 % less CPU per frame: descriptors and the search scale with the count.
 REFERENCE_NFEATURES = 8000
-QUERY_NFEATURES = 1500
+QUERY_NFEATURES = 2500
 # Keypoints are detected on a pyramid level no wider than this, then scaled back to full-resolution
 # pixels (the lens and the intrinsics are the frame's): SIFT's cost grows with the pixels (its first
 # octave is the image upscaled 2x), while the precision comes from the photometric refinement at full
