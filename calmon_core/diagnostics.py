@@ -55,12 +55,13 @@ def write_diagnostic(
         axes = np.array([f.rotation[:, 2] for f in refmap.frames])
         ref_i = int(np.argmax(axes @ r_rep[:, 2]))
     # the picture is HEIGHT px high: a tall reference frame is decoded at a fraction of its size
-    reduced = max((r for r in (1, 2, 4) if ref_capture.frames[ref_i].height >= r * HEIGHT), default=1)
+    ref_frame = ref_capture.frames[ref_i]
+    reduced = max((r for r in (1, 2, 4) if ref_frame.height >= r * HEIGHT), default=1)
     ref_img = load_frame_image(reference_folder, ref_capture, ref_i, reduced=reduced)
     sq = HEIGHT / query_image.shape[0]
-    sr = HEIGHT / ref_capture.frames[ref_i].height  # picture px per full-resolution reference px
+    sr = HEIGHT / ref_frame.height  # picture px per full-resolution reference px
     q = cv2.resize(query_image, (round(query_image.shape[1] * sq), HEIGHT), interpolation=cv2.INTER_AREA)
-    r = cv2.resize(ref_img, (round(ref_capture.frames[ref_i].width * sr), HEIGHT), interpolation=cv2.INTER_AREA)
+    r = cv2.resize(ref_img, (round(ref_frame.width * sr), HEIGHT), interpolation=cv2.INTER_AREA)
     canvas = np.concatenate([q, r], axis=1)
     dx = q.shape[1]
     if matches is not None and mask is not None:
