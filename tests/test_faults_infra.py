@@ -29,7 +29,7 @@ from calmon_assets.defs.site_config import SiteConfigResource
 from calmon_core.check import failed_check
 from calmon_core.layout import format_timestamp, query_scan_prefix, reference_scan_prefix
 from calmon_core.models import CheckStatus
-from resources.results_table import ResultsTable
+from resources.results_table import ResultsTable, to_arrow
 from tests.servers import FlakyProxy, ScriptedWebhook, moto_server
 from tests.sim_site import device, start_site, stop_site
 
@@ -273,21 +273,20 @@ def test_iceberg_commit_conflicts_from_a_concurrent_writer(platform, flaky_cycle
         try:
             while not stop.is_set():
                 key = current_time_key(NOW - timedelta(days=400, hours=len(written)))
-                writer.write(
-                    [
-                        failed_check(
-                            deployment_name="elsewhere",
-                            device_id="cam-other",
-                            check_partition=key,
-                            reason="written by the other writer",
-                            mode="passive",
-                        )
-                    ]
+                row = failed_check(
+                    deployment_name="elsewhere",
+                    device_id="cam-other",
+                    check_partition=key,
+                    reason="written by the other writer",
+                    mode="passive",
                 )
+                # plain appends back to back, so that the other writer is nearly always between
+                # loading the history and committing to it: the cycle's commits (one per
+                # deployment) then always land inside one of its commits and conflict with it.
+                # An upsert would spend half its time on the current-state table instead.
+                writer.append_arrow(to_arrow([row]))
                 written.append(key)
-                # back to back: the cycle commits once per deployment (twice here), and each of
-                # its commits must meet a table the other writer has just moved
-                stop.wait(0.002)
+                stop.wait(0.001)
         except Exception as exc:  # surfaced below
             errors.append(exc)
 
@@ -317,11 +316,14 @@ def test_iceberg_commit_conflicts_from_a_concurrent_writer(platform, flaky_cycle
 
 
 @pytest.fixture
-def webhook(monkeypatch):
+def webhook(platform, monkeypatch):
     """A scripted Slack webhook in place of the site's receiver (the resource reads the variable
-    each time it makes a client)."""
+    each time it makes a client). Alerts an earlier test left pending (one that failed before it
+    sent them) are delivered first and forgotten, so that each test sees only its own messages."""
     receiver = ScriptedWebhook()
     monkeypatch.setenv("CALMON_TEST_WEBHOOK", receiver.url)
+    platform.send_alerts()
+    receiver.requests.clear()
     yield receiver
     receiver.stop()
 
