@@ -242,8 +242,8 @@ def result_metadata_template(seed: int = 0) -> dict:
     measurement = Measurement(
         estimate={"frames": frames},
         reference_age_days=3.0,
-        diagnostic_png=cv2.imencode(".png", image)[1].tobytes(),
-        diagnostic_uri="file:///site/site-00/cam-0000/query_scan/20260102T230000Z/diagnostics/diagnostic.png",
+        diagnostic_picture=cv2.imencode(".jpg", image)[1].tobytes(),
+        diagnostic_uri="file:///site/site-00/cam-0000/query_scan/20260102T230000Z/diagnostics/diagnostic.jpg",
     )
     return result_metadata(
         row(47),

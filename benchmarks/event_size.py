@@ -35,7 +35,7 @@ from calmon_assets.defs.checks.asset_checks import result_metadata  # noqa: E402
 from calmon_assets.defs.checks.measure import Measurement  # noqa: E402
 from calmon_assets.defs.metadata import PREVIEW_WIDTH_PX, image_md, picture_metadata  # noqa: E402
 from calmon_core.models import CalibrationResult, CheckStatus  # noqa: E402
-from calmon_core.plots import thumbnail_png  # noqa: E402
+from calmon_core.plots import thumbnail_jpeg  # noqa: E402
 
 FILES = "s3://camera-calibration-monitoring/site-00/cam-0000/query_scan/20261202T070000Z"
 
@@ -99,7 +99,7 @@ def main() -> None:
     for pictures in ("1000 px inline", "preview", "links"):
         measurement = Measurement(
             estimate={"frames": [{"yaw": 10.0, "pitch": 0.0, "inliers": 1800, "residual_px": 0.4}]},
-            diagnostic_png=photo,
+            diagnostic_picture=photo,
             diagnostic_uri=f"{FILES}/diagnostics/000_000.png",
         )
         setting = "preview" if pictures == "1000 px inline" else pictures
@@ -107,13 +107,15 @@ def main() -> None:
             row, measurement, history, log, setting, lambda _data, name: f"{FILES}/diagnostics/{name}"
         )
         if pictures == "preview":
-            frame = picture_metadata("frame", thumbnail_png(photo, PREVIEW_WIDTH_PX), frame_uri, "query frame", setting)
+            frame = picture_metadata(
+                "frame", thumbnail_jpeg(photo, PREVIEW_WIDTH_PX), frame_uri, "query frame", setting
+            )
         elif pictures == "links":
             frame = picture_metadata("frame", None, frame_uri, "query frame", setting)
         else:
-            offsets["diagnostic"] = image_md(thumbnail_png(photo, 1000), "matches and view outlines")
+            offsets["diagnostic"] = image_md(thumbnail_jpeg(photo, 1000), "matches and view outlines")
             offsets.pop("diagnostic_file"), offsets.pop("trend_file")
-            frame = {"frame": image_md(thumbnail_png(photo, 640), "query frame")}
+            frame = {"frame": image_md(thumbnail_jpeg(photo, 640), "query frame")}
         cases[pictures] = (_event(offsets), _event(frame))
 
     print(f"one conclusive check's materializations (calibration_offsets + query_capture), {args.reads} parsed back")

@@ -82,7 +82,7 @@ class FrameEstimate:
     reported: dict[str, float]
     estimated: dict[str, float] | None
     failure_log: str | None
-    diagnostic_png: str | None = None
+    diagnostic_picture: str | None = None  # the frame's diagnostics.write_diagnostic picture
     focal_scale: float | None = None  # fitted / manifest focal length, when refined
     # the lens used: where it came from (calibrated at this zoom by the reference scan,
     # interpolated or extrapolated between its zooms, or the manifest's nominal one), what this
@@ -698,15 +698,15 @@ def estimate_offsets(
         estimate_frame(refmap, fr, img, refine_focal=refine_focal) for fr, img in zip(query.frames, images, strict=True)
     ]
     if diagnostics_dir is not None:
-        from calmon_core.diagnostics import write_diagnostic
+        from calmon_core.diagnostics import SUFFIX, write_diagnostic
 
         out = Path(diagnostics_dir)
         out.mkdir(parents=True, exist_ok=True)
         for i, (sol, img) in enumerate(zip(solutions, images, strict=True)):
-            path = out / f"{i:03d}_{Path(sol.estimate.image).stem}.png"
+            path = out / f"{i:03d}_{Path(sol.estimate.image).stem}{SUFFIX}"
             try:
                 write_diagnostic(path, refmap, reference_folder, ref_capture, query.frames[i], img, sol)
-                sol.estimate.diagnostic_png = str(path)
+                sol.estimate.diagnostic_picture = str(path)
             except (OSError, CaptureFormatError, cv2.error):
                 pass  # a picture that cannot be drawn never costs the estimate
     frames = [s.estimate for s in solutions]

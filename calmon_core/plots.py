@@ -44,8 +44,8 @@ def contact_sheet(folder: str | Path, thumb_width: int = 240) -> bytes:
     return buf.tobytes()
 
 
-def thumbnail_png(png_or_jpeg: bytes, max_width: int = 640) -> bytes:
-    """A smaller copy of an image for asset metadata (the event log keeps every byte)."""
+def thumbnail_jpeg(png_or_jpeg: bytes, max_width: int = 640) -> bytes:
+    """A smaller JPEG copy of an image for asset metadata (the event log keeps every byte)."""
     image = cv2.imdecode(np.frombuffer(png_or_jpeg, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         return b""

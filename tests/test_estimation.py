@@ -62,8 +62,8 @@ def test_active_capture_recovers_the_offset_and_builds_features(reference, city,
         assert frame.success and frame.inliers >= 30
         assert np.all(np.abs(_errors(frame, view.offset)) < TOL_DEG)
         assert all(0 < frame.uncertainty_deg[a] < 0.05 for a in AXES)
-        assert Path(frame.diagnostic_png).is_file()
-        assert Path(frame.diagnostic_png).read_bytes()[:4] == b"\x89PNG"
+        assert Path(frame.diagnostic_picture).is_file()
+        assert Path(frame.diagnostic_picture).read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG
     doc = estimate.to_json_dict()
     assert set(doc) >= {"success", "offsets_deg", "uncertainty_deg", "breach", "frames", "failure_log"}
     assert doc["algorithm_version"] == ALGORITHM_VERSION

@@ -44,7 +44,7 @@ def _rows(n: int) -> list[CalibrationResult]:
 
 def _metadata(pictures: str) -> tuple[dict, list[str]]:
     rng = np.random.default_rng(1)
-    picture = cv2.imencode(".png", rng.integers(0, 255, (1080, 1920, 3), dtype=np.uint8))[1].tobytes()
+    picture = cv2.imencode(".jpg", rng.integers(0, 255, (1080, 1920, 3), dtype=np.uint8))[1].tobytes()
     stored: list[str] = []
 
     def store(data: bytes, name: str) -> str:
@@ -52,7 +52,7 @@ def _metadata(pictures: str) -> tuple[dict, list[str]]:
         return f"{FILES}/diagnostics/{name}"
 
     *history, row = _rows(12)
-    measurement = Measurement(diagnostic_png=picture, diagnostic_uri=f"{FILES}/diagnostics/000_000.png")
+    measurement = Measurement(diagnostic_picture=picture, diagnostic_uri=f"{FILES}/diagnostics/000_000.jpg")
     return result_metadata(row, measurement, history, logging.getLogger("t"), pictures, store), stored
 
 
@@ -63,7 +63,7 @@ def test_preview_pictures_are_small_and_link_the_full_ones():
     preview = cv2.imdecode(np.frombuffer(base64.b64decode(diagnostic.split(",", 1)[1][:-1]), np.uint8), 1)
     assert preview.shape[1] == PREVIEW_WIDTH_PX
     assert metadata["trend"].value.startswith("![offset trend](data:image/png;base64,")
-    assert metadata["diagnostic_file"].value == f"{FILES}/diagnostics/000_000.png"
+    assert metadata["diagnostic_file"].value == f"{FILES}/diagnostics/000_000.jpg"
     assert metadata["trend_file"].value == f"{FILES}/diagnostics/trend.png" and stored == ["trend.png"]
 
 

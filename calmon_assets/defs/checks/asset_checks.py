@@ -14,7 +14,7 @@ from calmon_assets.defs.metadata import PREVIEW_WIDTH_PX, picture_metadata, read
 from calmon_assets.defs.partitions import check_partitions
 from calmon_core.check import is_breach, worst_status
 from calmon_core.models import CalibrationResult, CheckStatus
-from calmon_core.plots import offset_trend_png, thumbnail_png
+from calmon_core.plots import offset_trend_png, thumbnail_jpeg
 
 CHECK_WITHIN_THRESHOLD = "within_threshold"
 CHECK_CONCLUSIVE = "estimate_conclusive"
@@ -161,7 +161,9 @@ def result_metadata(
     }
     if measurement.estimate is not None:
         metadata["frames"] = dg.MetadataValue.json(measurement.estimate.get("frames", []))
-    preview = thumbnail_png(measurement.diagnostic_png, PREVIEW_WIDTH_PX) if measurement.diagnostic_png else None
+    preview = (
+        thumbnail_jpeg(measurement.diagnostic_picture, PREVIEW_WIDTH_PX) if measurement.diagnostic_picture else None
+    )
     metadata.update(
         picture_metadata("diagnostic", preview, measurement.diagnostic_uri, "matches and view outlines", pictures)
     )

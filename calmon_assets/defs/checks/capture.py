@@ -18,7 +18,7 @@ from calmon_core.check import CaptureOutcome
 from calmon_core.config import CalmonConfig, Deployment, Device
 from calmon_core.extraction import ExtractedCapture
 from calmon_core.layout import format_timestamp, query_scan_prefix
-from calmon_core.plots import thumbnail_png
+from calmon_core.plots import thumbnail_jpeg
 from resources.camera import CameraError, CameraResource
 from resources.kubectl import KubectlError, KubectlResource
 from resources.mqtt import MqttResource
@@ -103,7 +103,7 @@ def capture_metadata(
     }
     if manifest.frames:
         first = manifest.frames[0].image
-        preview = thumbnail_png((folder / first).read_bytes(), PREVIEW_WIDTH_PX) if pictures == "preview" else None
+        preview = thumbnail_jpeg((folder / first).read_bytes(), PREVIEW_WIDTH_PX) if pictures == "preview" else None
         uri = f"{outcome.files_location.rstrip('/')}/{first}" if outcome.files_location else None
         metadata.update(picture_metadata("frame", preview, uri, "query frame", pictures))
     return metadata

@@ -14,6 +14,7 @@ from calmon_assets.defs.references.cache import cached_reference, reference_age_
 from calmon_assets.defs.references.collect import store_grown_entry
 from calmon_core.capture_format import CaptureFormatError
 from calmon_core.check import CaptureOutcome, no_reference_reason
+from calmon_core.diagnostics import SUFFIX as DIAGNOSTIC_SUFFIX
 from calmon_core.estimation import ReferenceScanError, estimate_offsets
 from calmon_core.gauge import read_gauge
 from calmon_core.layout import query_scan_prefix
@@ -28,7 +29,7 @@ class Measurement:
     notes: list[str] = field(default_factory=list)  # problems beside the estimate
     reference_age_days: float | None = None
     gauge_id: str | None = None  # the reference gauge the offsets are measured against
-    diagnostic_png: bytes | None = None  # the first frame's picture of matches and view outlines
+    diagnostic_picture: bytes | None = None  # the first frame's picture of matches and view outlines
     diagnostic_uri: str | None = None  # where the full-size picture is stored
 
 
@@ -68,13 +69,13 @@ def diagnostics_key(outcome: CaptureOutcome, name: str) -> str:
     return f"{query_scan_prefix(outcome.deployment_name, outcome.device_id, outcome.query_key)}/diagnostics/{name}"
 
 
-def _store_diagnostics(store: ObjectStore, outcome: CaptureOutcome, pngs: list[Path], log) -> str | None:
+def _store_diagnostics(store: ObjectStore, outcome: CaptureOutcome, pictures: list[Path], log) -> str | None:
     """Store the pictures; the first one's URI, if it was stored."""
     first = None
-    for png in pngs:
+    for picture in pictures:
         try:
-            store.put_file(diagnostics_key(outcome, png.name), png)
-            first = first or store.uri(diagnostics_key(outcome, png.name))
+            store.put_file(diagnostics_key(outcome, picture.name), picture)
+            first = first or store.uri(diagnostics_key(outcome, picture.name))
         except Exception as exc:  # a missing picture must not lose the row
             log.warning(f"diagnostic picture not stored: {exc}")
     return first
@@ -126,11 +127,11 @@ def measure_offsets(
                     measurement.notes.append(note)
                 if grow_bank:
                     _grow_bank(store, outcome, reference, query, banked, measurement, log)
-        pngs = sorted(diagnostics.glob("*.png"))
-        if pngs:
-            measurement.diagnostic_png = pngs[0].read_bytes()
+        pictures = sorted(diagnostics.glob(f"*{DIAGNOSTIC_SUFFIX}"))
+        if pictures:
+            measurement.diagnostic_picture = pictures[0].read_bytes()
             if outcome.files_location:
-                measurement.diagnostic_uri = _store_diagnostics(store, outcome, pngs, log)
+                measurement.diagnostic_uri = _store_diagnostics(store, outcome, pictures, log)
     except ReferenceScanError as exc:
         shutil.rmtree(reference, ignore_errors=True)  # a corrupt copy must not outlive its repair
         measurement.failure = no_reference_reason(outcome.device_id, exc)

@@ -16,7 +16,7 @@ from calmon_core.capture_format import read_capture
 from calmon_core.features import build_reference_features
 from calmon_core.layout import reference_scan_prefix
 from calmon_core.lens import LensCalibration, calibration_markdown
-from calmon_core.plots import contact_sheet, thumbnail_png
+from calmon_core.plots import contact_sheet, thumbnail_jpeg
 from resources.camera import CameraResource
 from resources.kubectl import KubectlResource
 from resources.mqtt import MqttResource
@@ -92,6 +92,6 @@ def reference_scan(
             "registration": dg.MetadataValue.json(registration),
             "gauge_id": registration["gauge_id"],
             "seconds": round(time.monotonic() - started, 1),
-            "contact_sheet": image_md(thumbnail_png(sheet, 1200), "reference contact sheet"),
+            "contact_sheet": image_md(thumbnail_jpeg(sheet, 1200), "reference contact sheet"),
         }
     )
