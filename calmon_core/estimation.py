@@ -658,6 +658,30 @@ def _load_reference(folder: Path, features_cache: Path | None = None) -> tuple[C
         raise ReferenceScanError(f"reference scan {folder}: {type(exc).__name__}: {exc}") from exc
 
 
+def write_frame_diagnostic(
+    diagnostics_dir: str | Path,
+    index: int,
+    refmap: ReferenceMap,
+    reference_folder: Path,
+    ref_capture: Capture,
+    frame,
+    image: np.ndarray,
+    solution: FrameSolution,
+) -> None:
+    """Query frame `index`'s picture (calmon_core.diagnostics) in diagnostics_dir, its path in the
+    frame's estimate. A picture that cannot be drawn never costs the estimate."""
+    from calmon_core.diagnostics import SUFFIX, write_diagnostic
+
+    out = Path(diagnostics_dir)
+    path = out / f"{index:03d}_{Path(solution.estimate.image).stem}{SUFFIX}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_diagnostic(path, refmap, reference_folder, ref_capture, frame, image, solution)
+        solution.estimate.diagnostic_picture = str(path)
+    except (OSError, CaptureFormatError, cv2.error):
+        pass
+
+
 def estimate_offsets(
     reference_folder: str | Path,
     query_folder: str | Path,
@@ -698,17 +722,8 @@ def estimate_offsets(
         estimate_frame(refmap, fr, img, refine_focal=refine_focal) for fr, img in zip(query.frames, images, strict=True)
     ]
     if diagnostics_dir is not None:
-        from calmon_core.diagnostics import SUFFIX, write_diagnostic
-
-        out = Path(diagnostics_dir)
-        out.mkdir(parents=True, exist_ok=True)
         for i, (sol, img) in enumerate(zip(solutions, images, strict=True)):
-            path = out / f"{i:03d}_{Path(sol.estimate.image).stem}{SUFFIX}"
-            try:
-                write_diagnostic(path, refmap, reference_folder, ref_capture, query.frames[i], img, sol)
-                sol.estimate.diagnostic_picture = str(path)
-            except (OSError, CaptureFormatError, cv2.error):
-                pass  # a picture that cannot be drawn never costs the estimate
+            write_frame_diagnostic(diagnostics_dir, i, refmap, reference_folder, ref_capture, query.frames[i], img, sol)
     frames = [s.estimate for s in solutions]
     offsets, sigma, used, note = combine_frames(frames, [refmap.gauge_uncertainty()] * len(frames))
     if not used:

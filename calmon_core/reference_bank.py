@@ -412,11 +412,19 @@ def estimate_with_bank(
     *,
     threshold_deg: float = 0.5,
     refine_focal: bool = True,
+    diagnostics_dir: str | Path | None = None,
 ) -> BankEstimate:
     """Offsets of a query against the best-matching entry of the device's reference bank, per frame:
     the entry of the query's regime first, the others when it does not explain the frame strongly;
-    the conclusive answer with the most inliers wins. Offsets are in the original gauge."""
-    from calmon_core.estimation import Estimate, _load_reference, combine_frames, estimate_frame
+    the conclusive answer with the most inliers wins. Offsets are in the original gauge. With
+    diagnostics_dir, each frame's picture shows it against the entry that answered it."""
+    from calmon_core.estimation import (
+        Estimate,
+        _load_reference,
+        combine_frames,
+        estimate_frame,
+        write_frame_diagnostic,
+    )
 
     reference, query_folder = Path(reference_folder), Path(query_folder)
     entries = bank_entries(reference)
@@ -430,19 +438,23 @@ def estimate_with_bank(
     # an entry grown from this very query (a re-estimate) would only repeat its first estimate
     entries = [e for e in entries if not _holds_frames_of(e, query)]
     frames, used_entries = [], []
-    for frame, image, frame_regime in zip(query.frames, images, regimes, strict=True):
+    for i, (frame, image, frame_regime) in enumerate(zip(query.frames, images, regimes, strict=True)):
         best, best_entry = None, None
         for entry in _order(entries, frame_regime):
             if entry.name not in maps:
-                maps[entry.name] = _load_reference(entry.folder)[1]
-            fe = estimate_frame(maps[entry.name], frame, image, refine_focal=refine_focal).estimate
-            if best is None or (fe.success, fe.inliers) > (best.success, best.inliers):
-                best, best_entry = fe, entry.name
+                maps[entry.name] = _load_reference(entry.folder)
+            solution = estimate_frame(maps[entry.name][1], frame, image, refine_focal=refine_focal)
+            fe = solution.estimate
+            if best is None or (fe.success, fe.inliers) > (best.estimate.success, best.estimate.inliers):
+                best, best_entry = solution, entry
             if fe.success and fe.inliers >= STRONG_INLIERS and entry.regime == frame_regime:
                 break
-        frames.append(best)
-        used_entries.append(best_entry if best.success else None)
-    gauge_sigmas = [maps[e].gauge_uncertainty() if e else dict(ZERO) for e in used_entries]
+        if diagnostics_dir is not None:
+            capture, refmap = maps[best_entry.name]
+            write_frame_diagnostic(diagnostics_dir, i, refmap, best_entry.folder, capture, frame, image, best)
+        frames.append(best.estimate)
+        used_entries.append(best_entry.name if best.estimate.success else None)
+    gauge_sigmas = [maps[e][1].gauge_uncertainty() if e else dict(ZERO) for e in used_entries]
     offsets, sigma, used, note = combine_frames(frames, gauge_sigmas)
     gauge_id = read_gauge(reference)["gauge_id"]
     named = [(e, f.inliers) for e, f in zip(used_entries, frames, strict=True) if e]

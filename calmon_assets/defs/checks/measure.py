@@ -121,7 +121,7 @@ def measure_offsets(
                     reference, query, threshold_deg=threshold_deg, diagnostics_dir=diagnostics
                 ).to_json_dict()
             else:  # the bank picks the entry per frame and knows when the dark explains a failure
-                banked = estimate_with_bank(reference, query, threshold_deg=threshold_deg)
+                banked = estimate_with_bank(reference, query, threshold_deg=threshold_deg, diagnostics_dir=diagnostics)
                 measurement.estimate = banked.to_json_dict()
                 if note := lighting_note(banked):
                     measurement.notes.append(note)
