@@ -100,7 +100,7 @@ def main() -> None:
         measurement = Measurement(
             estimate={"frames": [{"yaw": 10.0, "pitch": 0.0, "inliers": 1800, "residual_px": 0.4}]},
             diagnostic_picture=photo,
-            diagnostic_uri=f"{FILES}/diagnostics/000_000.png",
+            diagnostic_uri=f"{FILES}/diagnostics/000_000.jpg",
         )
         setting = "preview" if pictures == "1000 px inline" else pictures
         offsets = result_metadata(
