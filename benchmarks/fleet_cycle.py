@@ -579,6 +579,12 @@ def main() -> int:
         root=args.root,
         resolution=(width, height),
     ) as site:
+        if site.broker.kind != "mosquitto":
+            print(
+                f"  MQTT broker: {site.broker.kind} in this process (no mosquitto on PATH): "
+                "its CPU counts in the CPU figures below",
+                flush=True,
+            )
         clock = RunClock(site.platform)
         started = time.monotonic()
         cpu0 = cpu_seconds()

@@ -297,3 +297,24 @@ def test_property_still_sequence_becomes_stable_exactly_at_stabilize_time(case):
         det.add(s)  # the rest (earlier ones are ignored as repeats)
     assert det.status(samples[-1].timestamp).stable
     assert det.counters.moves == 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(still_sequences(), st.integers(min_value=0, max_value=15))
+def test_property_status_summarises_exactly_the_samples_of_the_last_stabilize_time(case, later):
+    stabilize, deadband, _, samples = case
+    det = StabilityDetector(stabilize, deadband_deg=deadband, max_silence=2.0)
+    for s in samples:
+        det.add(s)
+    now = samples[-1].timestamp + later * 0.1
+    status = det.status(now)
+    inside = [i for i, s in enumerate(samples) if s.timestamp >= now - stabilize] or [len(samples) - 1]
+    window = samples[inside[0] :]
+    yaws = _unwrap([s.yaw for s in samples])[inside[0] :]
+    assert status.samples == len(window)
+    assert status.mean_pose is not None and status.spread_deg is not None
+    assert abs(wrap_deg(status.mean_pose.yaw - sum(yaws) / len(yaws))) <= 2e-6
+    assert status.mean_pose.pitch == pytest.approx(sum(s.pitch for s in window) / len(window), abs=2e-6)
+    assert status.mean_pose.roll == pytest.approx(sum(s.roll for s in window) / len(window), abs=2e-6)
+    assert status.spread_deg["yaw"] == pytest.approx(_span(yaws), abs=2e-6)
+    assert status.spread_deg["pitch"] == pytest.approx(_span([s.pitch for s in window]), abs=2e-6)
