@@ -95,22 +95,28 @@ def offset_trend_png(
         axis, level, slope, days = forecast
         ahead = days if days is not None and 0 < days < 14 else 3.0
         end = max(times) + timedelta(days=ahead)
-        ax.plot(
-            [max(times), end],
-            [level, level + slope * ahead],
-            ls=":",
-            lw=1.6,
-            color=colors.get(axis, "black"),
-            label=f"{axis} trend {slope:+.3f}°/day" + (f", crosses in {days:.1f} d" if days else ""),
-        )
+        ax.plot([max(times), end], [level, level + slope * ahead], ls=":", lw=1.6, color=colors.get(axis, "black"))
+        title += f"\n{axis} trend {slope:+.3f}°/day" + (f", crosses the threshold in {days:.1f} d" if days else "")
+        fig.subplots_adjust(top=0.84)
     ax.axhline(threshold_deg, color="red", ls="--", lw=1)
     ax.axhline(-threshold_deg, color="red", ls="--", lw=1, label=f"±{threshold_deg}° threshold")
     ax.set_ylabel("offset (deg, true − reported)")
-    # a title at a fixed height: placed automatically, matplotlib measures every tick label first
-    # (an eighth of the plot's CPU, profiled)
-    ax.set_title(title, fontsize=10, y=1.0, pad=6)
+    # the title at the left of the row above the axes and the legend at its right: both at fixed
+    # places, so the legend never hides a point, and nothing is measured to place them (a title
+    # placed automatically measures every tick label first; loc="best" tests the legend against
+    # every point: together half the plot's CPU, profiled); a forecast is the title's second line
+    ax.set_title(title, fontsize=10 if "\n" not in title else 9, loc="left", y=1.0, pad=6)
+    ax.legend(
+        fontsize=8,
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        ncol=len(ax.get_legend_handles_labels()[1]),
+        frameon=False,
+        borderaxespad=0.1,
+        handlelength=1.6,
+        columnspacing=1.0,
+    )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")  # where it hides the fewest points
     # dates once, then hours (UTC): the default formatter writes every tick out, down to seconds
     import matplotlib.dates as mdates
 
@@ -123,13 +129,15 @@ def offset_trend_png(
 
 def _palette_png(fig) -> bytes:
     """The figure as a 64-colour PNG: a line plot needs no more, and the picture goes into every
-    check's event in Dagster's event log (a quarter of the bytes of the full-colour PNG)."""
+    check's event in Dagster's event log (a quarter of the bytes of the full-colour PNG). The fast
+    octree palette: a third of median cut's CPU (5 against 15 ms at 800x320), no visible difference
+    on flat-coloured lines and text, and a smaller file."""
     from PIL import Image
 
     fig.canvas.draw()
     rgb = Image.frombuffer("RGBA", fig.canvas.get_width_height(), fig.canvas.buffer_rgba()).convert("RGB")
     buf = io.BytesIO()
-    rgb.quantize(64, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG")
+    rgb.quantize(64, method=Image.Quantize.FASTOCTREE).save(buf, format="PNG")
     return buf.getvalue()
 
 
