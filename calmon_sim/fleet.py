@@ -200,8 +200,10 @@ class SimFleet:
                     if cam.next_telemetry_due < now:
                         cam.next_telemetry_due = now + period
                     try:
-                        payloads = cam.telemetry_payloads(now)
-                        if connected:
+                        # not asked while disconnected: a payload computed then would count as sent
+                        # (an on-change camera's change, a dead publisher's one retained message)
+                        payloads = cam.telemetry_payloads(now) if connected else []
+                        if payloads:
                             topic = self._telemetry_topic[cam.device_id]
                             for payload in payloads:
                                 client.publish(topic, payload, qos=0, retain=cam.telemetry_retain)
