@@ -109,6 +109,16 @@ query PartitionHealthQuery($assetKey: AssetKeyInput!) {
 """
 
 
+def _picture_links(files: str) -> dict:
+    """The links a check's materialization carries to its pictures, named as calmon stores them."""
+    import dagster as dg
+
+    return {
+        "diagnostic_file": dg.MetadataValue.path(f"{files}diagnostics/000_000.jpg"),
+        "trend_file": dg.MetadataValue.path(f"{files}diagnostics/trend.png"),
+    }
+
+
 def rss_mib(pid: str = "self") -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -359,10 +369,7 @@ class History:
                     files_location=files,
                     run_id=run_id,
                 )
-                links = {
-                    f"{name}_file": dg.MetadataValue.path(f"{files}diagnostics/{name}.png")
-                    for name in ("diagnostic", "trend")
-                }
+                links = _picture_links(files)
                 per_device[device_id] = (row, Measurement(), {**self.metadata, **links})
                 rows.append(row)
             metadata = deployment_metadata(per_device, "preview")
@@ -449,7 +456,7 @@ def materialization_bytes(history: History, devices_per_deployment: int) -> int:
             inliers=1200,
             files_location=files,
         )
-        links = {f"{n}_file": dg.MetadataValue.path(f"{files}diagnostics/{n}.png") for n in ("diagnostic", "trend")}
+        links = _picture_links(files)
         per_device[device_id] = (row, Measurement(), {**history.metadata, **links})
     metadata = deployment_metadata(per_device, "preview")
     event = dg.AssetMaterialization(
