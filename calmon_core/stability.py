@@ -50,7 +50,7 @@ class _Entry:
     t: float
     values: tuple[float, float, float, float]  # yaw and roll unwrapped
     # running sums of (values - the window's base) up to and including this entry: the mean of any
-    # run of the window in O(1), which a watch polled 20 times a second needs (status())
+    # run of the window in O(1) for status(), which every waiting capture asks 10 times a second
     sums: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
 
 
