@@ -15,6 +15,7 @@ from calmon_sim.fleet import SimFleet
 from calmon_sim.fleet_spec import FleetSpec
 from resources.cameras import camera_client
 from resources.mqtt import MqttResource
+from tests.test_corrections import retained_message
 
 
 def device(id_: str, **extra) -> dict:
@@ -100,32 +101,11 @@ def test_publish_on_change_sees_a_move(fleet, tmp_path):
     assert (pose_of(result).yaw, pose_of(result).pitch) == pytest.approx((30.0, 2.0), abs=1e-6)
 
 
-def _retained_message_on_broker(fleet: SimFleet, topic: str, timeout: float = 10.0) -> bool:
-    """True once the dead publisher's retained message is on the broker: a subscriber is handed it
-    (retained when it was there before, live when it was published just now; kept either way), so
-    any later subscriber gets it as the stale message a real site's broker holds."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    got = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    client.on_connect = lambda c, *_: c.subscribe(topic)
-    client.on_message = lambda *_: got.set()
-    client.connect(fleet.broker_host, fleet.broker_port)
-    client.loop_start()
-    try:
-        return got.wait(timeout)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-
-
 def test_a_stale_retained_message_is_not_live_telemetry(fleet, tmp_path):
     # when this test runs first, the fleet may not have published yet: a latch subscribed before
-    # the one message would receive it live, which is not this case
-    assert _retained_message_on_broker(fleet, "calmon/sites/stale/telemetry")
+    # the one message would receive it live, which is not this case. Once a subscriber has been
+    # handed it (live or retained), the broker holds it for every later one.
+    assert retained_message(fleet.broker_host, fleet.broker_port, "calmon/sites/stale/telemetry") is not None
     with pytest.raises(CaptureFailed) as caught:
         extractor(fleet, tmp_path).extract_query("stale", stabilize_time=1, timeout=4)
     message = str(caught.value)
