@@ -105,7 +105,8 @@ class StabilityDetector:
         self._folded_low: list[float] | None = None
         self._folded_high: list[float] | None = None
         self._since: float | None = None
-        # sums relative to the window's first values: their size is the window's spread times its length
+        # sums of each sample less the first one since the window was last cleared: small numbers, and
+        # a still window's sums are exactly 0, so the mean of n equal values reads as that value
         self._base: tuple[float, float, float, float] | None = None
         self._sums = [0.0, 0.0, 0.0, 0.0]
         self._seq = 0
