@@ -78,6 +78,7 @@ def offset_trend_png(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.2)
+    title_size = 10
     colors = {"yaw": "tab:blue", "pitch": "tab:orange", "roll": "tab:green"}
     for name, values in offsets.items():
         pts = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
@@ -97,6 +98,7 @@ def offset_trend_png(
         end = max(times) + timedelta(days=ahead)
         ax.plot([max(times), end], [level, level + slope * ahead], ls=":", lw=1.6, color=colors.get(axis, "black"))
         title += f"\n{axis} trend {slope:+.3f}°/day" + (f", crosses the threshold in {days:.1f} d" if days else "")
+        title_size = 9  # two lines in the row above the axes
         fig.subplots_adjust(top=0.84)
     ax.axhline(threshold_deg, color="red", ls="--", lw=1)
     ax.axhline(-threshold_deg, color="red", ls="--", lw=1, label=f"±{threshold_deg}° threshold")
@@ -105,7 +107,7 @@ def offset_trend_png(
     # places, so the legend never hides a point, and nothing is measured to place them (a title
     # placed automatically measures every tick label first; loc="best" tests the legend against
     # every point: together half the plot's CPU, profiled); a forecast is the title's second line
-    ax.set_title(title, fontsize=10 if "\n" not in title else 9, loc="left", y=1.0, pad=6)
+    ax.set_title(title, fontsize=title_size, loc="left", y=1.0, pad=6)
     ax.legend(
         fontsize=8,
         loc="lower right",
